@@ -1,0 +1,296 @@
+"""MNISTDataModule: local folders, modes, verification, permutation state, TensorBoard, predict."""
+
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from seqmodels.data import download as download_module
+from seqmodels.data.download import ChecksumError, DownloadError
+from seqmodels.data.idx import write_idx
+from seqmodels.data.mnist import (
+    FILES,
+    MEAN,
+    STD,
+    MNISTDataModule,
+    from_sequence,
+    to_sequence,
+)
+from seqmodels.errors import UserError
+
+SHARED_MNIST = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist"
+needs_shared = pytest.mark.skipif(
+    not SHARED_MNIST.is_dir(), reason=f"real MNIST files not found at {SHARED_MNIST}"
+)
+
+
+def synthetic_mnist(root, n_train=48, n_test=16, gz=True, seed=0):
+    """Four small IDX files with MNIST's names: random uint8 digits, labels 0..9."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        images_name, labels_name = FILES[split]
+        arrays[images_name] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        arrays[labels_name] = (np.arange(n) % 10).astype(np.uint8)
+    for name, a in arrays.items():
+        write_idx(Path(root) / (name if gz else name.removesuffix(".gz")), a)
+    return arrays
+
+
+@pytest.fixture
+def root(tmp_path):
+    synthetic_mnist(tmp_path)
+    return tmp_path
+
+
+def dm_for(root, **kw):
+    kw = {"verify": False, "val_size": 8, "batch_size": 4, **kw}
+    return MNISTDataModule(root=str(root), **kw)
+
+
+@pytest.mark.parametrize(
+    "mode, shape, input_size",
+    [("row", (4, 28, 28), 28), ("pixel", (4, 784, 1), 1), ("pixel_permuted", (4, 784, 1), 1)],
+)
+def test_batches_per_mode(root, mode, shape, input_size):
+    dm = dm_for(root, mode=mode)
+    dm.prepare_data()  # all files local: no download attempted
+    dm.setup("fit")
+    dm.setup("test")
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (40, 8, 16)
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == shape and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert dm.model_kwargs == {"num_classes": 10, "input_size": input_size}
+    assert dm.class_names == [str(d) for d in range(10)]
+
+
+def test_encoding_matches_pixels(root):
+    arrays = synthetic_mnist(root)
+    images = torch.from_numpy(arrays["t10k-images-idx3-ubyte.gz"])
+    sets = {}
+    for mode in ("row", "pixel", "pixel_permuted"):
+        dm = dm_for(root, mode=mode, permutation_seed=3)
+        dm.setup("test")
+        sets[mode] = (dm, torch.stack([dm.test_set[i][0] for i in range(len(images))]))
+    row, pixel = sets["row"][1], sets["pixel"][1]
+    expected = (images.float() / 255 - MEAN) / STD
+    torch.testing.assert_close(row, expected)
+    torch.testing.assert_close(pixel[:, :, 0], expected.flatten(1))
+    dm, permuted = sets["pixel_permuted"]
+    perm = dm.permutation
+    assert sorted(perm.tolist()) == list(range(784)) and not torch.equal(perm, torch.arange(784))
+    torch.testing.assert_close(permuted[:, :, 0], pixel[:, perm, 0])
+    # the inverse used for TensorBoard brings back the original digits
+    torch.testing.assert_close(from_sequence(permuted, "pixel_permuted", perm), images / 255)
+
+
+def test_normalisation_on_real_test_set_is_close_to_standard():
+    """MEAN/STD are the training set's; the real test set must land near 0 mean, 1 std."""
+    if not SHARED_MNIST.is_dir():
+        pytest.skip(f"real MNIST files not found at {SHARED_MNIST}")
+    dm = MNISTDataModule(root=str(SHARED_MNIST), mode="pixel")
+    dm.setup("test")
+    x = to_sequence(dm.test_set.images, "row")
+    assert abs(x.mean().item()) < 0.02 and abs(x.std().item() - 1) < 0.02
+
+
+@needs_shared
+def test_real_test_set_verified():
+    dm = MNISTDataModule(root=str(SHARED_MNIST), mode="row", verify=True)
+    dm.setup("test")  # checks md5 and counts; needs no training images
+    assert len(dm.test_set) == 10_000
+    x, y = dm.test_set[0]
+    assert y.item() == 7 and x.shape == (28, 28)
+
+
+def test_validation_split_is_seeded_and_disjoint(root):
+    a, b, c = dm_for(root), dm_for(root), dm_for(root, split_seed=1)
+    for dm in (a, b, c):
+        dm.setup("fit")
+    key = lambda ds: sorted(tuple(ds.images[i].flatten()[:8].tolist()) for i in range(len(ds)))  # noqa: E731
+    assert key(a.val_set) == key(b.val_set) and key(a.val_set) != key(c.val_set)
+    assert not set(key(a.val_set)) & set(key(a.train_set))
+    frac = dm_for(root, val_size=0.25)
+    frac.setup("fit")
+    assert len(frac.val_set) == 12
+    with pytest.raises(UserError, match=r"data.val_size=48 leaves no training .* out of 48"):
+        dm_for(root, val_size=48).setup("fit")
+
+
+def test_verify_rejects_non_canonical_files(root):
+    with pytest.raises(ChecksumError, match=r"md5 checksum mismatch.*pass data.verify=false"):
+        MNISTDataModule(root=str(root), verify=True).setup("test")
+
+
+def test_verify_checks_counts_of_uncompressed_files(tmp_path):
+    synthetic_mnist(tmp_path, gz=False)
+    with pytest.raises(UserError, match=r"test has 16 images .* canonical MNIST has 10000"):
+        MNISTDataModule(root=str(tmp_path), verify=True).setup("test")
+
+
+def test_torchvision_layout_uncompressed(tmp_path):
+    synthetic_mnist(tmp_path / "MNIST" / "raw", gz=False)
+    dm = dm_for(tmp_path)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert len(dm.train_set) == 40
+
+
+def test_bad_files_are_clear_errors(root):
+    write_idx(root / "t10k-labels-idx1-ubyte.gz", np.full(16, 12, dtype=np.uint8))
+    with pytest.raises(UserError, match=r"labels must be digits 0..9, found 12"):
+        dm_for(root).setup("test")
+    write_idx(root / "t10k-labels-idx1-ubyte.gz", np.zeros(15, dtype=np.uint8))
+    with pytest.raises(UserError, match=r"\(15,\) labels for 16 images"):
+        dm_for(root).setup("test")
+    write_idx(root / "t10k-images-idx3-ubyte.gz", np.zeros((15, 32, 32), dtype=np.uint8))
+    with pytest.raises(UserError, match=r"images of shape \(32, 32\) .* needs uint8 images"):
+        dm_for(root).setup("test")
+    with pytest.raises(UserError, match="data.mode=rows is not an MNIST mode"):
+        MNISTDataModule(root=str(root), mode="rows")
+
+
+def test_offline_names_all_files_and_override(tmp_path, monkeypatch):
+    synthetic_mnist(tmp_path)
+    (tmp_path / "train-images-idx3-ubyte.gz").unlink()
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(download_module.urllib.request, "urlopen", offline)
+    with pytest.raises(DownloadError) as e:
+        dm_for(tmp_path).prepare_data()
+    message = str(e.value)
+    assert "\n" not in message
+    assert "train-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz" in message
+    assert "ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz" in message
+    assert "data.root=" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == [  # nothing half-written
+        "t10k-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+    ]
+
+
+def test_permutation_state_round_trip(root):
+    trained = dm_for(root, mode="pixel_permuted", permutation_seed=1)
+    state = trained.state_dict()
+    # a checkpoint must hold plain types torch.load(weights_only=True) accepts
+    buffer = __import__("io").BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    restored = dm_for(root, mode="pixel_permuted", permutation_seed=2)
+    restored.setup("test")  # datasets built before the state arrives (Lightning's order)
+    assert not torch.equal(restored.permutation, trained.permutation)
+    restored.load_state_dict(state)
+    assert torch.equal(restored.permutation, trained.permutation)
+    trained.setup("test")
+    torch.testing.assert_close(restored.test_set[3][0], trained.test_set[3][0])
+    with pytest.raises(UserError, match="trained with data.mode=pixel_permuted, not data.mode=row"):
+        dm_for(root, mode="row").load_state_dict(state)
+
+
+class RecordingWriter:
+    def __init__(self):
+        self.images, self.texts = {}, {}
+
+    def add_image(self, tag, image, step, dataformats):
+        assert dataformats == "HWC"
+        self.images[tag] = (image, step)
+
+    def add_text(self, tag, text, step):
+        self.texts[tag] = (text, step)
+
+
+@pytest.mark.parametrize("mode", ["row", "pixel_permuted"])
+def test_log_examples_draws_the_digits(root, mode):
+    dm = dm_for(root, mode=mode)
+    dm.setup("fit")
+    x, y = next(iter(dm.val_dataloader()))
+    preds = y.clone()
+    preds[1] = (y[1] + 1) % 10
+    writer = RecordingWriter()
+    dm.log_examples(writer, x, None, preds, y, global_step=7)
+    grid, step = writer.images["val/digits"]
+    assert step == 7 and grid.dtype == np.uint8 and grid.ndim == 3 and grid.shape[2] == 3
+    # first tile: the digit itself, upscaled 2x, under a 12-pixel caption strip
+    digit = np.rint(from_sequence(x[0], mode, dm.permutation).numpy() * 255)
+    tile = grid[2 + 12 : 2 + 12 + 56 : 2, 2 : 2 + 56 : 2, 0]
+    assert np.abs(tile.astype(int) - digit).max() <= 1
+    text, _ = writer.texts["val/digits"]
+    assert (
+        text.startswith("3/4 right (captions: predicted/true")
+        and f"1: predicted {preds[1].item()}, true {y[1].item()}" in text
+    )
+    # the captions are drawn in colour: green for right, red for wrong
+    caption = grid[2:14, 2 + 60 : 2 + 60 + 56].reshape(-1, 3)
+    assert (caption[:, 0] > 200).any() and not (caption[:, 1] > 200).any()
+
+
+def test_log_examples_with_real_tensorboard(root, tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    dm = dm_for(root, mode="pixel")
+    dm.setup("fit")
+    x, y = next(iter(dm.val_dataloader()))
+    with SummaryWriter(tmp_path / "tb") as writer:
+        dm.log_examples(writer, x, None, torch.randn(len(y), 10), y, 0)  # logits are accepted
+    assert list((tmp_path / "tb").glob("events.out.tfevents*"))
+
+
+# -- predict -----------------------------------------------------------------------------
+
+
+def test_predict_png_matches_training_encoding(root, tmp_path):
+    from PIL import Image
+
+    arrays = synthetic_mnist(root)
+    digit = arrays["t10k-images-idx3-ubyte.gz"][5].copy()
+    digit[0, :] = digit[-1, :] = digit[:, 0] = digit[:, -1] = 0  # MNIST-like dark border
+    Image.fromarray(digit).convert("RGB").save(tmp_path / "digit.png")
+    dm = dm_for(root, mode="pixel_permuted", permutation_seed=5)
+    x, lengths, names = dm.encode_for_predict(
+        {"text": None, "file": None, "image": str(tmp_path / "digit.png")}
+    )
+    assert lengths is None and x.shape == (1, 784, 1)
+    torch.testing.assert_close(x[0], to_sequence(torch.from_numpy(digit), dm.mode, dm.permutation))
+    assert (
+        names[0].startswith(str(tmp_path / "digit.png")) and names[0].count("\n") == 28
+    )  # name, then 28 rows
+
+
+def test_predict_inverts_dark_on_light_and_reads_npy(root, tmp_path):
+    from PIL import Image
+
+    digit = np.zeros((28, 28), dtype=np.uint8)
+    digit[6:22, 12:16] = 255  # a "1"
+    Image.fromarray(255 - digit).save(tmp_path / "ink.png")  # black ink on white paper
+    np.save(tmp_path / "one.npy", digit.astype(np.float32) / 255)  # floats in [0, 1]
+    dm = dm_for(root, mode="row")
+    expected = to_sequence(torch.from_numpy(digit), "row")
+    for name in ("ink.png", "one.npy"):
+        x, _, names = dm.encode_for_predict({"image": str(tmp_path / name)})
+        torch.testing.assert_close(x[0], expected)
+    assert (
+        "inverted: light background"
+        in dm.encode_for_predict({"image": str(tmp_path / "ink.png")})[2][0]
+    )
+
+
+def test_predict_wrong_input_is_one_clear_line(root, tmp_path):
+    from PIL import Image
+
+    dm = dm_for(root)
+    with pytest.raises(UserError, match="reads a 28x28 image, not text: pass image=digit.png"):
+        dm.encode_for_predict({"text": "seven", "file": None, "image": None})
+    Image.fromarray(np.zeros((32, 30), dtype=np.uint8)).save(tmp_path / "big.png")
+    with pytest.raises(UserError, match=r"has shape \(1, 32, 30\); .* resize it to 28x28"):
+        dm.encode_for_predict({"image": str(tmp_path / "big.png")})
+    (tmp_path / "notes.png").write_text("not a png")
+    with pytest.raises(UserError, match="cannot read it as an image"):
+        dm.encode_for_predict({"image": str(tmp_path / "notes.png")})
+    with pytest.raises(UserError, match="no such file"):
+        dm.encode_for_predict({"image": str(tmp_path / "missing.png")})
