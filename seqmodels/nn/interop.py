@@ -1,0 +1,112 @@
+"""Conversion to and from torch.nn.RNN / LSTM / GRU, with identical numbers.
+
+torch keeps two matrices and two biases per layer and direction; a cell keeps
+one i2h over cat(x, h). The map:
+
+    i2h.weight = cat(weight_ih_l{k}, weight_hh_l{k}, dim=1)
+    i2h.bias   = bias_ih_l{k} + bias_hh_l{k}      (GRU: only for r and z;
+    bias_hn    = bias_hh_l{k}[2H:]                 the n part keeps b_in and b_hn apart)
+
+to_torch() puts the summed bias in bias_ih and zeros (GRU: [0, 0, b_hn]) in
+bias_hh, so outputs, states and weight gradients agree with the original.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from seqmodels.errors import UserError
+
+_TORCH = {"RNN": nn.RNN, "LSTM": nn.LSTM, "GRU": nn.GRU}
+
+
+def _suffixes(num_layers: int, num_directions: int):
+    for layer in range(num_layers):
+        for d in range(num_directions):
+            yield f"l{layer}" + ("_reverse" if d else "")
+
+
+def from_torch(cls, module: Any, engine: str = "auto"):
+    name = cls.__name__
+    want: Any = _TORCH[name]
+    if type(module) is not want:
+        raise UserError(f"{name}.from_torch expects a torch.nn.{name}, got {type(module).__name__}")
+    if getattr(module, "proj_size", 0):
+        raise UserError(
+            f"{name}.from_torch: proj_size={module.proj_size} has no equivalent here "
+            f"(cells have no projection); use a torch.nn.LSTM with proj_size=0"
+        )
+    kwargs = dict(
+        num_layers=module.num_layers,
+        bias=module.bias,
+        batch_first=module.batch_first,
+        dropout=float(module.dropout),
+        bidirectional=module.bidirectional,
+        engine=engine,
+    )
+    if name == "RNN":
+        kwargs["nonlinearity"] = module.nonlinearity
+    layer = cls(module.input_size, module.hidden_size, **kwargs)
+    p0 = next(module.parameters())
+    layer.to(device=p0.device, dtype=p0.dtype)
+    H = module.hidden_size
+    with torch.no_grad():
+        for cell, sfx in zip(
+            layer.cells, _suffixes(module.num_layers, layer.num_directions), strict=True
+        ):
+            w_ih, w_hh = getattr(module, f"weight_ih_{sfx}"), getattr(module, f"weight_hh_{sfx}")
+            cell.i2h.weight.copy_(torch.cat((w_ih, w_hh), 1))
+            if module.bias:
+                b_ih, b_hh = getattr(module, f"bias_ih_{sfx}"), getattr(module, f"bias_hh_{sfx}")
+                if name == "GRU":
+                    cell.i2h.bias.copy_(torch.cat((b_ih[: 2 * H] + b_hh[: 2 * H], b_ih[2 * H :])))
+                    cell.bias_hn.copy_(b_hh[2 * H :])
+                else:
+                    cell.i2h.bias.copy_(b_ih + b_hh)
+    layer.train(module.training)
+    return layer
+
+
+def to_torch(layer) -> nn.Module:
+    name = type(layer).__name__
+    if name == "GRU" and not layer.reset_after:
+        raise UserError(
+            "GRU(reset_after=False).to_torch(): torch.nn.GRU only has the reset_after=True "
+            "form; build the GRU with reset_after=True to convert it"
+        )
+    if name == "RNN" and layer.nonlinearity not in ("tanh", "relu"):
+        raise UserError(
+            f"RNN(nonlinearity={layer.nonlinearity!r}).to_torch(): torch.nn.RNN only has "
+            f"tanh and relu"
+        )
+    kwargs = dict(
+        num_layers=layer.num_layers,
+        bias=layer.bias,
+        batch_first=layer.batch_first,
+        dropout=layer.dropout,
+        bidirectional=layer.bidirectional,
+    )
+    if name == "RNN":
+        kwargs["nonlinearity"] = layer.nonlinearity
+    w = layer.cells[0].i2h.weight
+    module = _TORCH[name](
+        layer.input_size, layer.hidden_size, device=w.device, dtype=w.dtype, **kwargs
+    )
+    H = layer.hidden_size
+    with torch.no_grad():
+        for cell, sfx in zip(
+            layer.cells, _suffixes(layer.num_layers, layer.num_directions), strict=True
+        ):
+            getattr(module, f"weight_ih_{sfx}").copy_(cell.weight_ih)
+            getattr(module, f"weight_hh_{sfx}").copy_(cell.weight_hh)
+            if layer.bias:
+                getattr(module, f"bias_ih_{sfx}").copy_(cell.i2h.bias)
+                b_hh = getattr(module, f"bias_hh_{sfx}")
+                b_hh.zero_()
+                if cell.bias_hn is not None:
+                    b_hh[2 * H :].copy_(cell.bias_hn)
+    module.train(layer.training)
+    return module

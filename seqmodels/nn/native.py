@@ -1,0 +1,97 @@
+"""The `native` engine: torch's fused RNN kernels run on the layer's own parameters.
+
+`torch._VF.lstm/gru/rnn_tanh/rnn_relu` are the functions torch.nn.LSTM/GRU/RNN
+call (cuDNN on CUDA, aten/oneDNN on CPU). They take the weights as a flat list
+[w_ih, w_hh, b_ih, b_hh] per layer and direction; here w_ih and w_hh are column
+views of each cell's i2h.weight, b_ih is i2h.bias and b_hh holds what torch
+keeps apart from it (zero, or b_hn for the reset_after GRU). Nothing is copied
+and kept in sync by hand: autograd routes the gradients back into i2h.
+
+With lengths, the kernels run on a PackedSequence (torch's own correct path).
+On CPU that path is several times slower than padded, which is why `auto`
+picks `fused` for lengths on CPU (see auto.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from seqmodels.errors import UserError
+
+
+def native_kind(layer) -> str | None:
+    """Which torch kernel runs this layer, or None when torch has no such formulation."""
+    name = type(layer).__name__
+    if name == "LSTM":
+        return "lstm"
+    if name == "GRU":
+        return "gru" if layer.cell_kwargs.get("reset_after", True) else None
+    if name == "RNN":
+        return {"tanh": "rnn_tanh", "relu": "rnn_relu"}.get(layer.cell_kwargs.get("nonlinearity"))
+    return None
+
+
+def check_native(layer) -> None:
+    if native_kind(layer) is None:
+        what = (
+            "GRU(reset_after=False)"
+            if type(layer).__name__ == "GRU"
+            else f"RNN(nonlinearity={layer.cell_kwargs.get('nonlinearity')!r})"
+        )
+        raise UserError(
+            f"engine='native' is not available for {what}: torch has no kernel for it; "
+            f"use engine='fused' or 'auto'"
+        )
+
+
+def flat_weights(layer) -> list[Tensor]:
+    """[w_ih, w_hh, b_ih, b_hh] per cell, in torch's order; views of i2h where possible."""
+    weights: list[Tensor] = []
+    for cell in layer.cells:
+        weights += [cell.weight_ih, cell.weight_hh]
+        b = cell.i2h.bias
+        if b is not None:
+            H = cell.hidden_size
+            if cell.bias_hn is not None:  # reset_after GRU: b_hh = [0, 0, b_hn]
+                b_hh = torch.cat((b.new_zeros(2 * H), cell.bias_hn))
+            else:
+                b_hh = b.new_zeros(b.shape)
+            weights += [b, b_hh]
+    return weights
+
+
+def run_native(layer, x: Tensor, hx: Any, lengths: Tensor | None):
+    """x (B, T, I) batch-first; returns (output (B, T, D*H), h_n or (h_n, c_n))."""
+    kind = native_kind(layer)
+    if kind is None:
+        check_native(layer)
+        raise AssertionError  # unreachable: check_native raised
+    fn = getattr(torch._VF, kind)
+    B = x.shape[0]
+    LD = layer.num_layers * layer.num_directions
+    if hx is None:
+        h0 = x.new_zeros(LD, B, layer.hidden_size)
+        hx = (h0, h0) if kind == "lstm" else h0
+    args = (flat_weights(layer), layer.bias, layer.num_layers, layer.dropout, layer.training,
+            layer.bidirectional)  # fmt: skip
+    if lengths is None:
+        res = fn(x, list(hx) if kind == "lstm" else hx, *args, True)
+        return res[0], ((res[1], res[2]) if kind == "lstm" else res[1])
+    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    order, unorder = packed.sorted_indices, packed.unsorted_indices
+    assert order is not None and unorder is not None
+    hxa: Any
+    if kind == "lstm":
+        hxa = [hx[0].index_select(1, order), hx[1].index_select(1, order)]
+    else:
+        hxa = hx.index_select(1, order)
+    res = fn(packed.data, packed.batch_sizes, hxa, *args)
+    out_packed = packed._replace(data=res[0])
+    out, _ = pad_packed_sequence(out_packed, batch_first=True, total_length=x.shape[1])
+    if kind == "lstm":
+        return out, (res[1].index_select(1, unorder), res[2].index_select(1, unorder))
+    return out, res[1].index_select(1, unorder)

@@ -1,0 +1,333 @@
+"""Recurrent layers RNN, LSTM, GRU: cells unrolled over time, torch.nn's signature.
+
+    layer = LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=True,
+                 dropout=0.0, bidirectional=False, engine="auto")
+    output, (h_n, c_n) = layer(x, state=None, lengths=None)
+
+output (B, T, D*H) with batch_first (the default), state (L*D, B, H); a tuple
+(h, c) for the LSTM. `lengths` (B,) gives each sequence's valid length, padding
+at the end: padded outputs are zero, the final state is each sequence's own
+last valid step, and the backward direction starts at that step. A torch
+`PackedSequence` input works too and gives a `PackedSequence` output.
+
+`layer.cells` is an nn.ModuleList of cells in torch's order (layer 0 forward,
+layer 0 backward, layer 1 forward, ...), so a sampler can step them one token
+at a time: `out, s = layer.cells[k](x_t, s)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from seqmodels.errors import UserError
+from seqmodels.nn import engines
+from seqmodels.nn.cells import GRUCell, LSTMCell, RNNCell
+
+ENGINES = ("auto", "loop", "fused", "native")
+
+
+def reverse_within(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Reverse each sequence of x (B, T, F) in time within its own length; padding stays last."""
+    if lengths is None:
+        return x.flip(1)
+    T = x.shape[1]
+    t = torch.arange(T, device=x.device).view(1, -1)
+    L = lengths.view(-1, 1)
+    idx = torch.where(t < L, L - 1 - t, t)  # an involution: applying it twice restores x
+    return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+class _Recurrent(nn.Module):
+    cell_class: Any = None
+    has_cell_state = False
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = True,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        engine: str = "auto",
+        **cell_kwargs: Any,
+    ):
+        super().__init__()
+        if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
+            raise UserError(f"num_layers must be a positive int, got {num_layers!r}")
+        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise UserError(f"dropout must be a float in [0, 1), got {dropout!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.num_directions = 2 if bidirectional else 1
+        self.cell_kwargs = cell_kwargs
+        cells = []
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else hidden_size * self.num_directions
+            for _ in range(self.num_directions):
+                cells.append(self.cell_class(layer_input, hidden_size, bias=bias, **cell_kwargs))
+        self.cells = nn.ModuleList(cells)
+        self.engine = engine  # validated by the setter below
+
+    @property
+    def engine(self) -> str:
+        return self._engine
+
+    @engine.setter
+    def engine(self, name: str) -> None:
+        if name not in ENGINES:
+            raise UserError(f"engine must be one of {', '.join(ENGINES)}, got {name!r}")
+        if name == "native":
+            from seqmodels.nn.native import check_native
+
+            check_native(self)
+        self._engine = name
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        for k, v in self.cell_kwargs.items():
+            s += f", {k}={v!r}"
+        if not self.bias:
+            s += ", bias=False"
+        if not self.batch_first:
+            s += ", batch_first=False"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        return s + f", engine={self.engine!r}"
+
+    # ------------------------------------------------------------ forward
+    def forward(self, input: Tensor | PackedSequence, state: Any = None, lengths: Any = None):
+        packed = isinstance(input, PackedSequence)
+        x: Any
+        if isinstance(input, PackedSequence):
+            if lengths is not None:
+                raise UserError("lengths: pass either a PackedSequence or lengths, not both")
+            x, lengths = pad_packed_sequence(input, batch_first=True)
+            lengths = lengths.to(x.device)
+            batch_first = True
+        else:
+            x = input
+            batch_first = self.batch_first
+            if not isinstance(x, Tensor):
+                raise UserError(f"input must be a Tensor or PackedSequence, got {type(x).__name__}")
+        unbatched = x.dim() == 2
+        if unbatched:  # torch.nn accepts one unbatched sequence (T, I)
+            x = x.unsqueeze(0)
+            batch_first = True
+            if lengths is not None:
+                raise UserError("lengths: not supported for an unbatched (T, input_size) input")
+        elif x.dim() != 3:
+            raise UserError(
+                f"input must be 3-D (batch, time, input_size) with batch_first=True or "
+                f"(time, batch, input_size) otherwise, got shape {tuple(x.shape)}"
+            )
+        if x.shape[-1] != self.input_size:
+            raise UserError(
+                f"input: expected last dimension input_size={self.input_size}, "
+                f"got shape {tuple(x.shape)}"
+            )
+        if not batch_first:
+            x = x.transpose(0, 1)
+        B, T = x.shape[0], x.shape[1]
+        if T == 0:
+            raise UserError("input: the time dimension is empty (0 steps)")
+        hx = self._check_state(state, B, unbatched)
+        if lengths is not None and not packed:
+            lengths = self._check_lengths(lengths, B, T, x.device)
+
+        out, h_n = self._run(x, hx, lengths)
+
+        if packed:
+            out = pack_padded_sequence(out, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        elif unbatched:
+            out = out.squeeze(0)
+            h_n = tuple(s.squeeze(1) for s in h_n) if isinstance(h_n, tuple) else h_n.squeeze(1)
+        elif not batch_first:
+            out = out.transpose(0, 1)
+        return out, h_n
+
+    def _check_state(self, state: Any, B: int, unbatched: bool):
+        if state is None:
+            return None
+        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        want = (LD, H) if unbatched else (LD, B, H)
+        if self.has_cell_state:
+            ok = isinstance(state, (tuple, list)) and len(state) == 2
+            ok = ok and all(isinstance(s, Tensor) and tuple(s.shape) == want for s in state)
+            if not ok:
+                got: Any = (
+                    [tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__ for s in state]
+                    if isinstance(state, (tuple, list))
+                    else type(state).__name__
+                )
+                raise UserError(
+                    f"state: expected a tuple (h, c) of tensors shaped "
+                    f"(num_layers*num_directions, batch, hidden_size)={want}, got {got}"
+                )
+            h, c = state
+            return (h.unsqueeze(1), c.unsqueeze(1)) if unbatched else (h, c)
+        if not isinstance(state, Tensor) or tuple(state.shape) != want:
+            got2 = tuple(state.shape) if isinstance(state, Tensor) else type(state).__name__
+            raise UserError(
+                f"state: expected shape (num_layers*num_directions, batch, hidden_size)={want}, "
+                f"got {got2}"
+            )
+        return state.unsqueeze(1) if unbatched else state
+
+    @staticmethod
+    def _check_lengths(lengths: Any, B: int, T: int, device) -> Tensor | None:
+        lengths = torch.as_tensor(lengths)
+        if lengths.dim() != 1 or lengths.shape[0] != B:
+            raise UserError(f"lengths: expected shape (batch,)=({B},), got {tuple(lengths.shape)}")
+        if lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
+            raise UserError(f"lengths: expected an integer tensor, got dtype {lengths.dtype}")
+        lo, hi = torch.aminmax(lengths)
+        lo_i, hi_i = int(lo), int(hi)  # one sync; packing would need the same
+        if lo_i < 1 or hi_i > T:
+            raise UserError(
+                f"lengths: every length must be in [1, T={T}] (padding at the end), "
+                f"got min {lo_i} and max {hi_i}"
+            )
+        if lo_i == T:  # nothing is padded: the plain path is exact and faster
+            return None
+        return lengths.to(device=device, dtype=torch.long)
+
+    # ------------------------------------------------------------ engines
+    def resolve_engine(self, x: Tensor, lengths: Tensor | None) -> str:
+        """The engine this call runs on: self.engine, or auto's choice (see native.py/auto)."""
+        if self._engine != "auto":
+            return self._engine
+        from seqmodels.nn.auto import choose_engine
+
+        return choose_engine(self, x, lengths)
+
+    def _run(self, x: Tensor, hx: Any, lengths: Tensor | None):
+        engine = self.resolve_engine(x, lengths)
+        if engine == "native":
+            from seqmodels.nn.native import run_native
+
+            return run_native(self, x, hx, lengths)
+        run = engines.run_loop if engine == "loop" else engines.run_fused
+        D = self.num_directions
+        if hx is None:
+            states: list[Any] = [None] * (self.num_layers * D)
+        elif isinstance(hx, tuple):
+            states = list(zip(hx[0].unbind(0), hx[1].unbind(0), strict=True))
+        else:
+            states = list(hx.unbind(0))
+        finals = []
+        for layer in range(self.num_layers):
+            if layer > 0 and self.dropout > 0.0 and self.training:
+                x = F.dropout(x, self.dropout, True)
+            k = layer * D
+            out, s = run(self.cells[k], x, states[k], lengths)
+            finals.append(s)
+            if D == 2:
+                out_b, s_b = run(
+                    self.cells[k + 1], reverse_within(x, lengths), states[k + 1], lengths
+                )
+                finals.append(s_b)
+                out = torch.cat((out, reverse_within(out_b, lengths)), -1)
+            x = out
+        if self.has_cell_state:
+            return x, (torch.stack([s[0] for s in finals]), torch.stack([s[1] for s in finals]))
+        return x, torch.stack(finals)
+
+    # ------------------------------------------------------------ interop
+    @classmethod
+    def from_torch(cls, module: nn.Module, engine: str = "auto"):
+        """Build from a torch.nn.RNN/LSTM/GRU with identical numbers (see interop.py)."""
+        from seqmodels.nn.interop import from_torch
+
+        return from_torch(cls, module, engine)
+
+    def to_torch(self) -> nn.Module:
+        """The equivalent torch.nn.RNN/LSTM/GRU, parameters copied (see interop.py)."""
+        from seqmodels.nn.interop import to_torch
+
+        return to_torch(self)
+
+
+class RNN(_Recurrent):
+    """Elman RNN layer; `nonlinearity` is tanh, relu or swish (swish has no native kernel)."""
+
+    cell_class = RNNCell
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = True,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        engine: str = "auto",
+    ):
+        super().__init__(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+            engine, nonlinearity=nonlinearity,
+        )  # fmt: skip
+        self.nonlinearity = nonlinearity
+
+
+class LSTM(_Recurrent):
+    """LSTM layer (gates i, f, g, o as torch); state is a tuple (h, c)."""
+
+    cell_class = LSTMCell
+    has_cell_state = True
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = True,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        engine: str = "auto",
+    ):
+        super().__init__(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, engine
+        )
+
+
+class GRU(_Recurrent):
+    """GRU layer; reset_after=True is torch's/cuDNN's form, False Cho et al.'s (no native kernel)."""
+
+    cell_class = GRUCell
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = True,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        engine: str = "auto",
+        reset_after: bool = True,
+    ):
+        super().__init__(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+            engine, reset_after=reset_after,
+        )  # fmt: skip
+        self.reset_after = bool(reset_after)
