@@ -1,0 +1,153 @@
+"""CharTextDataModule: stream batching, vocabulary, split, bad files, Tiny Shakespeare."""
+
+from __future__ import annotations
+
+import pathlib
+import warnings
+
+import pytest
+import torch
+
+from seqmodels.data import text as text_mod
+from seqmodels.data.text import CharTextDataModule, StreamBatches, read_text
+from seqmodels.errors import UserError
+
+SHAKESPEARE = pathlib.Path(__file__).resolve().parents[3] / "shared/data/tinyshakespeare/input.txt"
+TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 3
+
+
+def write(tmp_path, content, name="input.txt"):
+    p = tmp_path / name
+    p.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    return p
+
+
+def test_stream_batches_keep_text_order_across_batch_boundaries():
+    ids = torch.arange(103)
+    ds = StreamBatches(ids, batch_size=4, seq_len=7)
+    n = 102 // 4  # characters per stream
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, shuffle=False)
+    batches = list(loader)
+    assert len(batches) == len(ds) == -(-n // 7)
+    assert all(x.shape == (4, 7) for x, _ in batches[:-1])
+    assert batches[-1][0].shape == (4, n - 7 * (len(ds) - 1))  # shorter last batch, no text lost
+    x = torch.cat([b[0] for b in batches], dim=1)
+    y = torch.cat([b[1] for b in batches], dim=1)
+    for b in range(4):
+        # Row b of the concatenated batches is one contiguous stretch of the text...
+        assert torch.equal(x[b], ids[b * n : (b + 1) * n])
+        # ...and its targets are the next characters, across batch boundaries too.
+        assert torch.equal(y[b], ids[b * n + 1 : (b + 1) * n + 1])
+    # Batch i + 1 of stream b starts right where batch i ended.
+    for (x0, _), (x1, _) in zip(batches, batches[1:], strict=False):
+        assert torch.equal(x1[:, 0], x0[:, -1] + 1)
+
+
+def test_stream_batches_refuse_too_many_streams():
+    with pytest.raises(UserError, match="too short for 8 streams"):
+        StreamBatches(torch.arange(5), batch_size=8, seq_len=4)
+
+
+def test_datamodule_vocab_split_and_batches(tmp_path):
+    path = write(tmp_path, TEXT)
+    dm = CharTextDataModule(path=str(path), batch_size=3, seq_len=5)
+    dm.prepare_data()
+    dm.setup("fit")
+    dm.setup("fit")  # idempotent
+    assert dm.vocab == "".join(sorted(set(TEXT)))
+    assert dm.model_kwargs == {"vocab_size": len(set(TEXT))}
+    split = int(len(TEXT) * 0.9)
+    n_train = (split - 1) // 3
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (3, 5) and x.dtype == torch.long
+    assert dm.decode(x[0]) == TEXT[:5] and dm.decode(y[0]) == TEXT[1:6]
+    assert dm.decode(x[1]) == TEXT[n_train : n_train + 5]
+    xv, _ = next(iter(dm.val_dataloader()))
+    assert dm.decode(xv[0]) == TEXT[split : split + 5]  # validation is the text's tail
+    # Every training character comes before every validation character.
+    assert sum(b[0].numel() for b in dm.train_dataloader()) == 3 * n_train
+
+
+def test_vocabulary_survives_a_checkpoint_without_the_file(tmp_path):
+    dm = CharTextDataModule(path=str(write(tmp_path, TEXT)))
+    dm.setup("fit")
+    state = dm.state_dict()
+    fresh = CharTextDataModule(path=str(tmp_path / "gone.txt"))
+    fresh.load_state_dict(state)
+    assert fresh.model_kwargs == dm.model_kwargs
+    ids = fresh.encode("Speak, speak.")
+    assert torch.equal(ids, dm.encode("Speak, speak.")) and fresh.decode(ids) == "Speak, speak."
+
+
+def test_encode_lists_characters_outside_the_vocabulary(tmp_path):
+    dm = CharTextDataModule(path=str(write(tmp_path, TEXT)))
+    dm.setup("fit")
+    with pytest.raises(UserError, match=r"prime has 2 character\(s\) outside .*'Q' 'Z'"):
+        dm.encode("QZQ Speak", what="prime")
+
+
+def test_empty_file_is_one_clear_error(tmp_path):
+    dm = CharTextDataModule(path=str(write(tmp_path, b"")))
+    with pytest.raises(UserError, match=r"input.txt is empty: point data.path="):
+        dm.setup("fit")
+
+
+def test_missing_file_is_one_clear_error(tmp_path):
+    with pytest.raises(UserError, match="text file not found: .*nope.txt"):
+        CharTextDataModule(path=str(tmp_path / "nope.txt")).setup("fit")
+
+
+def test_too_short_text_is_one_clear_error(tmp_path):
+    with pytest.raises(UserError, match="has only 5 characters: too short"):
+        CharTextDataModule(path=str(write(tmp_path, "abcde"))).setup("fit")
+
+
+def test_invalid_utf8_is_replaced_with_one_warning(tmp_path):
+    raw = TEXT.encode() + b"\xff ok \xc3 \xef\xbf\xbd"  # 2 bad sequences + a real U+FFFD
+    path = write(tmp_path, raw)
+    with pytest.warns(UserWarning, match=r"2 invalid UTF-8 sequence\(s\), the first at byte offset "
+                      + str(len(TEXT.encode()))):  # fmt: skip
+        text = read_text(path)
+    assert text.count("\ufffd") == 3 and text.endswith(" ok \ufffd \ufffd")
+    dm = CharTextDataModule(path=str(path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dm.setup("fit")
+        dm.setup("fit")
+    assert len([w for w in caught if "invalid UTF-8" in str(w.message)]) == 1  # warned once
+    assert "\ufffd" in dm.vocab
+
+
+def test_invalid_utf8_strict_names_the_byte_offset(tmp_path):
+    path = write(tmp_path, b"good text\n\x80bad")
+    dm = CharTextDataModule(path=str(path), encoding_errors="strict")
+    with pytest.raises(UserError, match=r"not valid UTF-8: byte 0x80 at offset 10 "):
+        dm.setup("fit")
+
+
+def test_unknown_encoding_policy(tmp_path):
+    with pytest.raises(UserError, match="'ignore' is not a policy"):
+        read_text(write(tmp_path, TEXT), "ignore")
+
+
+def test_offline_download_names_the_override(tmp_path, monkeypatch):
+    # A closed port on localhost: fails at once, with or without internet.
+    monkeypatch.setattr(text_mod, "TINY_SHAKESPEARE_URL", "http://127.0.0.1:9/input.txt")
+    dm = CharTextDataModule(root=str(tmp_path))
+    with pytest.raises(UserError, match="data.path="):
+        dm.prepare_data()
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+@pytest.mark.skipif(not SHAKESPEARE.is_file(), reason=f"real data not present: {SHAKESPEARE}")
+def test_tiny_shakespeare_local_copy_is_verified_and_used():
+    # root= a folder that already holds input.txt: download() checks the md5 and
+    # returns at once, no network.
+    dm = CharTextDataModule(root=str(SHAKESPEARE.parent), batch_size=32, seq_len=100)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert len(dm.vocab) == 65 and dm.vocab[:2] == "\n "
+    x, y = dm.train_set[0]
+    assert dm.decode(x[0, :14]) == "First Citizen:"
+    n_val = 1115394 - int(1115394 * 0.9)
+    assert dm.val_set.x.numel() == (n_val - 1) // 32 * 32
