@@ -138,6 +138,7 @@ def download(
         try:
             _fetch(url, part, dest.name)
             check_checksum(part, md5=md5, sha256=sha256)
+            os.chmod(part, 0o666 & ~current_umask())  # mkstemp makes it owner-only
             os.replace(part, dest)
             return dest
         except ChecksumError as e:
@@ -163,6 +164,12 @@ def download(
         f"could not download {dest.name} ({reasons}); if you are offline, "
         f"put a copy on disk and set {override}"
     )
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _reason(e: BaseException) -> str:

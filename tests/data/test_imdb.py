@@ -1,0 +1,408 @@
+"""IMDBDataModule, tokeniser and vocabulary on a tiny aclImdb folder written here;
+real-data checks on ../shared/data/imdb when it is present."""
+
+import hashlib
+import io
+import pathlib
+import socket
+import tarfile
+
+import pytest
+import torch
+
+from seqmodels.data import imdb
+from seqmodels.data.download import ChecksumError, DownloadError
+from seqmodels.data.imdb import BucketBatchSampler, IMDBDataModule, truncate
+from seqmodels.data.vocab import PAD, UNK, Tokenizer, Vocab
+from seqmodels.errors import UserError
+
+REAL = pathlib.Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "imdb"
+REAL_ARCHIVE = REAL / "aclImdb_labeled.tar.gz"
+needs_real = pytest.mark.skipif(
+    not REAL_ARCHIVE.exists(), reason=f"real IMDB data not found at {REAL_ARCHIVE}"
+)
+
+POS = ["a great film, wonderful acting!", "loved it<br /><br />Great story and great cast",
+       "wonderful, moving and funny", "one of the best films I've seen"]
+NEG = ["an awful, boring film", "terrible acting<br />I hated it", "boring boring boring?",
+       "the worst film; awful script"]
+
+
+def write_tiny_imdb(folder: pathlib.Path, per_label: int = 12) -> pathlib.Path:
+    """folder/{train,test}/{pos,neg}/<id>_<rating>.txt: 48 short reviews."""
+    for split in ("train", "test"):
+        for label, texts, rating in (("pos", POS, 9), ("neg", NEG, 2)):
+            d = folder / split / label
+            d.mkdir(parents=True)
+            for i in range(per_label):
+                # Vary the length so the bucketing has something to sort.
+                words = " ".join([texts[i % len(texts)]] * (1 + i % 5))
+                if split == "test" and i == 0:
+                    words += " zyzzyva"  # a test-only word: must map to UNK
+                (d / f"{i}_{rating}.txt").write_text(words, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def tiny_imdb(tmp_path) -> pathlib.Path:
+    """The folder that holds aclImdb/ (what data.root points at)."""
+    root = tmp_path / "imdb"
+    write_tiny_imdb(root / "aclImdb")
+    return root
+
+
+def make_archive(src_root: pathlib.Path, dest: pathlib.Path) -> str:
+    with tarfile.open(dest, "w:gz") as tar:
+        tar.add(src_root / "aclImdb", arcname="aclImdb")
+    return hashlib.sha256(dest.read_bytes()).hexdigest()
+
+
+def dm_for(root, **kw) -> IMDBDataModule:
+    kw = {"batch_size": 4, "max_len": 20, "min_freq": 1, "val_size": 4, **kw}
+    return IMDBDataModule(root=str(root), **kw)
+
+
+# --------------------------------------------------------------- tokeniser, vocabulary
+
+
+def test_tokenizer_lowercases_strips_breaks_keeps_apostrophes_and_marks():
+    tok = Tokenizer()
+    assert tok("Loved it!<br /><br />Costner's BEST film?<br/>Isn't it... 10/10") == [
+        "loved", "it", "!", "costner's", "best", "film", "?", "isn't", "it", "10", "10"]
+    assert tok("<br />  ...  ") == []
+    assert Tokenizer(lowercase=False)("The END") == ["The", "END"]
+
+
+def test_vocab_pad_unk_frequency_order_and_limits():
+    docs = [["b", "a", "b"], ["c", "b", "a"], ["d"]]
+    v = Vocab.build(docs)
+    assert v.itos == ["<pad>", "<unk>", "b", "a", "c", "d"]  # by count, ties alphabetical
+    assert (v.stoi["<pad>"], v.stoi["<unk>"]) == (PAD, UNK)
+    assert v.encode(["a", "never-seen"]) == [3, UNK]
+    assert Vocab.build(docs, min_freq=2).itos == ["<pad>", "<unk>", "b", "a"]
+    assert Vocab.build(docs, max_size=3).itos == ["<pad>", "<unk>", "b"]
+    assert Vocab(v.itos).itos == v.itos  # rebuilt from a checkpoint's list
+    assert v.lookup_table()["never-seen"] == UNK
+
+
+def test_truncate_sides():
+    ids = torch.arange(10)
+    assert truncate(ids, 4, "first").tolist() == [0, 1, 2, 3]
+    assert truncate(ids, 4, "last").tolist() == [6, 7, 8, 9]
+    assert truncate(ids, 5, "head+tail").tolist() == [0, 1, 7, 8, 9]
+    assert truncate(ids, 20, "last").tolist() == ids.tolist()
+    assert truncate(ids, None, "first").tolist() == ids.tolist()
+
+
+def test_bad_options_are_one_line_errors(tiny_imdb):
+    with pytest.raises(UserError, match="data.truncation='middle' is not one of first, last"):
+        dm_for(tiny_imdb, truncation="middle")
+    with pytest.raises(UserError, match="data.max_len=0 must be at least 1"):
+        dm_for(tiny_imdb, max_len=0)
+    with pytest.raises(UserError, match="data.val_size=48 leaves no training reviews"):
+        dm_for(tiny_imdb, val_size=48).setup("fit")
+
+
+# --------------------------------------------------------------- layouts and archives
+
+
+def test_root_may_hold_aclimdb_or_be_it(tiny_imdb):
+    a, b = dm_for(tiny_imdb), dm_for(tiny_imdb / "aclImdb")
+    a.setup("fit")
+    b.setup("fit")
+    assert a.vocab.itos == b.vocab.itos
+    assert len(a.train_set) == 20 and len(a.val_set) == 4 and len(a.test_set) == 24
+    assert a.model_kwargs == {"num_classes": 2, "vocab_size": len(a.vocab)}
+    # Vocabulary from the training split only: a test-only word is unknown.
+    assert "zyzzyva" not in a.vocab.stoi
+
+
+def test_folder_without_layout_names_what_was_expected(tiny_imdb):
+    missing = tiny_imdb / "aclImdb" / "test" / "neg"
+    for f in missing.iterdir():
+        f.unlink()
+    missing.rmdir()
+    with pytest.raises(UserError) as info:
+        dm_for(tiny_imdb).prepare_data()
+    msg = str(info.value)
+    assert "{train,test}/{pos,neg}/<id>_<rating>.txt" in msg and str(missing) in msg
+    assert "is missing" in msg and "data.root=" in msg and "\n" not in msg
+
+
+def test_unrelated_folder_is_not_a_download_target(tmp_path):
+    (tmp_path / "notes.txt").write_text("not imdb")
+    with pytest.raises(UserError, match=r"has no aclImdb data: expected .*aclImdb/\{train,test\}"):
+        dm_for(tmp_path).prepare_data()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_archive_is_checked_and_extracted_once(tiny_imdb, tmp_path, monkeypatch):
+    root = tmp_path / "fresh"
+    root.mkdir()
+    monkeypatch.setattr(imdb, "SHA256", make_archive(tiny_imdb, root / imdb.ARCHIVE))
+    dm = dm_for(root, download=False)
+    dm.prepare_data()
+    assert (root / "aclImdb" / "train" / "pos" / "0_9.txt").exists()
+    # Second run: the extracted folder is used as it is.
+    monkeypatch.setattr(imdb, "extract", lambda *a: pytest.fail("extracted twice"))
+    dm2 = dm_for(root, download=False)
+    dm2.setup("fit")
+    assert len(dm2.test_set) == 24
+    assert not [p for p in root.iterdir() if p.name.startswith(".aclImdb")]
+
+
+def test_corrupt_archive_checksum_mismatch(tiny_imdb, tmp_path):
+    root = tmp_path / "fresh"
+    root.mkdir()
+    make_archive(tiny_imdb, root / imdb.ARCHIVE)  # not the official bytes
+    with pytest.raises(ChecksumError) as info:
+        dm_for(root).prepare_data()
+    assert f"expected {imdb.SHA256}" in str(info.value)
+    assert sorted(p.name for p in root.iterdir()) == [imdb.ARCHIVE]  # nothing extracted
+
+
+def test_truncated_archive_leaves_nothing_half_extracted(tiny_imdb, tmp_path, monkeypatch):
+    root = tmp_path / "fresh"
+    root.mkdir()
+    archive = root / imdb.ARCHIVE
+    make_archive(tiny_imdb, archive)
+    archive.write_bytes(archive.read_bytes()[:-200])
+    monkeypatch.setattr(imdb, "SHA256", hashlib.sha256(archive.read_bytes()).hexdigest())
+    with pytest.raises(UserError, match="is corrupt or not a tar.gz"):
+        dm_for(root).prepare_data()
+    assert sorted(p.name for p in root.iterdir()) == [imdb.ARCHIVE]
+
+
+def test_download_from_mirror_then_extract(tiny_imdb, tmp_path, monkeypatch):
+    served = tmp_path / "served.tar.gz"
+    monkeypatch.setattr(imdb, "SHA256", make_archive(tiny_imdb, served))
+    monkeypatch.setattr(imdb, "URLS", ("http://127.0.0.1:1/aclImdb_v1.tar.gz", served.as_uri()))
+    root = tmp_path / "data" / "imdb"
+    dm = dm_for(root)
+    dm.setup("fit")
+    assert len(dm.test_set) == 24
+    assert sorted(p.name for p in root.iterdir()) == ["aclImdb", "aclImdb_v1.tar.gz", "cache"]
+
+
+def test_offline_error_names_url_and_data_root(tmp_path, monkeypatch):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{s.getsockname()[1]}/aclImdb_v1.tar.gz"
+    s.close()
+    monkeypatch.setattr(imdb, "URLS", (url,))
+    root = tmp_path / "imdb"
+    with pytest.raises(DownloadError) as info:
+        dm_for(root).prepare_data()
+    msg = str(info.value)
+    assert "aclImdb_v1.tar.gz" in msg and url in msg and "data.root=" in msg
+    assert list(root.iterdir()) == []
+
+
+def test_no_data_and_download_disabled(tmp_path):
+    with pytest.raises(UserError, match="data.download=false"):
+        dm_for(tmp_path / "empty", download=False).prepare_data()
+
+
+# --------------------------------------------------------------- cache
+
+
+def test_cache_is_reused_and_keyed_by_options(tiny_imdb, monkeypatch):
+    dm_for(tiny_imdb).setup("fit")
+    cache = tiny_imdb / "cache"
+    assert len(list(cache.glob("imdb-*.pt"))) == 1
+    calls = []
+    real_build = imdb.build_cache
+    monkeypatch.setattr(imdb, "build_cache", lambda *a: calls.append(a) or real_build(*a))
+    # Truncation and split options are applied on load: no new tokenising.
+    dm = dm_for(tiny_imdb, max_len=3, truncation="last", val_size=0.5, split_seed=7)
+    dm.setup("fit")
+    assert calls == [] and int(dm.train_set.lengths.max()) == 3
+    # A vocabulary option changes the ids: a second cache file.
+    dm_for(tiny_imdb, max_vocab=10).setup("fit")
+    assert len(calls) == 1 and len(list(cache.glob("imdb-*.pt"))) == 2
+
+
+def test_failed_cache_write_leaves_no_file(tiny_imdb, monkeypatch):
+    def broken_save(obj, f):
+        pathlib.Path(f).write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        dm_for(tiny_imdb).prepare_data()
+    assert list((tiny_imdb / "cache").iterdir()) == []
+
+
+# --------------------------------------------------------------- splits and batches
+
+
+def test_val_split_is_fixed_by_seed_and_disjoint(tiny_imdb):
+    def val_ids(seed):
+        dm = dm_for(tiny_imdb, split_seed=seed, max_len=None)
+        dm.setup("fit")
+        return [tuple(t.tolist()) for t in dm.val_set.ids], dm
+
+    a, dm = val_ids(0)
+    assert a == val_ids(0)[0]
+    assert a != val_ids(1)[0]
+    assert len(dm.val_set) == 4 and len(dm.train_set) == 20
+    # Both splits hold views of the same cached reviews: no review is in both.
+    assert not {id(t) for t in dm.val_set.ids} & {id(t) for t in dm.train_set.ids}
+    assert len({id(t) for t in dm.val_set.ids + dm.train_set.ids}) == 24
+
+
+def test_batches_are_padded_at_the_end_with_lengths(tiny_imdb):
+    dm = dm_for(tiny_imdb)
+    dm.setup("fit")
+    seen = 0
+    for x, y, lengths in dm.train_dataloader():
+        assert x.dtype == torch.long and y.dtype == torch.long and lengths.dtype == torch.long
+        assert x.shape == (len(y), int(lengths.max()))
+        for row, n in zip(x, lengths, strict=True):
+            assert (row[:n] != PAD).all() and (row[n:] == PAD).all()
+        seen += len(y)
+    assert seen == len(dm.train_set)
+    x, y, lengths = next(iter(dm.test_dataloader()))
+    assert lengths.tolist() == sorted(lengths.tolist())  # eval batches sorted by length
+    assert set(y.tolist()) <= {0, 1}
+
+
+def test_bucket_sampler_groups_lengths_and_reshuffles():
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 500, (1000,), generator=g)
+    s = BucketBatchSampler(lengths, batch_size=10, shuffle=True, pool_batches=20, seed=3)
+    epoch0, epoch1 = list(s), list(s)
+    for batches in (epoch0, epoch1):
+        assert sorted(i for b in batches for i in b) == list(range(1000))
+    assert epoch0 != epoch1
+    s.set_epoch(0)
+    assert list(s) == epoch0  # the epoch number decides the order
+    spread = torch.tensor([float(lengths[b].max() - lengths[b].min()) for b in epoch0])
+    assert spread.median() < 30  # random batches of 10 would spread ~400
+    assert len(s) == 100
+    ev = list(BucketBatchSampler(lengths, 64, shuffle=False))
+    flat = torch.tensor([i for b in ev for i in b])
+    assert torch.equal(lengths[flat], lengths.sort(stable=True).values) and len(ev) == 16
+
+
+# --------------------------------------------------------------- checkpoint state, predict
+
+
+def restored(tiny_imdb) -> tuple[IMDBDataModule, IMDBDataModule]:
+    dm = dm_for(tiny_imdb, max_len=5, truncation="head+tail")
+    dm.setup("fit")
+    fresh = IMDBDataModule(root="/nonexistent/folder")  # predict never reads the data folder
+    fresh.load_state_dict(dm.state_dict())
+    return dm, fresh
+
+
+def test_state_dict_carries_vocab_and_tokeniser(tiny_imdb):
+    dm, fresh = restored(tiny_imdb)
+    assert fresh.vocab.itos == dm.vocab.itos
+    assert fresh.hparams.max_len == 5 and fresh.hparams.truncation == "head+tail"
+    text = "Great<br />film, AWFUL script and zyzzyva!"
+    assert torch.equal(fresh.encode(text), dm.encode(text))
+    assert len(fresh.encode(text)) == 5
+    assert fresh.class_names == ["negative", "positive"]
+
+
+def test_encode_for_predict_text_file_and_stdin(tiny_imdb, tmp_path, monkeypatch):
+    _, dm = restored(tiny_imdb)
+    x, lengths, names = dm.encode_for_predict({"text": "a great film"})
+    assert x.shape == (1, 3) and lengths.tolist() == [3]
+    assert x[0].tolist() == dm.vocab.encode(["a", "great", "film"])
+    assert names == ["text: a great film"]
+    f = tmp_path / "reviews.txt"
+    f.write_text("awful film\n\nwonderful!\n")
+    x, lengths, names = dm.encode_for_predict({"file": str(f), "text": None})
+    assert lengths.tolist() == [2, 2] and [n.split(":")[0] for n in names] == ["line 1", "line 3"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("boring\n"))
+    x, lengths, names = dm.encode_for_predict({"file": "-"})
+    assert x.tolist() == [dm.vocab.encode(["boring"])]
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        ({"text": ""}, "text is empty"),
+        ({"text": "<br />..."}, "text is empty"),
+        ({}, "give exactly one of text="),
+        ({"text": "good", "file": "x.txt"}, "give exactly one of text="),
+        ({"image": "digit.png"}, "reads text"),
+        ({"file": "/no/such/reviews.txt"}, "does not exist"),
+    ],
+)
+def test_encode_for_predict_bad_input(tiny_imdb, request_, message):
+    _, dm = restored(tiny_imdb)
+    with pytest.raises(UserError, match=message):
+        dm.encode_for_predict(request_)
+
+
+def test_encode_for_predict_blank_file(tiny_imdb, tmp_path):
+    _, dm = restored(tiny_imdb)
+    f = tmp_path / "blank.txt"
+    f.write_text("\n  \n")
+    with pytest.raises(UserError, match="has no reviews to predict"):
+        dm.encode_for_predict({"file": str(f)})
+
+
+class _Writer:
+    def __init__(self):
+        self.texts = []
+
+    def add_text(self, tag, text, global_step):
+        self.texts.append((tag, text, global_step))
+
+
+def test_log_examples_writes_misclassified_reviews(tiny_imdb):
+    dm, _ = restored(tiny_imdb)
+    x, y, lengths = next(iter(dm.val_dataloader()))
+    preds = y.clone()
+    preds[0] = 1 - y[0]
+    w = _Writer()
+    dm.log_examples(w, x, lengths, preds, y, global_step=7)
+    assert len(w.texts) == 1
+    tag, text, step = w.texts[0]
+    assert tag == "val/misclassified" and step == 7
+    assert text.count("**true") == 1 and dm.decode(x[0, : lengths[0]]) in text
+    w2 = _Writer()
+    dm.log_examples(w2, x, lengths, y, y, global_step=8)
+    assert w2.texts == []  # nothing misclassified, nothing logged
+
+
+# --------------------------------------------------------------- real data
+
+
+@needs_real
+def test_real_archive_counts_and_tokeniser_on_a_known_file():
+    # Streams the archive (about 2 s) instead of extracting 50,000 files.
+    counts: dict[str, int] = {}
+    known = None
+    with tarfile.open(REAL_ARCHIVE, "r:gz") as tar:
+        for m in tar:
+            if m.isfile() and m.name.endswith(".txt"):
+                key = "/".join(m.name.split("/")[1:3])
+                counts[key] = counts.get(key, 0) + 1
+                if m.name == "aclImdb/train/pos/0_9.txt":
+                    known = tar.extractfile(m).read().decode()
+    assert counts == {"train/pos": 12500, "train/neg": 12500, "test/pos": 12500,
+                      "test/neg": 12500}
+    tokens = Tokenizer()(known)
+    assert tokens[:8] == ["bromwell", "high", "is", "a", "cartoon", "comedy", "it", "ran"]
+    assert "teachers'" not in tokens and "teachers" in tokens and "i'm" in tokens
+    assert tokens[-4:] == ["that", "it", "isn't", "!"]
+    # 140 whitespace-separated pieces, less two runs of dots, plus the final "!".
+    assert len(tokens) == 139
+
+
+@needs_real
+@pytest.mark.slow
+def test_real_data_end_to_end(tmp_path):
+    with tarfile.open(REAL_ARCHIVE, "r:gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    dm = IMDBDataModule(root=str(tmp_path), val_size=2500)
+    dm.setup("fit")
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (22500, 2500, 25000)
+    assert dm.test_set.labels.sum() == 12500
+    assert dm.train_set.labels.sum() + dm.val_set.labels.sum() == 12500
+    assert dm.model_kwargs == {"num_classes": 2, "vocab_size": 20000}
