@@ -20,10 +20,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from seqmodels.nn.cells import GRUCell, LSTMCell, RNNCell, activation
+from seqmodels.nn import fused
+from seqmodels.nn.cells import GRUCell, LSTMCell, RNNCell
 
 State = Any  # h (B, H), or (h, c) for the LSTM
 
@@ -57,62 +57,8 @@ def run_loop(cell, x: Tensor, state: Any, lengths: Tensor | None):
 
 
 # ---------------------------------------------------------------- fused
-# The recurrences below take gx = the input projection of every step (B, T, G*H),
-# already computed in one GEMM, and unroll only the part that depends on h.
-
-
-def _rnn_recurrence(gx: Tensor, h: Tensor, w_hh: Tensor, act) -> Tensor:
-    hs = []
-    w_t = w_hh.t()
-    for g in gx.unbind(1):
-        h = act(torch.addmm(g, h, w_t))
-        hs.append(h)
-    return torch.stack(hs, 1)
-
-
-def _lstm_recurrence(
-    gx: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, keep_c: bool
-) -> tuple[Tensor, Tensor]:
-    hs, cs = [], []
-    w_t = w_hh.t()
-    for g in gx.unbind(1):
-        i, f, gg, o = torch.addmm(g, h, w_t).chunk(4, 1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        hs.append(h)
-        if keep_c:
-            cs.append(c)
-    return torch.stack(hs, 1), (torch.stack(cs, 1) if keep_c else c)
-
-
-def _gru_recurrence(
-    gx: Tensor, h: Tensor, w_hh: Tensor, b_hn: Tensor | None, reset_after: bool
-) -> Tensor:
-    hs = []
-    H = h.shape[1]
-    if reset_after:
-        w_t = w_hh.t()
-        b = torch.cat((b_hn.new_zeros(2 * H), b_hn)) if b_hn is not None else None
-        for g in gx.unbind(1):
-            gh = torch.mm(h, w_t) if b is None else torch.addmm(b, h, w_t)
-            rz = torch.sigmoid(g[:, : 2 * H] + gh[:, : 2 * H])
-            r, z = rz[:, :H], rz[:, H:]
-            n = torch.tanh(g[:, 2 * H :] + r * gh[:, 2 * H :])
-            h = n + z * (h - n)
-            hs.append(h)
-    else:
-        w_rz, w_n = w_hh[: 2 * H].t(), w_hh[2 * H :].t()
-        for g in gx.unbind(1):
-            rz = torch.sigmoid(torch.addmm(g[:, : 2 * H], h, w_rz))
-            r, z = rz[:, :H], rz[:, H:]
-            n = torch.tanh(torch.addmm(g[:, 2 * H :], r * h, w_n))
-            h = n + z * (h - n)
-            hs.append(h)
-    return torch.stack(hs, 1)
-
-
 def run_fused(cell, x: Tensor, state: State | None, lengths: Tensor | None):
-    """Input projection in one GEMM, then the recurrence; same numbers as run_loop.
+    """Input projection in one GEMM, then the recurrence with hand-written BPTT (fused.py).
 
     With lengths the recurrence runs over every step (padding sits at the end,
     so valid steps never see it); outputs are masked once and the final state
@@ -120,23 +66,24 @@ def run_fused(cell, x: Tensor, state: State | None, lengths: Tensor | None):
     """
     if state is None:
         state = cell.init_state(x.shape[0], x.device, x.dtype)
-    gx = F.linear(x, cell.weight_ih, cell.i2h.bias)
+    gx = fused.input_projection(x, cell)  # (T, B, G*H)
     w_hh = cell.weight_hh
+    c: Tensor | None = None
     if isinstance(cell, LSTMCell):
-        h0, c0 = state
-        hs, c = _lstm_recurrence(gx, h0, c0, w_hh, lengths is not None)
-        if lengths is None:
-            return hs, (hs[:, -1], c)
-        return _masked(hs, lengths), (gather_last(hs, lengths), gather_last(c, lengths))
-    if isinstance(cell, GRUCell):
-        hs = _gru_recurrence(gx, state, w_hh, cell.bias_hn, cell.reset_after)
+        hs, cs = fused.LSTMRecurrence.apply(gx, state[0], state[1], w_hh)
+        c = cs.transpose(0, 1)
+    elif isinstance(cell, GRUCell):
+        hs = fused.GRURecurrence.apply(gx, state, w_hh, cell.bias_hn, cell.reset_after)
     elif isinstance(cell, RNNCell):
-        hs = _rnn_recurrence(gx, state, w_hh, activation(cell.nonlinearity))
+        hs = fused.RNNRecurrence.apply(gx, state, w_hh, cell.nonlinearity)
     else:
         raise TypeError(f"fused engine: unknown cell type {type(cell).__name__}")
+    hs = hs.transpose(0, 1)  # (B, T, H)
     if lengths is None:
-        return hs, hs[:, -1]
-    return _masked(hs, lengths), gather_last(hs, lengths)
+        h_n = hs[:, -1]
+        return hs, (h_n if c is None else (h_n, c[:, -1]))
+    h_n = gather_last(hs, lengths)
+    return _masked(hs, lengths), (h_n if c is None else (h_n, gather_last(c, lengths)))
 
 
 def _masked(hs: Tensor, lengths: Tensor) -> Tensor:

@@ -1,0 +1,141 @@
+"""Every engine against the loop engine: outputs, final states, parameter and input gradients
+(fp32, 1e-5), with and without lengths, 1-3 layers, uni- and bidirectional; float64 gradcheck
+of the fused engine's hand-written BPTT; auto's choice."""
+
+import pytest
+import torch
+from conftest import grads, loss_of, states
+
+from seqmodels.nn import GRU, LSTM, RNN
+from seqmodels.nn import fused as fused_mod
+from seqmodels.nn.auto import choose_engine
+
+KINDS = {
+    "lstm": (LSTM, {}),
+    "gru": (GRU, {}),
+    "gru_before": (GRU, {"reset_after": False}),
+    "rnn_tanh": (RNN, {"nonlinearity": "tanh"}),
+    "rnn_relu": (RNN, {"nonlinearity": "relu"}),
+    "rnn_swish": (RNN, {"nonlinearity": "swish"}),
+}
+NATIVE = {"lstm", "gru", "rnn_tanh", "rnn_relu"}
+
+
+def run(layer, x, s0, lengths):
+    x = x.detach().requires_grad_()
+    layer.zero_grad(set_to_none=True)
+    out, s = layer(x, s0, lengths=lengths)
+    loss_of(out, s).backward()
+    return out, s, grads(layer), x.grad
+
+
+# native only where torch has the formulation (the others raise: see test_layers)
+ENGINE_KINDS = [("fused", k) for k in KINDS] + [("native", k) for k in KINDS if k in NATIVE]
+
+
+@pytest.mark.parametrize("engine,kind", ENGINE_KINDS)
+@pytest.mark.parametrize("num_layers,bi", [(1, False), (2, True), (3, False)])
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_engine_agrees_with_loop(kind, engine, num_layers, bi, with_lengths):
+    cls, kw = KINDS[kind]
+    torch.manual_seed(num_layers * 10 + bi)
+    ref = cls(3, 5, num_layers=num_layers, bidirectional=bi, engine="loop", **kw)
+    other = cls(3, 5, num_layers=num_layers, bidirectional=bi, engine=engine, **kw)
+    other.load_state_dict(ref.state_dict())
+    B, T = 4, 6
+    x = torch.randn(B, T, 3)
+    LD = num_layers * (1 + bi)
+    h0 = torch.randn(LD, B, 5)
+    s0 = (h0, torch.randn(LD, B, 5)) if cls is LSTM else h0
+    lengths = torch.tensor([6, 1, 4, 3]) if with_lengths else None
+    out_r, s_r, g_r, dx_r = run(ref, x, s0, lengths)
+    out_o, s_o, g_o, dx_o = run(other, x, s0, lengths)
+    tol = dict(atol=1e-5, rtol=0)
+    torch.testing.assert_close(out_o, out_r, **tol)
+    for a, b in zip(states(s_o), states(s_r), strict=True):
+        torch.testing.assert_close(a, b, **tol)
+    assert g_o.keys() == g_r.keys() and len(g_r) > 0
+    for name in g_r:
+        torch.testing.assert_close(g_o[name], g_r[name], **tol, msg=name)
+    torch.testing.assert_close(dx_o, dx_r, **tol)
+
+
+@pytest.mark.parametrize(
+    "fn,args",
+    [
+        ("lstm", ()),
+        ("gru", (True, True)),
+        ("gru", (True, False)),
+        ("gru", (False, False)),
+        ("rnn", ("tanh",)),
+        ("rnn", ("relu",)),
+        ("rnn", ("swish",)),
+    ],
+    ids=["lstm", "gru_after", "gru_after_nobias", "gru_before", "tanh", "relu", "swish"],
+)
+def test_fused_bptt_gradcheck_float64(fn, args):
+    torch.manual_seed(0)
+    T, B, H = 3, 2, 3
+    d = dict(dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(B, H, **d)
+    if fn == "lstm":
+        inputs = (
+            torch.randn(T, B, 4 * H, **d),
+            h0,
+            torch.randn(B, H, **d),
+            torch.randn(4 * H, H, **d),
+        )
+        assert torch.autograd.gradcheck(fused_mod.LSTMRecurrence.apply, inputs)
+    elif fn == "gru":
+        reset_after, has_bias = args
+        b_hn = torch.randn(H, **d) if has_bias else None
+        gx, w = torch.randn(T, B, 3 * H, **d), torch.randn(3 * H, H, **d)
+
+        def f(gx, h0, w, *b):
+            return fused_mod.GRURecurrence.apply(gx, h0, w, b[0] if b else None, reset_after)
+
+        assert torch.autograd.gradcheck(f, (gx, h0, w) + ((b_hn,) if has_bias else ()))
+    else:
+        (nl,) = args
+        gx = torch.randn(T, B, H, **d)
+        if nl == "relu":  # keep pre-activations away from relu's kink at 0
+            gx = (gx.detach() + 3 * gx.detach().sign()).requires_grad_()
+
+        def f(gx, h0, w):
+            return fused_mod.RNNRecurrence.apply(gx, h0, w, nl)
+
+        w = (0.3 * torch.randn(H, H, dtype=torch.float64)).requires_grad_()
+        assert torch.autograd.gradcheck(f, (gx, h0, w))
+
+
+def test_auto_picks_a_supported_engine():
+    x = torch.randn(2, 5, 3)
+    assert choose_engine(GRU(3, 4, reset_after=False), x, None) in ("fused", "loop")
+    assert choose_engine(RNN(3, 4, nonlinearity="swish"), x, None) in ("fused", "loop")
+    for layer in (LSTM(3, 4), GRU(3, 4), RNN(3, 4)):
+        assert choose_engine(layer, x, None) in ("fused", "native", "loop")
+        assert choose_engine(layer, x, torch.tensor([5, 2])) in ("fused", "native", "loop")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_auto_works_for_other_dtypes(dtype):
+    layer = LSTM(3, 4, bidirectional=True).to(dtype)
+    ref = LSTM(3, 4, bidirectional=True, engine="loop").to(dtype)
+    ref.load_state_dict(layer.state_dict())
+    x = torch.randn(2, 5, 3, dtype=dtype)
+    out, _ = layer(x, lengths=torch.tensor([5, 3]))
+    out_r, _ = ref(x, lengths=torch.tensor([5, 3]))
+    assert out.dtype == dtype
+    tol = 1e-12 if dtype == torch.float64 else 3e-2
+    torch.testing.assert_close(out, out_r, atol=tol, rtol=0)
+
+
+def test_no_grad_inference_and_state_carry():
+    layer = GRU(3, 4, num_layers=2, engine="fused")
+    x = torch.randn(2, 7, 3)
+    with torch.no_grad():
+        out, h = layer(x)
+        o1, h1 = layer(x[:, :3])
+        o2, h2 = layer(x[:, 3:], h1)
+    torch.testing.assert_close(torch.cat((o1, o2), 1), out, atol=1e-6, rtol=0)
+    torch.testing.assert_close(h2, h, atol=1e-6, rtol=0)
