@@ -1,0 +1,34 @@
+"""Evaluate a checkpoint on its task's test split: the body of `seqmodels-eval`.
+
+The checkpoint carries the run's config and the datamodule's state, so the
+same data options (and vocabulary, permutation, ...) are used as in training.
+`+data.KEY=VALUE` overrides a data option, e.g. `+data.root=/elsewhere`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from seqmodels.checkpoint import load_run
+from seqmodels.train import check_accelerator
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    check_accelerator(cfg.trainer)
+    run_cfg, module, datamodule = load_run(cfg.ckpt_path)
+    if cfg.get("data"):
+        state = datamodule.state_dict()
+        data_cfg = OmegaConf.merge(run_cfg.data, cfg.data)
+        datamodule = instantiate(data_cfg)
+        if state:
+            datamodule.load_state_dict(state)
+    datamodule.prepare_data()
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
+    results: list[dict[str, Any]] = trainer.test(module, datamodule=datamodule, verbose=False)
+    metrics = {k: float(v) for k, v in results[0].items()}
+    print("test metrics: " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+    return metrics

@@ -1,0 +1,162 @@
+"""SequenceClassifier: many-to-one classification of token or feature sequences.
+
+    input adapter → recurrent encoder (seqmodels.nn) → pooling → dropout → head
+
+The input adapter is an embedding for token ids (`vocab_size=`, PAD id 0) or a
+linear projection for real-valued features (`input_size=`; `embedding_dim=None`
+feeds the features to the encoder as they are). Pooling respects `lengths`:
+
+- `last`: the final hidden state of the top layer (both directions when
+  bidirectional). With lengths it is the state after each sequence's own last
+  step, and the backward direction's state after reading step 0.
+- `mean` / `max`: over valid steps only. `meanmax`: both, concatenated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from seqmodels.errors import UserError
+from seqmodels.tasks.encoder import build_encoder, encoder_output_size, plain_config
+from seqmodels.tasks.optim import configure_optimizers
+
+POOLINGS = ("last", "mean", "max", "meanmax")
+
+
+class SequenceClassifier(L.LightningModule):
+    def __init__(
+        self,
+        encoder: nn.Module | Mapping[str, Any],
+        num_classes: int,
+        vocab_size: int | None = None,
+        input_size: int | None = None,
+        embedding_dim: int | None = 64,
+        pooling: str = "last",
+        dropout: float = 0.0,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if (vocab_size is None) == (input_size is None):
+            raise UserError(
+                "SequenceClassifier needs exactly one of vocab_size (token ids) or "
+                f"input_size (real-valued features); got vocab_size={vocab_size}, "
+                f"input_size={input_size}"
+            )
+        if pooling not in POOLINGS:
+            raise UserError(f"task.pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}")
+        if vocab_size is not None and not embedding_dim:
+            raise UserError("task.embedding_dim must be a positive integer for token inputs")
+        # Plain data in hparams: the checkpoint rebuilds this module on its own.
+        encoder = plain_config(encoder)
+        optimizer = plain_config(optimizer) or {"_target_": "torch.optim.Adam", "lr": 1e-3}
+        scheduler = plain_config(scheduler)
+        ignore = ["encoder"] if isinstance(encoder, nn.Module) else []
+        self.save_hyperparameters(ignore=ignore, logger=False)
+
+        if vocab_size is not None:
+            self.input_adapter: nn.Module = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
+            encoder_input = embedding_dim
+        elif embedding_dim:
+            self.input_adapter = nn.Linear(input_size, embedding_dim)
+            encoder_input = embedding_dim
+        else:
+            self.input_adapter = nn.Identity()
+            encoder_input = input_size
+        self.encoder = build_encoder(encoder, encoder_input)
+        features = encoder_output_size(self.encoder) * (2 if pooling == "meanmax" else 1)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(features, num_classes)
+
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self._examples: tuple[Tensor, ...] | None = None
+
+    # -- model ---------------------------------------------------------------
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        output, state = self.encoder(self.input_adapter(x), lengths=lengths)
+        return self.head(self.dropout(self._pool(output, state, lengths)))
+
+    def _pool(self, output: Tensor, state: Any, lengths: Tensor | None) -> Tensor:
+        pooling = self.hparams.pooling
+        if pooling == "last":
+            h = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c)
+            directions = 2 if getattr(self.encoder, "bidirectional", False) else 1
+            return torch.cat(list(h[-directions:]), dim=-1)  # top layer, (B, D*H)
+        if lengths is None:
+            mean, top = output.mean(dim=1), output.amax(dim=1)
+        else:
+            steps = torch.arange(output.size(1), device=output.device)
+            valid = (steps[None, :] < lengths[:, None]).unsqueeze(-1)  # (B, T, 1)
+            mean = (output * valid).sum(1) / lengths.clamp(min=1)[:, None].to(output.dtype)
+            top = output.masked_fill(~valid, float("-inf")).amax(dim=1)
+        if pooling == "mean":
+            return mean
+        if pooling == "max":
+            return top
+        return torch.cat([mean, top], dim=-1)
+
+    # -- steps ---------------------------------------------------------------
+    @staticmethod
+    def _unpack(batch: Any) -> tuple[Tensor, Tensor, Tensor | None]:
+        x, y, *rest = batch
+        return x, y, (rest[0] if rest else None)
+
+    def _step(self, batch: Any, stage: str, metric: MulticlassAccuracy) -> tuple[Tensor, ...]:
+        x, y, lengths = self._unpack(batch)
+        logits = self(x, lengths)
+        loss = nn.functional.cross_entropy(logits, y)
+        preds = logits.argmax(dim=-1)
+        metric(preds, y)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True,
+                 batch_size=y.size(0))
+        self.log(f"{stage}/acc", metric, on_step=on_step, on_epoch=True, prog_bar=True)
+        return loss, preds
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._step(batch, "train", self.train_acc)[0]
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        _, preds = self._step(batch, "val", self.val_acc)
+        if batch_idx == 0:  # keep a few inputs for the datamodule to render
+            x, y, lengths = self._unpack(batch)
+            lengths = lengths.cpu() if lengths is not None else None
+            self._examples = (x.cpu(), lengths, preds.cpu(), y.cpu())
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test", self.test_acc)
+
+    def predict_step(self, batch: Any, batch_idx: int = 0) -> Tensor:
+        x, lengths = batch
+        return self(x, lengths).softmax(dim=-1)
+
+    # -- logging -------------------------------------------------------------
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Total L2 norm of the gradients, before clipping changes them.
+        if self.trainer.global_step % max(1, self.trainer.log_every_n_steps) == 0:
+            grads = [p.grad for p in self.parameters() if p.grad is not None]
+            if grads:
+                norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
+                self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+
+    def on_validation_epoch_end(self) -> None:
+        examples, self._examples = self._examples, None
+        dm = getattr(self.trainer, "datamodule", None)
+        render = getattr(dm, "log_examples", None)
+        if examples is None or render is None or self.trainer.sanity_checking:
+            return
+        for logger in self.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                render(logger.experiment, *examples, global_step=self.global_step)
+
+    def configure_optimizers(self) -> Any:
+        return configure_optimizers(self, self.hparams.optimizer, self.hparams.scheduler)

@@ -1,0 +1,39 @@
+"""Build the recurrent encoder a task module wraps.
+
+Task modules take the encoder either as a ready `nn.Module` (for people using
+them from Python) or as the `model:` config dict (`_target_:
+seqmodels.nn.LSTM`, sizes, engine). The input size is never in that config:
+the task module knows it (embedding or feature size) and fills it in here.
+Keeping the config form lets `save_hyperparameters` store plain data, so a
+checkpoint rebuilds its module without the config files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+
+def plain_config(cfg: Any) -> Any:
+    """A DictConfig as plain dicts and lists (resolved); anything else unchanged."""
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return cfg
+
+
+def build_encoder(encoder: nn.Module | Mapping[str, Any], input_size: int) -> nn.Module:
+    if isinstance(encoder, nn.Module):
+        return encoder
+    cfg = dict(encoder)
+    cfg.pop("input_size", None)  # ours to decide, whatever the config says
+    return instantiate(cfg, input_size=input_size)
+
+
+def encoder_output_size(encoder: nn.Module) -> int:
+    """Features per step of the encoder's output: hidden_size × directions."""
+    directions = 2 if getattr(encoder, "bidirectional", False) else 1
+    return int(encoder.hidden_size) * directions
