@@ -135,9 +135,16 @@ class MNISTDataModule(L.LightningDataModule):
                     return candidate
         return None
 
-    def prepare_data(self):
-        """Download whichever of the four files has no local copy (idempotent)."""
-        missing = [n for names in FILES.values() for n in names if self._find(n) is None]
+    def prepare_data(self, splits: tuple[str, ...] | None = None):
+        """Download whichever file of `splits` has no local copy (idempotent).
+
+        Under `trainer.test` only the test files are needed: someone evaluating
+        a checkpoint with just the t10k files at hand is not sent to the internet.
+        """
+        if splits is None:
+            fn = getattr(getattr(self.trainer, "state", None), "fn", None)
+            splits = ("test",) if fn == "test" else ("train", "test")
+        missing = [n for s in splits for n in FILES[s] if self._find(n) is None]
         if not missing:
             return
         for name in missing:
@@ -157,8 +164,8 @@ class MNISTDataModule(L.LightningDataModule):
     def _load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(uint8 images (N, 28, 28), int64 labels (N,)) of `split`, checked."""
         paths = [self._find(n) for n in FILES[split]]
-        if None in paths:
-            self.prepare_data()
+        if None in paths:  # setup() without prepare_data(), as a library user may call it
+            self.prepare_data((split,))
             paths = [self._find(n) for n in FILES[split]]
         images, labels = (read_idx(p) for p in paths)
         img_path, lbl_path = paths

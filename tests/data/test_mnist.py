@@ -294,3 +294,103 @@ def test_predict_wrong_input_is_one_clear_line(root, tmp_path):
         dm.encode_for_predict({"image": str(tmp_path / "notes.png")})
     with pytest.raises(UserError, match="no such file"):
         dm.encode_for_predict({"image": str(tmp_path / "missing.png")})
+
+
+# -- through the framework: recipes, checkpoints, TensorBoard -------------------------------
+
+
+def compose_train(experiment, root, out, *overrides):
+    from hydra import compose, initialize_config_dir
+
+    from seqmodels.cli import config_dir
+
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        return compose(
+            "train",
+            overrides=[
+                f"experiment={experiment}",
+                f"data.root={root}",
+                "data.verify=false",
+                "data.val_size=8",
+                "data.batch_size=4",
+                "model.hidden_size=8",  # the recipes' sizes are for real training
+                f"paths.output_dir={out}",
+                *overrides,
+            ],
+        )
+
+
+@pytest.mark.parametrize(
+    "experiment, mode",
+    [("mnist_row", "row"), ("mnist_pixel", "pixel"), ("mnist_pixel_permuted", "pixel_permuted")],
+)
+def test_recipe_fast_dev_run(root, tmp_path, experiment, mode):
+    from seqmodels.train import train
+
+    # anomaly detection makes 784-step backward passes several times slower; row keeps it
+    anomaly = "true" if mode == "row" else "false"
+    cfg = compose_train(
+        experiment, root, tmp_path / "run", "trainer=debug", f"trainer.detect_anomaly={anomaly}"
+    )
+    assert cfg.data.mode == mode
+    metrics = train(cfg)
+    assert 0.0 <= metrics["test/acc"] <= 1.0 and np.isfinite(metrics["test/loss"])
+
+
+def test_checkpoint_carries_the_permutation(root, tmp_path, monkeypatch):
+    import lightning as L
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from seqmodels.checkpoint import load_run
+    from seqmodels.data.mnist import draw_permutation
+    from seqmodels.train import train
+
+    out = tmp_path / "run"
+    cfg = compose_train(
+        "mnist_pixel_permuted",
+        root,
+        out,
+        "trainer=cpu",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+        "trainer.num_sanity_val_steps=0",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "data.permutation_seed=7",
+    )
+    train(cfg)
+    ckpt = out / "checkpoints" / "last.ckpt"
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert torch.equal(saved["MNISTDataModule"]["permutation"], draw_permutation(7))
+
+    # The checkpoint's own copy wins over what its config would draw again.
+    saved["seqmodels_config"]["data"]["permutation_seed"] = 0
+    torch.save(saved, tmp_path / "tampered.ckpt")
+    _, module, dm = load_run(tmp_path / "tampered.ckpt")
+    assert torch.equal(dm.permutation, draw_permutation(7))
+
+    # Predict encodes a digit with it, exactly as training saw the digit.
+    digit = np.zeros((28, 28), dtype=np.uint8)
+    digit[5:23, 13:15] = 255
+    np.save(tmp_path / "one.npy", digit)
+    x, _, _ = dm.encode_for_predict({"image": str(tmp_path / "one.npy")})
+    torch.testing.assert_close(
+        x[0], to_sequence(torch.from_numpy(digit), "pixel_permuted", draw_permutation(7))
+    )
+    assert module(x).shape == (1, 10)
+
+    # Evaluating needs only the test files: no download of the training set.
+    for name in FILES["train"]:
+        (root / name).unlink()
+    monkeypatch.setattr(download_module, "download", lambda *a, **k: pytest.fail("downloaded"))
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, limit_test_batches=1
+    )
+    assert "test/acc" in trainer.test(module, datamodule=dm, verbose=False)[0]
+
+    # The validation epoch drew the digit grid into TensorBoard.
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    assert "val/digits" in events.Tags()["images"]
