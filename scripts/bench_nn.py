@@ -63,7 +63,7 @@ def step_fn(module, x, lengths):
     return run
 
 
-def bench_case(name, cls, B, T, I, H, bi, with_lengths, device, reps, warmup):
+def bench_case(name, cls, B, T, I, H, bi, with_lengths, device, reps, warmup):  # noqa: E741
     torch.manual_seed(0)
     ref = getattr(torch.nn, cls.__name__)(I, H, batch_first=True, bidirectional=bi).to(device)
     x = torch.randn(B, T, I, device=device, requires_grad=True)
@@ -100,18 +100,29 @@ def bench_case(name, cls, B, T, I, H, bi, with_lengths, device, reps, warmup):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
-    ap.add_argument("--reps", type=int, default=15)
-    ap.add_argument("--warmup", type=int, default=3)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch.set_num_threads (CPU); use 1 on a loaded machine",
+    )
+    ap.add_argument("--reps", type=int, default=9)
+    ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="5 repeats, 2 warm-ups")
-    ap.add_argument("--device", action="append", help="cpu and/or cuda (default: cpu, cuda if present)")
+    ap.add_argument(
+        "--device", action="append", help="cpu and/or cuda (default: cpu, cuda if present)"
+    )
     args = ap.parse_args()
     if args.quick:
         args.reps, args.warmup = 5, 2
     torch.set_num_threads(args.threads)
     devices = args.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
-    print(f"torch {torch.__version__}, {args.threads} CPU threads, median of {args.reps} fwd+bwd passes")
+    print(
+        f"torch {torch.__version__}, {args.threads} CPU threads, median of {args.reps} fwd+bwd passes"
+    )
     for device in devices:
         peak = gemm_peak(device)
         print(f"\n[{device}] GEMM peak (1024^3 fp32 matmul, measured): {peak:.1f} GFLOP/s")
@@ -121,11 +132,16 @@ def main() -> None:
             ("(b) LSTM bi+len B64 T256 I128 H128", LSTM, 64, 256, 128, 128, True, True),
             ("(b) GRU  bi+len B64 T256 I128 H128", GRU, 64, 256, 128, 128, True, True),
         ]
-        print(f"| {'case':36} | {'engine':14} | {'ms':>8} | {'x torch.nn':>10} | {'GFLOP/s':>8} | {'% peak':>6} |")
+        print(
+            f"| {'case':36} | {'engine':14} | {'ms':>8} | {'x torch.nn':>10} | {'GFLOP/s':>8} | {'% peak':>6} |"
+        )
         print(f"|{'-' * 38}|{'-' * 16}|{'-' * 10}|{'-' * 12}|{'-' * 10}|{'-' * 8}|")
         for case in cases:
             for name, eng, ms, ratio, gf in bench_case(*case, device, args.reps, args.warmup):
-                print(f"| {name:36} | {eng:14} | {ms:8.1f} | {ratio:10.2f} | {gf:8.1f} | {100 * gf / peak:5.0f}% |", flush=True)
+                print(
+                    f"| {name:36} | {eng:14} | {ms:8.1f} | {ratio:10.2f} | {gf:8.1f} | {100 * gf / peak:5.0f}% |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
