@@ -333,10 +333,10 @@ def read_digits(path: Path) -> tuple[torch.Tensor, str]:
 
 
 def ascii_digit(digit: torch.Tensor) -> str:
-    """A uint8 28×28 digit as 28 lines of text, for the terminal."""
-    ramp = " .:-=+*#%@"
+    """A uint8 28×28 digit as text for the terminal, without its blank top and bottom rows."""
+    ramp = " .:-=+*#%@"  # two characters per pixel: terminal cells are about twice as tall
     idx = (digit.int() * len(ramp) // 256).tolist()
-    return "\n".join("".join(ramp[v] * 2 for v in row).rstrip() for row in idx)
+    return "\n".join("".join(ramp[v] * 2 for v in row).rstrip() for row in idx).strip("\n")
 
 
 def digit_grid(digits: np.ndarray, pairs, cols: int = 8, scale: int = 2) -> np.ndarray:

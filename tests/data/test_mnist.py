@@ -15,6 +15,7 @@ from seqmodels.data.mnist import (
     MEAN,
     STD,
     MNISTDataModule,
+    ascii_digit,
     from_sequence,
     to_sequence,
 )
@@ -257,9 +258,17 @@ def test_predict_png_matches_training_encoding(root, tmp_path):
     )
     assert lengths is None and x.shape == (1, 784, 1)
     torch.testing.assert_close(x[0], to_sequence(torch.from_numpy(digit), dm.mode, dm.permutation))
-    assert (
-        names[0].startswith(str(tmp_path / "digit.png")) and names[0].count("\n") == 28
-    )  # name, then 28 rows
+    first, art = names[0].split("\n", 1)
+    assert first == str(tmp_path / "digit.png") and art == ascii_digit(torch.from_numpy(digit))
+
+
+def test_ascii_digit_draws_the_strokes():
+    digit = torch.zeros(28, 28, dtype=torch.uint8)
+    digit[6:22, 12:16] = 255  # a "1": 16 rows of 4 full pixels
+    digit[6, 16] = 128  # a mid-grey pixel
+    lines = ascii_digit(digit).split("\n")
+    assert len(lines) == 16  # blank rows above and below are dropped
+    assert lines[0] == " " * 24 + "@" * 8 + "++" and lines[1] == " " * 24 + "@" * 8
 
 
 def test_predict_inverts_dark_on_light_and_reads_npy(root, tmp_path):
