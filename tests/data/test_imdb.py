@@ -406,3 +406,123 @@ def test_real_data_end_to_end(tmp_path):
     assert dm.test_set.labels.sum() == 12500
     assert dm.train_set.labels.sum() + dm.val_set.labels.sum() == 12500
     assert dm.model_kwargs == {"num_classes": 2, "vocab_size": 20000}
+
+
+# --------------------------------------------------------------- through the framework
+
+
+def compose_train(root, out, *overrides, experiment="imdb"):
+    from hydra import compose, initialize_config_dir
+
+    from seqmodels.cli import config_dir
+
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        return compose("train", overrides=[
+            f"experiment={experiment}", f"data.root={root}", f"paths.output_dir={out}",
+            *overrides,
+        ])
+
+
+SMALL = ("data.batch_size=4", "data.eval_batch_size=4", "data.val_size=8", "data.min_freq=1",
+         "model.hidden_size=8", "task.embedding_dim=8")  # the recipes' sizes are for real runs
+ONE_EPOCH = ("trainer=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
+             "trainer.num_sanity_val_steps=0", "trainer.enable_progress_bar=false",
+             "trainer.enable_model_summary=false")
+
+
+def test_recipes_compose_with_the_seed_and_best_settings(tiny_imdb, tmp_path):
+    seed = compose_train(tiny_imdb, tmp_path, experiment="imdb_seed")
+    assert seed.model._target_ == "seqmodels.nn.RNN" and seed.model.hidden_size == 32
+    assert seed.model.nonlinearity == "tanh" and seed.task.embedding_dim == 2
+    assert (seed.data.max_len, seed.data.truncation, seed.data.max_vocab) == (50, "last", 10000)
+    assert seed.data.batch_size == 32 and seed.trainer.max_epochs == 5
+    assert seed.task.optimizer._target_ == "torch.optim.Adam"
+    best = compose_train(tiny_imdb, tmp_path)
+    assert best.data._target_ == "seqmodels.data.imdb.IMDBDataModule"
+    assert best.task._target_ == "seqmodels.tasks.SequenceClassifier"
+
+
+def test_fast_dev_run_of_the_imdb_recipe(tiny_imdb, tmp_path):
+    from seqmodels.train import train
+
+    metrics = train(compose_train(tiny_imdb, tmp_path / "run", "trainer=debug", *SMALL))
+    assert 0.0 <= metrics["test/acc"] <= 1.0 and torch.isfinite(torch.tensor(metrics["test/loss"]))
+
+
+@pytest.fixture(scope="module")
+def imdb_checkpoint(tmp_path_factory):
+    """A checkpoint from one short epoch on a tiny folder, the folder then removed."""
+    import shutil
+
+    from seqmodels.train import train
+
+    tmp = tmp_path_factory.mktemp("imdb_ckpt")
+    root = tmp / "imdb"
+    write_tiny_imdb(root / "aclImdb")
+    calls = []
+    real = IMDBDataModule.log_examples
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(IMDBDataModule, "log_examples",
+                   lambda self, *a, **kw: calls.append(a) or real(self, *a, **kw))
+        train(compose_train(root, tmp / "run", *ONE_EPOCH, *SMALL, "data.max_len=6"))
+    # The classifier hands its first validation batch to the datamodule for TensorBoard.
+    (writer, x, lengths, preds, targets), = calls
+    assert hasattr(writer, "add_text") and x.shape[0] == lengths.shape[0] == preds.shape[0]
+    shutil.rmtree(root)  # predict must not need the data folder
+    return tmp / "run" / "checkpoints" / "last.ckpt"
+
+
+def predict_cfg(ckpt, **request):
+    return {"ckpt_path": str(ckpt), "text": None, "file": None, "image": None, **request}
+
+
+def test_predict_from_checkpoint_without_the_data_folder(imdb_checkpoint, tmp_path):
+    from seqmodels.predict import predict
+
+    out = io.StringIO()
+    (name, label, p), = predict(predict_cfg(imdb_checkpoint, text="A great film!"), out=out)
+    assert label in ("negative", "positive") and 0.5 <= p <= 1.0
+    assert out.getvalue().split() == [label, f"{p:.3f}", "text:", "A", "great", "film!"]
+    f = tmp_path / "reviews.txt"
+    f.write_text("awful, boring film\nwonderful acting and a great story\n")
+    results = predict(predict_cfg(imdb_checkpoint, file=str(f)), out=io.StringIO())
+    assert [r[0].split(":")[0] for r in results] == ["line 1", "line 2"]
+    # Probabilities are the model's softmax on the same encoding.
+    from seqmodels.checkpoint import load_run
+
+    _, module, dm = load_run(imdb_checkpoint)
+    ids = dm.encode("awful, boring film")
+    with torch.no_grad():
+        probs = module(ids[None], torch.tensor([len(ids)])).softmax(-1)[0]
+    assert results[0][2] == pytest.approx(float(probs.max()), abs=1e-6)
+    assert results[0][1] == dm.class_names[int(probs.argmax())]
+
+
+def test_predict_bad_input_through_the_checkpoint(imdb_checkpoint):
+    from seqmodels.predict import predict
+
+    with pytest.raises(UserError, match="text is empty"):
+        predict(predict_cfg(imdb_checkpoint, text="   "), out=io.StringIO())
+    with pytest.raises(UserError, match="reads text"):
+        predict(predict_cfg(imdb_checkpoint, image="digit.png"), out=io.StringIO())
+
+
+def test_predict_refuses_a_language_model_checkpoint(tmp_path):
+    from seqmodels.predict import predict
+    from seqmodels.train import train
+
+    text = tmp_path / "text.txt"
+    text.write_text("to be or not to be, that is the question.\n" * 40)
+    from hydra import compose, initialize_config_dir
+
+    from seqmodels.cli import config_dir
+
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        cfg = compose("train", overrides=[
+            "task=chargen", f"data.path={text}", "data.batch_size=2", "data.seq_len=8",
+            "model.hidden_size=8", "task.embedding_dim=4", f"paths.output_dir={tmp_path / 'lm'}",
+            "~callbacks.lr_monitor", "logger=none", "run_name=lm", *ONE_EPOCH, "trainer.limit_val_batches=1", "test=false"])
+    train(cfg)
+    ckpt = tmp_path / "lm" / "checkpoints" / "last.ckpt"
+    with pytest.raises(UserError, match="does not classify inputs.*seqmodels-sample"):
+        predict(predict_cfg(ckpt, text="hello"), out=io.StringIO())
