@@ -10,9 +10,10 @@ reset_after GRU) and give the same numbers:
 - `native`: torch's own fused kernels (`torch._VF.rnn_tanh/rnn_relu/lstm/gru`:
   cuDNN on CUDA, oneDNN/aten on CPU) called with views of i2h (see native.py).
 
-`loop` and `fused` work per (layer, direction): `run(cell, x, state, lengths)`
-with x batch-first (B, T, F) and the time order already set by the caller
-(the backward direction gets each sequence reversed within its length).
+`run_loop(cell, x, state, lengths)` works per (layer, direction) with x
+batch-first (B, T, F) in the time order set by the caller (the backward
+direction gets each sequence reversed within its length); `run_fused(cells, x,
+states, lengths)` runs a whole layer, both directions in one recurrence.
 """
 
 from __future__ import annotations
@@ -20,18 +21,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from seqmodels.nn import fused
 from seqmodels.nn.cells import GRUCell, LSTMCell, RNNCell
 
 State = Any  # h (B, H), or (h, c) for the LSTM
-
-
-def gather_last(seq: Tensor, lengths: Tensor) -> Tensor:
-    """seq (B, T, H) -> seq[b, lengths[b] - 1] (B, H): the state after each sequence's last step."""
-    idx = (lengths - 1).view(-1, 1, 1).expand(-1, 1, seq.shape[-1])
-    return seq.gather(1, idx).squeeze(1)
 
 
 def run_loop(cell, x: Tensor, state: Any, lengths: Tensor | None):
@@ -57,36 +53,71 @@ def run_loop(cell, x: Tensor, state: Any, lengths: Tensor | None):
 
 
 # ---------------------------------------------------------------- fused
-def run_fused(cell, x: Tensor, state: State | None, lengths: Tensor | None):
-    """Input projection in one GEMM, then the recurrence with hand-written BPTT (fused.py).
+def reverse_time(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Reverse time-major x (T, B, F) within each sequence's length; padding stays last."""
+    if lengths is None:
+        return x.flip(0)
+    t = torch.arange(x.shape[0], device=x.device).view(-1, 1)
+    L = lengths.view(1, -1)
+    idx = torch.where(t < L, L - 1 - t, t)  # an involution: applying it twice restores x
+    return x.gather(0, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
+
+def run_fused(cells, x: Tensor, states: list[Any], lengths: Tensor | None):
+    """One layer, both directions at once: (B, T, F) -> (B, T, D*H), [final state per direction].
+
+    The input projection of every step and direction is one GEMM; the backward
+    direction's projections are reversed within each length, then both
+    directions run in one recurrence (fused.py) with batched per-step GEMMs.
     With lengths the recurrence runs over every step (padding sits at the end,
     so valid steps never see it); outputs are masked once and the final state
-    is gathered at each sequence's last valid step. No per-step masking.
+    is gathered at each sequence's last valid step: no per-step masking.
     """
-    if state is None:
-        state = cell.init_state(x.shape[0], x.device, x.dtype)
-    gx = fused.input_projection(x, cell)  # (T, B, G*H)
-    w_hh = cell.weight_hh
-    c: Tensor | None = None
+    D, B, T = len(cells), x.shape[0], x.shape[1]
+    cell = cells[0]
+    G = cell.i2h.out_features
+    w_ih = torch.cat([c.weight_ih for c in cells]) if D > 1 else cell.weight_ih
+    b = cell.i2h.bias
+    if b is not None and D > 1:
+        b = torch.cat([c.i2h.bias for c in cells])
+    gx = F.linear(x.transpose(0, 1), w_ih, b)  # (T, B, D*G), one GEMM
+    if D == 1:
+        gx = gx.unsqueeze(1)
+    else:
+        gx = torch.stack((gx[..., :G], reverse_time(gx[..., G:], lengths)), 1)
+    w_hh = torch.stack([c.weight_hh for c in cells]) if D > 1 else cell.weight_hh.unsqueeze(0)
+    init = [
+        cell.init_state(B, x.device, x.dtype) if s is None else s
+        for c, s in zip(cells, states, strict=True)
+    ]
+    c_seq: Tensor | None = None
     if isinstance(cell, LSTMCell):
-        hs, cs = fused.LSTMRecurrence.apply(gx, state[0], state[1], w_hh)
-        c = cs.transpose(0, 1)
+        h0 = torch.stack([s[0] for s in init])
+        c0 = torch.stack([s[1] for s in init])
+        hs, c_seq = fused.LSTMRecurrence.apply(gx, h0, c0, w_hh)
     elif isinstance(cell, GRUCell):
-        hs = fused.GRURecurrence.apply(gx, state, w_hh, cell.bias_hn, cell.reset_after)
+        b_hn = None if cell.bias_hn is None else torch.stack([c.bias_hn for c in cells])
+        hs = fused.GRURecurrence.apply(gx, torch.stack(init), w_hh, b_hn, cell.reset_after)
     elif isinstance(cell, RNNCell):
-        hs = fused.RNNRecurrence.apply(gx, state, w_hh, cell.nonlinearity)
+        hs = fused.RNNRecurrence.apply(gx, torch.stack(init), w_hh, cell.nonlinearity)
     else:
         raise TypeError(f"fused engine: unknown cell type {type(cell).__name__}")
-    hs = hs.transpose(0, 1)  # (B, T, H)
-    if lengths is None:
-        h_n = hs[:, -1]
-        return hs, (h_n if c is None else (h_n, c[:, -1]))
-    h_n = gather_last(hs, lengths)
-    return _masked(hs, lengths), (h_n if c is None else (h_n, gather_last(c, lengths)))
+    # hs (T, D, B, H): the final state is each direction's own last valid step
+    h_n = hs[-1] if lengths is None else _at_last(hs, lengths)
+    finals: list[Any] = list(h_n.unbind(0))
+    if c_seq is not None:
+        c_n = c_seq[-1] if lengths is None else _at_last(c_seq, lengths)
+        finals = list(zip(finals, c_n.unbind(0), strict=True))
+    out = hs[:, 0] if D == 1 else torch.cat((hs[:, 0], reverse_time(hs[:, 1], lengths)), -1)
+    if lengths is not None:
+        # where, not a multiply: a padded step's state may be inf (relu), and inf * 0 is nan
+        mask = torch.arange(T, device=x.device).view(-1, 1) < lengths.view(1, -1)
+        out = torch.where(mask.unsqueeze(-1), out, 0.0)
+    return out.transpose(0, 1), finals
 
 
-def _masked(hs: Tensor, lengths: Tensor) -> Tensor:
-    # where, not a multiply: a padded step's state may be inf (relu), and inf * 0 is nan
-    mask = torch.arange(hs.shape[1], device=hs.device) < lengths.view(-1, 1)
-    return torch.where(mask.unsqueeze(-1), hs, 0.0)
+def _at_last(seq: Tensor, lengths: Tensor) -> Tensor:
+    """seq (T, D, B, H) -> (D, B, H) at time lengths[b] - 1."""
+    T, D, B, H = seq.shape
+    idx = (lengths - 1).view(1, 1, B, 1).expand(1, D, B, H)
+    return seq.gather(0, idx).squeeze(0)

@@ -222,7 +222,6 @@ class _Recurrent(nn.Module):
             from seqmodels.nn.native import run_native
 
             return run_native(self, x, hx, lengths)
-        run = engines.run_loop if engine == "loop" else engines.run_fused
         D = self.num_directions
         if hx is None:
             states: list[Any] = [None] * (self.num_layers * D)
@@ -230,17 +229,20 @@ class _Recurrent(nn.Module):
             states = list(zip(hx[0].unbind(0), hx[1].unbind(0), strict=True))
         else:
             states = list(hx.unbind(0))
-        finals = []
+        finals: list[Any] = []
         for layer in range(self.num_layers):
             if layer > 0 and self.dropout > 0.0 and self.training:
                 x = F.dropout(x, self.dropout, True)
             k = layer * D
-            out, s = run(self.cells[k], x, states[k], lengths)
+            if engine == "fused":  # both directions in one recurrence
+                x, s = engines.run_fused(list(self.cells[k : k + D]), x, states[k : k + D], lengths)
+                finals += s
+                continue
+            out, s = engines.run_loop(self.cells[k], x, states[k], lengths)
             finals.append(s)
             if D == 2:
-                out_b, s_b = run(
-                    self.cells[k + 1], reverse_within(x, lengths), states[k + 1], lengths
-                )
+                x_rev = reverse_within(x, lengths)
+                out_b, s_b = engines.run_loop(self.cells[k + 1], x_rev, states[k + 1], lengths)
                 finals.append(s_b)
                 out = torch.cat((out, reverse_within(out_b, lengths)), -1)
             x = out

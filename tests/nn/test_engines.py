@@ -74,37 +74,34 @@ def test_engine_agrees_with_loop(kind, engine, num_layers, bi, with_lengths):
     ids=["lstm", "gru_after", "gru_after_nobias", "gru_before", "tanh", "relu", "swish"],
 )
 def test_fused_bptt_gradcheck_float64(fn, args):
+    """The hand-written backward against finite differences, two directions batched (D=2)."""
     torch.manual_seed(0)
-    T, B, H = 3, 2, 3
+    T, D, B, H = 3, 2, 2, 3
     d = dict(dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(B, H, **d)
+    h0 = torch.randn(D, B, H, **d)
     if fn == "lstm":
-        inputs = (
-            torch.randn(T, B, 4 * H, **d),
-            h0,
-            torch.randn(B, H, **d),
-            torch.randn(4 * H, H, **d),
-        )
+        gx, w = torch.randn(T, D, B, 4 * H, **d), torch.randn(D, 4 * H, H, **d)
+        inputs = (gx, h0, torch.randn(D, B, H, **d), w)
         assert torch.autograd.gradcheck(fused_mod.LSTMRecurrence.apply, inputs)
     elif fn == "gru":
         reset_after, has_bias = args
-        b_hn = torch.randn(H, **d) if has_bias else None
-        gx, w = torch.randn(T, B, 3 * H, **d), torch.randn(3 * H, H, **d)
+        gx, w = torch.randn(T, D, B, 3 * H, **d), torch.randn(D, 3 * H, H, **d)
 
         def f(gx, h0, w, *b):
             return fused_mod.GRURecurrence.apply(gx, h0, w, b[0] if b else None, reset_after)
 
-        assert torch.autograd.gradcheck(f, (gx, h0, w) + ((b_hn,) if has_bias else ()))
+        b_hn = (torch.randn(D, H, **d),) if has_bias else ()
+        assert torch.autograd.gradcheck(f, (gx, h0, w) + b_hn)
     else:
         (nl,) = args
-        gx = torch.randn(T, B, H, **d)
+        gx = torch.randn(T, D, B, H, **d)
         if nl == "relu":  # keep pre-activations away from relu's kink at 0
             gx = (gx.detach() + 3 * gx.detach().sign()).requires_grad_()
 
         def f(gx, h0, w):
             return fused_mod.RNNRecurrence.apply(gx, h0, w, nl)
 
-        w = (0.3 * torch.randn(H, H, dtype=torch.float64)).requires_grad_()
+        w = (0.3 * torch.randn(D, H, H, dtype=torch.float64)).requires_grad_()
         assert torch.autograd.gradcheck(f, (gx, h0, w))
 
 
