@@ -15,7 +15,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -78,11 +78,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         L.seed_everything(cfg.seed, workers=True)
 
     datamodule, module = build(cfg)
-    callbacks = [*instantiate_all(cfg.get("callbacks")), SaveRunConfig(cfg)]
-    if not cfg.trainer.get("enable_progress_bar", True):
-        # `trainer.enable_progress_bar=false` wins over the callbacks group's bar.
-        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers: list[Logger] = instantiate_all(cfg.get("logger"))
+    callbacks = [*instantiate_all(cfg.get("callbacks")), SaveRunConfig(cfg)]
+    # A switch on the command line wins over the callbacks group: no progress bar
+    # with `trainer.enable_progress_bar=false`, no LR monitor with `logger=none`.
+    if not cfg.trainer.get("enable_progress_bar", True):
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    if not loggers:
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     if cfg.get("train", True):
@@ -98,7 +101,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
-            final = {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
+            # Under their own names: logged at step 0, they would bend the val/ curves.
+            final = {f"hparams/{k}": v for k, v in metrics.items()
+                     if k.startswith(("val/", "test/"))}
             logger.log_hyperparams(flat_hparams(cfg), metrics=final)
             logger.save()
 

@@ -1,0 +1,122 @@
+"""seqmodels-train / seqmodels-eval end to end on the offline parity task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqmodels.checkpoint import CONFIG_KEY, load_run
+
+FAST = ("trainer=debug", "logger=none")
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.glob("outputs/**/.hydra"))
+
+
+@pytest.mark.parametrize(
+    "model,engine",
+    [(m, e) for m in ("rnn", "lstm", "gru") for e in ("loop", "fused", "native", "auto")],
+)
+def test_fast_dev_run_every_model_and_engine(run_cli, model, engine):
+    result = run_cli("train", *FAST, f"model={model}", f"model.engine={engine}",
+                     "model.bidirectional=true", "data.min_len=2", "data.max_len=7")
+    assert result.code == 0, result.err
+    assert "test/acc=" in result.out
+
+
+def test_run_folder_holds_config_checkpoints_and_events(run_cli, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = run_cli(
+        "train", "trainer.max_epochs=2", "trainer.limit_train_batches=10",
+        "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
+        "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false",
+    )
+    assert result.code == 0, result.err
+    (run,) = run_dirs(tmp_path)
+    assert (run / ".hydra" / "config.yaml").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert "best checkpoint:" in result.out and "tensorboard --logdir" in result.out
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    for tag in ("train/loss_step", "train/acc_step", "val/loss", "val/acc", "test/acc",
+                "train/grad_norm", "lr-Adam"):
+        assert tag in scalars, f"{tag} missing from {sorted(scalars)}"
+    assert [e.step for e in events.Scalars("val/acc")] == [9, 19]  # once per epoch
+    assert "hparams/test/acc" in scalars  # the final metrics, for the HParams tab
+    # The HParams tab: one session with the run's choices and its final metrics.
+    plugins = events.PluginTagToContent("hparams")
+    assert "_hparams_/session_start_info" in plugins
+
+
+def test_multirun_trains_each_job_in_its_own_folder(run_cli, tmp_path):
+    result = run_cli("train", "-m", *FAST, "model=rnn,gru")
+    assert result.code == 0, result.err
+    jobs = run_dirs(tmp_path)
+    assert len(jobs) == 2
+    assert {(j / ".hydra" / "overrides.yaml").read_text().count("model=") for j in jobs} == {1}
+    assert "model=rnn" in (jobs[0] / ".hydra" / "overrides.yaml").read_text()
+    assert "model=gru" in (jobs[1] / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_default_run_learns_parity_to_100_percent(run_cli):
+    """The bare default (the seed's 5 digits in 1..10, LSTM), seeded, reaches 100% test."""
+    result = run_cli("train", "trainer.enable_progress_bar=false", "logger=none")
+    assert result.code == 0, result.err
+    assert "test/acc=1.0000" in result.out, result.out
+
+
+def test_eval_reproduces_the_checkpoint_test_metric(run_cli, tmp_path):
+    result = run_cli(
+        "train", "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=30",
+        "trainer.enable_progress_bar=false", "callbacks.model_checkpoint.save_last=false",
+    )
+    assert result.code == 0, result.err
+    trained = float(result.out.split("test/acc=")[1].split()[0])
+    ckpt = next(tmp_path.glob("outputs/**/checkpoints/epoch_*.ckpt"))
+    assert CONFIG_KEY in torch.load(ckpt, map_location="cpu", weights_only=False)
+
+    evaluated = run_cli("eval", f"ckpt_path={ckpt}", "trainer.enable_progress_bar=false")
+    assert evaluated.code == 0, evaluated.err
+    assert float(evaluated.out.split("test/acc=")[1].split()[0]) == pytest.approx(trained)
+
+    # load_run gives the same module back, without any config files or data.
+    cfg, module, datamodule = load_run(ckpt)
+    assert cfg.data._target_.endswith("ParityDataModule") and not module.training
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (("task=nope",), "Could not find 'task/nope'"),
+        (("model=transformer",), "Could not find 'model/transformer'"),
+        (("model.hidden_size=0",), "hidden_size"),
+        (("data.alphabet=hex",), "data.alphabet must be one of digits, bits"),
+        (("task.pooling=median",), "task.pooling must be one of"),
+    ],
+)
+def test_bad_input_is_one_clear_line(run_cli, overrides, message):
+    result = run_cli("train", *FAST, *overrides)
+    assert result.code == 1
+    assert message in result.err
+    assert "Traceback" not in result.err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a missing GPU")
+def test_gpu_trainer_without_cuda_is_one_clear_line(run_cli):
+    result = run_cli("train", "trainer=gpu")
+    assert result.code == 1
+    error_lines = [line for line in result.err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and "needs a CUDA GPU" in error_lines[0]
+    assert "use trainer=cpu" in error_lines[0]
+
+
+def test_eval_of_a_missing_checkpoint_is_one_clear_line(run_cli, tmp_path):
+    result = run_cli("eval", f"ckpt_path={tmp_path / 'nope.ckpt'}")
+    assert result.code == 1
+    assert "checkpoint not found" in result.err and "Traceback" not in result.err
