@@ -1,5 +1,6 @@
 """MNISTDataModule: local folders, modes, verification, permutation state, TensorBoard, predict."""
 
+import io
 import urllib.error
 from pathlib import Path
 
@@ -352,6 +353,7 @@ def test_checkpoint_carries_the_permutation(root, tmp_path, monkeypatch):
 
     from seqmodels.checkpoint import load_run
     from seqmodels.data.mnist import draw_permutation
+    from seqmodels.predict import predict
     from seqmodels.train import train
 
     out = tmp_path / "run"
@@ -389,6 +391,12 @@ def test_checkpoint_carries_the_permutation(root, tmp_path, monkeypatch):
         x[0], to_sequence(torch.from_numpy(digit), "pixel_permuted", draw_permutation(7))
     )
     assert module(x).shape == (1, 10)
+    printed = io.StringIO()
+    request = {"ckpt_path": str(tmp_path / "tampered.ckpt"), "image": str(tmp_path / "one.npy")}
+    [(name, label, p)] = predict(request, out=printed)
+    assert label in dm.class_names and 0.1 <= p <= 1.0  # the top of 10 probabilities
+    assert printed.getvalue().startswith(f"{label}  {p:.3f}  {tmp_path / 'one.npy'}\n")
+    assert ascii_digit(torch.from_numpy(digit)) in printed.getvalue()  # the digit is drawn
 
     # Evaluating needs only the test files: no download of the training set.
     for name in FILES["train"]:
