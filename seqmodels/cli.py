@@ -84,3 +84,14 @@ def evaluate(cfg: DictConfig) -> None:
     from seqmodels.evaluate import evaluate as run
 
     run(cfg)
+
+
+@entry_point("sample")
+def sample(cfg: DictConfig) -> None:
+    """seqmodels-sample ckpt_path=... prime="ROMEO:" length=1000 temperature=0.8: stream text."""
+    from seqmodels.sample import sample_checkpoint
+
+    sample_checkpoint(
+        cfg.ckpt_path, prime=cfg.prime, length=cfg.length, temperature=cfg.temperature,
+        top_k=cfg.top_k, seed=cfg.seed,
+    )  # fmt: skip

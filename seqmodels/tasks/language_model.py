@@ -1,0 +1,185 @@
+"""LanguageModel: next-character prediction with truncated BPTT.
+
+    embedding → recurrent encoder (seqmodels.nn) → dropout → per-step linear head
+
+Batches come from `CharTextDataModule`: row b of batch i + 1 continues row b of
+batch i, so the final state of one batch is the initial state of the next
+(detached: gradients flow back `seq_len` steps only, which is what truncated
+BPTT means). Lightning 2 dropped `truncated_bptt_steps`, so the module carries
+the state itself; it resets at each epoch start, and validation carries its
+own state the same way over the validation streams.
+
+Loss is in nats per character; `val/bpc` (bits per character) and `val/ppl`
+(perplexity) are the same number in other units. Each validation epoch logs a
+~300-character sample to TensorBoard. `generate()` streams token ids with O(1)
+work per token (see seqmodels/sample.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torchmetrics import MeanMetric
+
+from seqmodels.errors import UserError
+from seqmodels.tasks.encoder import build_encoder, encoder_output_size, plain_config
+from seqmodels.tasks.optim import configure_optimizers
+
+
+def detach_state(state: Any) -> Any:
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()
+
+
+def state_batch_size(state: Any) -> int:
+    return (state[0] if isinstance(state, tuple) else state).shape[1]
+
+
+class LanguageModel(L.LightningModule):
+    """Args:
+    encoder: a unidirectional seqmodels.nn layer, or its config (input_size filled in).
+    vocab_size: number of distinct tokens (characters).
+    embedding_dim: size of the token embedding fed to the encoder.
+    dropout: on the embedding and on the encoder's output (the layer's own
+        `dropout` acts between its stacked layers).
+    optimizer, scheduler: config dicts for seqmodels.tasks.optim.configure_optimizers.
+    sample_length, sample_temperature: the sample logged each validation epoch.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module | Mapping[str, Any],
+        vocab_size: int,
+        embedding_dim: int = 64,
+        dropout: float = 0.0,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+        sample_length: int = 300,
+        sample_temperature: float = 0.8,
+    ) -> None:
+        super().__init__()
+        encoder = plain_config(encoder)
+        optimizer = plain_config(optimizer) or {"_target_": "torch.optim.Adam", "lr": 2e-3}
+        scheduler = plain_config(scheduler)
+        ignore = ["encoder"] if isinstance(encoder, nn.Module) else []
+        self.save_hyperparameters(ignore=ignore, logger=False)
+
+        self.embedding = nn.Embedding(vocab_size, embedding_dim)
+        self.encoder = build_encoder(encoder, embedding_dim)
+        if getattr(self.encoder, "bidirectional", False):
+            raise UserError(
+                "a language model predicts the next character from the past only: "
+                "set model.bidirectional=false"
+            )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder_output_size(self.encoder), vocab_size)
+
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
+        # Truncated BPTT: the detached final state of the previous batch, per stage.
+        self._state: dict[str, Any] = {}
+
+    # -- model ---------------------------------------------------------------
+    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        """x (B, T) token ids → logits (B, T, V) and the encoder's final state."""
+        out, state = self.encoder(self.dropout(self.embedding(x)), state)
+        return self.head(self.dropout(out)), state
+
+    def generate(
+        self,
+        prime: Tensor,
+        length: int,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        seed: int | None = None,
+    ) -> Iterator[int]:
+        """Yield `length` token ids after the ids in `prime` (1-D), one at a time."""
+        from seqmodels.sample import generate
+
+        return generate(self, prime, length, temperature=temperature, top_k=top_k, seed=seed)
+
+    # -- steps ---------------------------------------------------------------
+    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        x, y = batch
+        state = self._state.get(stage)
+        if state is not None and state_batch_size(state) != x.shape[0]:
+            state = None  # another stream layout (should not happen within a split)
+        logits, state = self(x, state)
+        self._state[stage] = detach_state(state)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        loss = self._step(batch, "train")
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
+                 batch_size=batch[1].numel())  # fmt: skip
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        # Weighted by characters: the last batch of a split may be shorter.
+        self.val_loss.update(self._step(batch, "val"), weight=batch[1].numel())
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self.test_loss.update(self._step(batch, "test"), weight=batch[1].numel())
+
+    # Each pass over a split starts from a zero state: the streams restart there.
+    def on_train_epoch_start(self) -> None:
+        self._state.pop("train", None)
+
+    def on_validation_epoch_start(self) -> None:
+        self._state.pop("val", None)
+
+    def on_test_epoch_start(self) -> None:
+        self._state.pop("test", None)
+
+    def _log_nats(self, stage: str, metric: MeanMetric) -> None:
+        nats = metric.compute()
+        metric.reset()
+        self.log(f"{stage}/loss", nats, prog_bar=True)
+        self.log(f"{stage}/bpc", nats / math.log(2))
+        self.log(f"{stage}/ppl", torch.exp(nats))
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_nats("val", self.val_loss)
+        if not self.trainer.sanity_checking:
+            self._log_sample()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_nats("test", self.test_loss)
+
+    # -- logging -------------------------------------------------------------
+    def _log_sample(self) -> None:
+        writers = [lg.experiment for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
+        dm = getattr(self.trainer, "datamodule", None)
+        if not writers or getattr(dm, "vocab", None) is None or self.hparams.sample_length <= 0:
+            return
+        from seqmodels.sample import default_prime, sample_text
+
+        prime = default_prime(dm.vocab)
+        text = prime + "".join(
+            sample_text(self, dm, prime, self.hparams.sample_length,
+                        temperature=self.hparams.sample_temperature, seed=self.global_step)
+        )  # fmt: skip
+        # A fenced block keeps the line breaks in TensorBoard's markdown view.
+        for writer in writers:
+            writer.add_text("val/sample", "```\n" + text + "\n```", self.global_step)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Total L2 norm of the gradients, before clipping changes them.
+        if self.trainer.global_step % max(1, self.trainer.log_every_n_steps) == 0:
+            grads = [p.grad for p in self.parameters() if p.grad is not None]
+            if grads:
+                norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
+                self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+
+    def configure_optimizers(self) -> Any:
+        return configure_optimizers(self, self.hparams.optimizer, self.hparams.scheduler)

@@ -1,0 +1,154 @@
+"""task=chargen through the framework, and seqmodels-sample on the checkpoint it writes."""
+
+from __future__ import annotations
+
+import io
+import pathlib
+import sys
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from seqmodels import cli
+from seqmodels.checkpoint import CONFIG_KEY
+from seqmodels.sample import sample_checkpoint
+
+TEXT = (
+    "to be, or not to be, that is the question:\n"
+    "whether 'tis nobler in the mind to suffer\n"
+    "the slings and arrows of outrageous fortune,\n"
+) * 8
+
+
+def run_cli(entry, monkeypatch, *overrides):
+    monkeypatch.setattr(sys, "argv", [entry.__name__, *overrides])
+    return entry()
+
+
+def small_run(tmp, *extra):
+    return (
+        "task=chargen", f"data.path={tmp / 'text.txt'}", f"paths.root_dir={tmp}",
+        "model.hidden_size=16", "task.embedding_dim=8", "data.batch_size=4", "data.seq_len=16",
+        "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false", *extra,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("chargen")
+    (tmp / "text.txt").write_text(TEXT)
+    mp = pytest.MonkeyPatch()
+    try:
+        overrides = small_run(tmp, "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                              "trainer.limit_val_batches=2", "test=false", "run_name=cg")  # fmt: skip
+        run_cli(cli.train, mp, *overrides)
+    finally:
+        mp.undo()
+    (ckpt,) = (tmp / "outputs").rglob("last.ckpt")
+    return ckpt
+
+
+def test_fast_dev_run_on_a_small_text(tmp_path, monkeypatch, capsys):
+    (tmp_path / "text.txt").write_text(TEXT)
+    run_cli(cli.train, monkeypatch, *small_run(tmp_path, "trainer=debug"))
+    out = capsys.readouterr().out
+    assert "test/loss=" in out and "test/bpc=" in out and "test/ppl=" in out
+
+
+def test_checkpoint_carries_the_vocabulary(checkpoint):
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    assert ckpt["CharTextDataModule"]["vocab"] == "".join(sorted(set(TEXT)))
+    assert ckpt[CONFIG_KEY]["task"]["_target_"].endswith("LanguageModel")
+
+
+def test_sample_streams_prime_then_length_characters(checkpoint, monkeypatch, capsys, tmp_path):
+    (checkpoint.parents[5] / "text.txt").unlink()  # sampling needs no text file
+    args = (f"ckpt_path={checkpoint}", "prime=to be", "length=60", "temperature=0.8", "seed=3")
+    run_cli(cli.sample, monkeypatch, *args)
+    first = capsys.readouterr().out
+    assert first.startswith("to be") and first.endswith("\n")
+    assert len(first) == len("to be") + 60 + 1 and set(first) <= set(TEXT)
+    run_cli(cli.sample, monkeypatch, *args)
+    assert capsys.readouterr().out == first  # same seed, same text
+
+
+class Recorder(io.StringIO):
+    def __init__(self):
+        super().__init__()
+        self.events: list[str] = []
+
+    def write(self, s):
+        self.events.append("w" + s)
+        return super().write(s)
+
+    def flush(self):
+        self.events.append("f")
+
+
+def test_each_character_is_flushed_as_it_is_made(checkpoint):
+    out = Recorder()
+    text = sample_checkpoint(str(checkpoint), prime="the", length=25, seed=0, out=out)
+    assert out.getvalue() == text + "\n" and len(text) == 3 + 25
+    generated = out.events[2 : 2 + 2 * 25]  # after the prime and its flush
+    assert all(e.startswith("w") and len(e) == 2 for e in generated[0::2])
+    assert generated[1::2] == ["f"] * 25
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("temperature=0", "error: temperature=0 must be > 0"),
+        ("temperature=-0.5", "error: temperature=-0.5 must be > 0"),
+        ("length=-3", "error: length=-3 must be an integer >= 0"),
+        # The text has ':' but no capitals.
+        ("prime=ROMEO:", "error: prime 'ROMEO:' has 4 character(s) outside the model's vocabulary: "
+                         "'E' 'M' 'O' 'R'; use only"),  # fmt: skip
+    ],
+)
+def test_bad_input_is_one_clear_line(checkpoint, monkeypatch, capsys, override, message):
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(cli.sample, monkeypatch, f"ckpt_path={checkpoint}", override)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 1 and err.startswith(message) and "\n" not in err
+
+
+def test_missing_checkpoint_is_one_clear_line(monkeypatch, capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        run_cli(cli.sample, monkeypatch, f"ckpt_path={tmp_path / 'none.ckpt'}")
+    assert capsys.readouterr().err.startswith("error: checkpoint not found")
+
+
+def test_a_classifier_checkpoint_is_refused(tmp_path, monkeypatch, capsys):
+    # A parity classifier checkpoint, written as seqmodels-train writes it.
+    config_dir = str(pathlib.Path(cli.config_dir()).resolve())
+    with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+        cfg = compose("train", overrides=["task=parity"])
+    from seqmodels.tasks.classifier import SequenceClassifier
+
+    run = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "task", "model")}
+    run["data"]["seed"] = 0
+    module = SequenceClassifier(run["model"], num_classes=2, vocab_size=12)
+    ckpt = tmp_path / "parity.ckpt"
+    torch.save({CONFIG_KEY: run, "hyper_parameters": dict(module.hparams),
+                "state_dict": module.state_dict()}, ckpt)  # fmt: skip
+    with pytest.raises(SystemExit):
+        run_cli(cli.sample, monkeypatch, f"ckpt_path={ckpt}")
+    assert capsys.readouterr().err.strip() == (
+        f"error: {ckpt} is a SequenceClassifier checkpoint, not a language model: "
+        "seqmodels-sample needs a checkpoint trained with task=chargen"
+    )
+
+
+def test_each_validation_epoch_logs_a_text_sample_to_tensorboard(checkpoint):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(checkpoint.parents[1] / "tensorboard"))
+    events.Reload()
+    assert {"val/loss", "val/bpc", "val/ppl"} <= set(events.Tags()["scalars"])
+    (sample,) = events.Tensors("val/sample/text_summary")  # one epoch, one sample
+    text = sample.tensor_proto.string_val[0].decode()
+    body = text.removeprefix("```\n").removesuffix("\n```")
+    assert len(body) == 1 + 300 and set(body) <= set(TEXT)  # the prime "\n" + 300 characters
