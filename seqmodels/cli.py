@@ -86,6 +86,14 @@ def evaluate(cfg: DictConfig) -> None:
     run(cfg)
 
 
+@entry_point("predict")
+def predict(cfg: DictConfig) -> None:
+    """seqmodels-predict ckpt_path=... text="..." | file=reviews.txt | file=- | image=...: labels."""
+    from seqmodels.predict import predict as run
+
+    run(cfg)
+
+
 @entry_point("sample")
 def sample(cfg: DictConfig) -> None:
     """seqmodels-sample ckpt_path=... prime="ROMEO:" length=1000 temperature=0.8: stream text."""

@@ -526,3 +526,24 @@ def test_predict_refuses_a_language_model_checkpoint(tmp_path):
     ckpt = tmp_path / "lm" / "checkpoints" / "last.ckpt"
     with pytest.raises(UserError, match="does not classify inputs.*seqmodels-sample"):
         predict(predict_cfg(ckpt, text="hello"), out=io.StringIO())
+
+
+def test_predict_command_line(imdb_checkpoint, monkeypatch, capsys, tmp_path):
+    import sys
+
+    from seqmodels import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["seqmodels-predict", f"ckpt_path={imdb_checkpoint}",
+                                      "text=a great film"])
+    cli.predict()
+    label, p, *name = capsys.readouterr().out.split()
+    assert label in ("negative", "positive") and 0.5 <= float(p) <= 1.0
+    assert name == ["text:", "a", "great", "film"]
+    monkeypatch.setattr(sys, "argv", ["seqmodels-predict", f"ckpt_path={imdb_checkpoint}",
+                                      "text=..."])
+    with pytest.raises(SystemExit) as info:
+        cli.predict()
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: text is empty") and "\n" not in err
