@@ -250,6 +250,9 @@ class _Recurrent(nn.Module):
             return x, (torch.stack([s[0] for s in finals]), torch.stack([s[1] for s in finals]))
         return x, torch.stack(finals)
 
+    def flatten_parameters(self) -> None:
+        """No-op, for code written against torch.nn.RNNBase: the weights are views of i2h."""
+
     # ------------------------------------------------------------ interop
     @classmethod
     def from_torch(cls, module: nn.Module, engine: str = "auto"):
