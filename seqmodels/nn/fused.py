@@ -74,19 +74,23 @@ class LSTMRecurrence(torch.autograd.Function):
         # gradient-independent factors for all steps at once (a few big ops, not ~15 per step)
         tc = torch.tanh(cs)
         a_c = o * (1 - tc * tc)  # d c_t / d h_t through h = o * tanh(c)
-        k_ifg = torch.stack((g * i * (1 - i), _prev(cs, c0) * f * (1 - f), i * (1 - g * g)), -2)
+        k_i, k_f, k_g = g * i * (1 - i), _prev(cs, c0) * f * (1 - f), i * (1 - g * g)
         k_o = tc * o * (1 - o)
         dG = torch.empty_like(acts)
-        dG_ifg = dG.view(T, D, B, 4, H)[..., :3, :]
         dh_next = torch.zeros_like(h0)
         dc_next = torch.zeros_like(c0)
         for t in range(T - 1, -1, -1):
             dh = dhs[t] + dh_next
             dc = torch.addcmul(dcs[t] + dc_next, dh, a_c[t])
-            torch.mul(k_ifg[t], dc.unsqueeze(-2), out=dG_ifg[t])
-            torch.mul(k_o[t], dh, out=dG[t, ..., 3 * H :])
+            d = dG[t]
+            # four plain muls into slices: one broadcast mul into a strided (.., 3, H)
+            # view measured ~40x slower per step
+            torch.mul(k_i[t], dc, out=d[..., :H])
+            torch.mul(k_f[t], dc, out=d[..., H : 2 * H])
+            torch.mul(k_g[t], dc, out=d[..., 2 * H : 3 * H])
+            torch.mul(k_o[t], dh, out=d[..., 3 * H :])
             dc_next = dc * f[t]
-            dh_next = torch.bmm(dG[t], w_hh)
+            dh_next = torch.bmm(d, w_hh)
         return dG, dh_next, dc_next, _sum_outer(dG, _prev(hs, h0))
 
 
