@@ -280,6 +280,8 @@ def sample_checkpoint(
             "seqmodels-sample needs a checkpoint trained with task=chargen"
         )
     prime = default_prime(datamodule.vocab) if prime is None else str(prime)
+    if "\\" not in datamodule.vocab:  # a command line cannot type a newline: accept \n, \t
+        prime = prime.replace("\\n", "\n").replace("\\t", "\t")
     chars = sample_text(module, datamodule, prime, length, temperature, top_k, seed)
     pieces = [prime]
     try:

@@ -152,3 +152,10 @@ def test_each_validation_epoch_logs_a_text_sample_to_tensorboard(checkpoint):
     text = sample.tensor_proto.string_val[0].decode()
     body = text.removeprefix("```\n").removesuffix("\n```")
     assert len(body) == 1 + 300 and set(body) <= set(TEXT)  # the prime "\n" + 300 characters
+
+
+def test_backslash_n_in_the_prime_is_a_newline(checkpoint):
+    # A command line cannot type a newline; the text has no backslash, so \n means one.
+    out = io.StringIO()
+    sample_checkpoint(str(checkpoint), prime="to\\nbe", length=3, seed=0, out=out)
+    assert out.getvalue().startswith("to\nbe") and len(out.getvalue()) == 5 + 3 + 1
