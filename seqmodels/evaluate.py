@@ -2,6 +2,8 @@
 
 The checkpoint carries the run's config and the datamodule's state, so the
 same data options (and vocabulary, permutation, ...) are used as in training.
+`trainer.test` runs the datamodule's `prepare_data`/`setup("test")`, which
+fetch only what the test split needs.
 `+data.KEY=VALUE` overrides a data option, e.g. `+data.root=/elsewhere`.
 """
 
@@ -26,7 +28,6 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         datamodule = instantiate(data_cfg)
         if state:
             datamodule.load_state_dict(state)
-    datamodule.prepare_data()
     trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
     results: list[dict[str, Any]] = trainer.test(module, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in results[0].items()}
