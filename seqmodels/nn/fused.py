@@ -13,9 +13,9 @@ one GEMM, by the caller. What is left depends on h and must be unrolled:
 Autograd over a Python loop would instead run T small weight-gradient GEMMs and
 record ~10 graph nodes per step; this is what cuDNN/oneDNN do, in Python.
 
-Both directions of a bidirectional layer run in the same loop: tensors carry a
-direction dim D (1 or 2) and the per-step GEMMs are batched (bmm), which halves
-the per-step Python work. Shapes: gx (T, D, B, G*H), h0/c0 (D, B, H),
+Tensors carry a leading direction dim D so both directions of a layer could
+share one loop with batched GEMMs (bmm); on CPU that measured slower than one
+direction at a time, so the engine passes D=1 (tests check D=2 too). Shapes: gx (T, D, B, G*H), h0/c0 (D, B, H),
 w_hh (D, G*H, H), b_hn (D, H); time-major so every step's slice is contiguous.
 The backward is not itself differentiable (no double backward), like cuDNN's.
 
