@@ -103,26 +103,3 @@ def sample(cfg: DictConfig) -> None:
         cfg.ckpt_path, prime=cfg.prime, length=cfg.length, temperature=cfg.temperature,
         top_k=cfg.top_k, seed=cfg.seed,
     )  # fmt: skip
-
-
-@entry_point("predict")
-def predict(cfg: DictConfig) -> None:
-    """seqmodels-predict ckpt_path=... text=... | file=... | image=...: label and probability."""
-    from seqmodels.predict import predict as run
-
-    run(cfg)
-
-
-@entry_point("sample")
-def sample(cfg: DictConfig) -> None:
-    """seqmodels-sample ckpt_path=... prime=...: stream generated characters to stdout."""
-    from seqmodels.sample import sample_checkpoint
-
-    sample_checkpoint(
-        cfg.ckpt_path,
-        prime=cfg.prime,
-        length=cfg.length,
-        temperature=cfg.temperature,
-        top_k=cfg.top_k,
-        seed=cfg.seed,
-    )
