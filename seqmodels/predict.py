@@ -25,8 +25,9 @@ from seqmodels.errors import UserError
 REQUEST_KEYS = ("text", "file", "image")
 
 
-def predict(cfg: Mapping[str, Any], out: TextIO = sys.stdout) -> list[tuple[str, str, float]]:
-    """Print `label  probability  input` per input; return the same as (name, label, p)."""
+def predict(cfg: Mapping[str, Any], out: TextIO | None = None) -> list[tuple[str, str, float]]:
+    """Print `label  probability  input` per input (to stdout); return (name, label, p) each."""
+    out = out or sys.stdout  # looked up now, not at import: redirections take effect
     run_cfg, module, datamodule = load_run(cfg.get("ckpt_path"))
     encode = getattr(datamodule, "encode_for_predict", None)
     class_names = getattr(datamodule, "class_names", None)

@@ -294,8 +294,10 @@ class IMDBDataModule(L.LightningDataModule):
     def _fetch(self) -> pathlib.Path:
         root, archive = self.root, self.root / ARCHIVE
         ours = {ARCHIVE, "cache"}
-        stray = [p.name for p in root.iterdir() if p.name not in ours] if root.is_dir() else []
-        stray = [n for n in stray if not (n.startswith(ARCHIVE) and n.endswith(".part"))]
+        # Ignored: hidden names (a killed extraction's .aclImdb.*.tmp) and download parts.
+        names = [p.name for p in root.iterdir()] if root.is_dir() else []
+        stray = [n for n in names if n not in ours and not n.startswith(".")
+                 and not (n.startswith(ARCHIVE) and n.endswith(".part"))]
         if stray:
             # A folder with other things in it is meant to be a local copy: say
             # what it lacks rather than download 84 MB into it.

@@ -140,6 +140,7 @@ def test_archive_is_checked_and_extracted_once(tiny_imdb, tmp_path, monkeypatch)
     root = tmp_path / "fresh"
     root.mkdir()
     monkeypatch.setattr(imdb, "SHA256", make_archive(tiny_imdb, root / imdb.ARCHIVE))
+    (root / ".aclImdb.killed.tmp").mkdir()  # what a killed extraction leaves: not in the way
     dm = dm_for(root, download=False)
     dm.prepare_data()
     assert (root / "aclImdb" / "train" / "pos" / "0_9.txt").exists()
@@ -148,7 +149,7 @@ def test_archive_is_checked_and_extracted_once(tiny_imdb, tmp_path, monkeypatch)
     dm2 = dm_for(root, download=False)
     dm2.setup("fit")
     assert len(dm2.test_set) == 24
-    assert not [p for p in root.iterdir() if p.name.startswith(".aclImdb")]
+    assert [p.name for p in root.iterdir() if p.name.startswith(".")] == [".aclImdb.killed.tmp"]
 
 
 def test_corrupt_archive_checksum_mismatch(tiny_imdb, tmp_path):
