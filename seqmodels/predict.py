@@ -26,7 +26,10 @@ REQUEST_KEYS = ("text", "file", "image")
 
 
 def predict(cfg: Mapping[str, Any], out: TextIO | None = None) -> list[tuple[str, str, float]]:
-    """Print `label  probability  input` per input (to stdout); return (name, label, p) each."""
+    """Print `label  probability  input` per input (to stdout); return (name, label, p) each.
+
+    With more than two classes a second line gives every class's probability.
+    """
     out = out or sys.stdout  # looked up now, not at import: redirections take effect
     run_cfg, module, datamodule = load_run(cfg.get("ckpt_path"))
     encode = getattr(datamodule, "encode_for_predict", None)
@@ -47,10 +50,14 @@ def predict(cfg: Mapping[str, Any], out: TextIO | None = None) -> list[tuple[str
         for i in range(0, len(x), batch_size):
             piece = lengths[i : i + batch_size] if lengths is not None else None
             probs.append(module.predict_step((x[i : i + batch_size], piece)))
-    p, label = torch.cat(probs).max(dim=-1)
+    every = torch.cat(probs)
+    p, label = every.max(dim=-1)
 
     results = [(n, class_names[int(k)], float(q)) for n, k, q in zip(names, label, p, strict=True)]
     width = max(len(c) for c in class_names)
-    for name, lab, q in results:
+    for (name, lab, q), row in zip(results, every, strict=True):
         print(f"{lab:<{width}}  {q:.3f}  {name}", file=out)
+        if len(class_names) > 2:  # with two, the top one says it all
+            print("  " + "  ".join(f"{c}:{float(r):.3f}" for c, r in zip(class_names, row, strict=True)),
+                  file=out)
     return results

@@ -397,6 +397,10 @@ def test_checkpoint_carries_the_permutation(root, tmp_path, monkeypatch):
     assert label in dm.class_names and 0.1 <= p <= 1.0  # the top of 10 probabilities
     assert printed.getvalue().startswith(f"{label}  {p:.3f}  {tmp_path / 'one.npy'}\n")
     assert ascii_digit(torch.from_numpy(digit)) in printed.getvalue()  # the digit is drawn
+    every = printed.getvalue().rstrip("\n").splitlines()[-1].split()  # "0:0.081  1:0.120 ..."
+    assert [c.split(":")[0] for c in every] == dm.class_names
+    probs = [float(c.split(":")[1]) for c in every]
+    assert abs(sum(probs) - 1) < 0.01 and max(probs) == round(p, 3)
 
     # Evaluating needs only the test files: no download of the training set.
     for name in FILES["train"]:
