@@ -10,6 +10,11 @@ feeds the features to the encoder as they are). Pooling respects `lengths`:
   bidirectional). With lengths it is the state after each sequence's own last
   step, and the backward direction's state after reading step 0.
 - `mean` / `max`: over valid steps only. `meanmax`: both, concatenated.
+
+`input_dropout` drops whole feature channels of the encoder's input, with the
+same mask at every step of a sequence (variational or "locked" dropout, Keras'
+SpatialDropout1D): a mask drawn anew per step would mostly be averaged away by
+the recurrence. `dropout` applies to the pooled features before the head.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ class SequenceClassifier(L.LightningModule):
         embedding_dim: int | None = 64,
         pooling: str = "last",
         dropout: float = 0.0,
+        input_dropout: float = 0.0,
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
     ) -> None:
@@ -52,6 +58,9 @@ class SequenceClassifier(L.LightningModule):
             )
         if pooling not in POOLINGS:
             raise UserError(f"task.pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}")
+        for name, p in (("dropout", dropout), ("input_dropout", input_dropout)):
+            if not 0.0 <= p < 1.0:
+                raise UserError(f"task.{name} must be in [0, 1); got {p}")
         if vocab_size is not None and not embedding_dim:
             raise UserError("task.embedding_dim must be a positive integer for token inputs")
         # Plain data in hparams: the checkpoint rebuilds this module on its own.
@@ -70,6 +79,7 @@ class SequenceClassifier(L.LightningModule):
         else:
             self.input_adapter = nn.Identity()
             encoder_input = input_size
+        self.input_dropout = nn.Dropout1d(input_dropout)
         self.encoder = build_encoder(encoder, encoder_input)
         features = encoder_output_size(self.encoder) * (2 if pooling == "meanmax" else 1)
         self.dropout = nn.Dropout(dropout)
@@ -82,7 +92,10 @@ class SequenceClassifier(L.LightningModule):
 
     # -- model ---------------------------------------------------------------
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        output, state = self.encoder(self.input_adapter(x), lengths=lengths)
+        inputs = self.input_adapter(x)
+        if self.input_dropout.p and self.training:  # (B, T, C) -> channels over (B, C, T)
+            inputs = self.input_dropout(inputs.transpose(1, 2)).transpose(1, 2)
+        output, state = self.encoder(inputs, lengths=lengths)
         return self.head(self.dropout(self._pool(output, state, lengths)))
 
     def _pool(self, output: Tensor, state: Any, lengths: Tensor | None) -> Tensor:

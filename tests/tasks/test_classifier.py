@@ -1,0 +1,56 @@
+"""SequenceClassifier: pooling respects lengths, input dropout is locked across time."""
+
+import pytest
+import torch
+
+from seqmodels.errors import UserError
+from seqmodels.tasks import SequenceClassifier
+
+ENCODER = {"_target_": "seqmodels.nn.GRU", "hidden_size": 8, "bidirectional": True}
+
+
+def classifier(pooling: str, **kwargs) -> SequenceClassifier:
+    torch.manual_seed(0)
+    return SequenceClassifier(ENCODER, num_classes=3, vocab_size=20, embedding_dim=6,
+                              pooling=pooling, **kwargs).eval()
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "meanmax"])
+def test_pooling_ignores_padding(pooling):
+    """Each padded sequence scores as it does alone, whatever fills its padding."""
+    model = classifier(pooling)
+    lengths = torch.tensor([5, 2, 7])
+    x = torch.randint(1, 20, (3, 7))
+    alone = torch.cat([model(x[i : i + 1, : int(n)]) for i, n in enumerate(lengths)])
+    for fill in (0, 13):  # PAD, and a real token that must not leak in either
+        padded = x.clone()
+        for i, n in enumerate(lengths):
+            padded[i, n:] = fill
+        torch.testing.assert_close(model(padded, lengths), alone, atol=1e-6, rtol=1e-5)
+
+
+def test_pooling_without_lengths_uses_every_step():
+    model = classifier("mean")
+    x = torch.randint(1, 20, (2, 6))
+    output, _ = model.encoder(model.input_adapter(x))
+    torch.testing.assert_close(model(x), model.head(output.mean(dim=1)))
+
+
+def test_input_dropout_drops_whole_channels_for_every_step():
+    model = classifier("mean", input_dropout=0.5).train()
+    seen = {}
+    model.encoder.register_forward_hook(lambda m, args, output: seen.update(x=args[0]))
+    x = torch.randint(1, 20, (4, 9))
+    model(x)
+    dropped = seen["x"] == 0  # (B, T, C): a dropped channel is zero at every step
+    assert dropped.any()
+    assert torch.equal(dropped, dropped[:, :1, :].expand_as(dropped))
+    model.eval()
+    model(x)
+    assert not (seen["x"] == 0).any()  # evaluation sees every channel
+
+
+@pytest.mark.parametrize("key, value", [("dropout", 1.0), ("input_dropout", -0.1)])
+def test_bad_dropout_is_a_clear_error(key, value):
+    with pytest.raises(UserError, match=rf"task\.{key} must be in \[0, 1\); got {value}"):
+        classifier("last", **{key: value})
