@@ -192,6 +192,14 @@ class CharTextDataModule(L.LightningDataModule):
 
     # -- splits ------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
+        world_size = getattr(self.trainer, "world_size", 1) if self.trainer is not None else 1
+        if world_size > 1:
+            # A distributed sampler deals batch i to rank i % world_size, so no rank would
+            # see its streams in order and the carried state would meet the wrong text.
+            raise UserError(
+                f"task=chargen carries its state from one batch to the next, which {world_size} "
+                "processes cannot do with these streams: train on one device (trainer.devices=1)"
+            )
         if self.train_set is not None:
             return  # idempotent: train.py calls setup once, Lightning again
         text = read_text(self.text_path, self.hparams.encoding_errors)

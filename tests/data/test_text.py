@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -66,6 +67,14 @@ def test_datamodule_vocab_split_and_batches(tmp_path):
     assert dm.decode(xv[0]) == TEXT[split : split + 5]  # validation is the text's tail
     # Every training character comes before every validation character.
     assert sum(b[0].numel() for b in dm.train_dataloader()) == 3 * n_train
+
+
+def test_several_processes_are_refused(tmp_path):
+    """Under DDP each rank would get every other batch: its carried state would be wrong."""
+    dm = CharTextDataModule(path=str(write(tmp_path, TEXT)), batch_size=3, seq_len=5)
+    dm.trainer = SimpleNamespace(world_size=2)
+    with pytest.raises(UserError, match=r"carries its state .* 2 processes .*trainer.devices=1"):
+        dm.setup("fit")
 
 
 def test_vocabulary_survives_a_checkpoint_without_the_file(tmp_path):
