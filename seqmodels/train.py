@@ -60,7 +60,7 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     def walk(node: Any, prefix: str) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
-                walk(value, f"{prefix}{key}/" if not prefix else f"{prefix}{key}/")
+                walk(value, f"{prefix}{key}/")
         elif isinstance(node, (bool, int, float, str)) or node is None:
             flat[prefix.rstrip("/")] = node if node is not None else "None"
         else:
