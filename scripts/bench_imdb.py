@@ -6,9 +6,11 @@
 2. Epoch time of `experiment=imdb_seed` (or --experiment) through Lightning (the real
    SequenceClassifier with its logging and metrics) against the same model
    trained by a plain PyTorch loop on the same batches. Target: <= 1.05x.
-   The two alternate in short runs (--limit-batches), so a busy machine slows
-   both alike; CPU time (process time, all threads) is reported next to wall
-   time because on a shared machine it is the steadier of the two.
+   A third row runs Lightning with every self.log a no-op: the cost of
+   Lightning's loop alone. The three alternate in short runs (--limit-batches),
+   so a busy machine slows them alike, and the ratios are medians of per-round
+   ratios; CPU time (process time, all threads) is reported next to wall time
+   because on a shared machine it is the steadier of the two.
 
     .venv/bin/python scripts/bench_imdb.py                 # real data from ../shared
     .venv/bin/python scripts/bench_imdb.py --root /path/to/folder/with/aclImdb
@@ -105,12 +107,14 @@ class EpochTimer:
         self.callback = _Timer()
 
 
-def lightning_epoch(cfg, datamodule, limit) -> Clock:
+def lightning_epoch(cfg, datamodule, limit, log=True) -> Clock:
     import lightning as L
     from hydra.utils import instantiate
 
     torch.manual_seed(0)
     module = instantiate(cfg.task, _recursive_=False, encoder=cfg.model, **datamodule.model_kwargs)
+    if not log:  # Lightning's own loop alone: every self.log becomes a no-op
+        module.log = lambda *args, **kwargs: None
     timer = EpochTimer()
     trainer = L.Trainer(
         accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
@@ -166,10 +170,12 @@ def main() -> None:
         datamodule.prepare_data()
         datamodule.setup("fit")
         lightning_epoch(cfg, datamodule, 5)  # warm-up: first-call allocations, lazy imports
+        lightning_epoch(cfg, datamodule, 5, log=False)
         plain_epoch(cfg, datamodule, 5)
-        lit, plain = [], []
-        for _ in range(args.epoch_repeats):  # alternate: load changes hit both alike
+        lit, nolog, plain = [], [], []
+        for _ in range(args.epoch_repeats):  # alternate: load changes hit all alike
             lit.append(lightning_epoch(cfg, datamodule, args.limit_batches))
+            nolog.append(lightning_epoch(cfg, datamodule, args.limit_batches, log=False))
             plain.append(plain_epoch(cfg, datamodule, args.limit_batches))
 
     def med(clocks: list[Clock], attr: str) -> float:
@@ -184,16 +190,25 @@ def main() -> None:
         ("tokenise 50,000 reviews, first run", first, 1, "<= 10"),
         ("load with the cache", cached, 1, "<= 1"),
         (f"{args.experiment} epoch, Lightning", lit, full, ""),
+        (f"{args.experiment} epoch, Lightning, no self.log", nolog, full, ""),
         (f"{args.experiment} epoch, plain PyTorch loop", plain, full, ""),
     ]
     for name, clocks, scale, target in rows:
         print(f"{name:44s} {med(clocks, 'wall') * scale:8.2f} {med(clocks, 'cpu') * scale:8.2f} "
               f"{target:>8s}")
-    print(f"{'Lightning / plain':44s} {med(lit, 'wall') / med(plain, 'wall'):8.3f} "
-          f"{med(lit, 'cpu') / med(plain, 'cpu'):8.3f} {'<= 1.05':>8s}")
+
+    def ratio(a: list[Clock], b: list[Clock], attr: str) -> float:
+        """Median over rounds of a/b within the same round: drift between rounds cancels."""
+        return statistics.median(getattr(x, attr) / getattr(y, attr) for x, y in zip(a, b, strict=True))
+
+    for name, clocks, target in (("Lightning / plain", lit, "<= 1.05"),
+                                 ("Lightning without self.log / plain", nolog, "")):
+        print(f"{name:44s} {ratio(clocks, plain, 'wall'):8.3f} {ratio(clocks, plain, 'cpu'):8.3f} "
+              f"{target:>8s}")
     print("raw wall s per run: " + "; ".join(
         f"{key}={[round(c.wall, 2) for c in cl]}"
-        for key, (_, cl, _, _) in zip(("first", "cached", "lightning", "plain"), rows, strict=True)))
+        for key, (_, cl, _, _) in zip(("first", "cached", "lightning", "nolog", "plain"), rows,
+                                      strict=True)))
 
 if __name__ == "__main__":
     main()

@@ -44,7 +44,7 @@ def test_run_folder_holds_config_checkpoints_and_events(run_cli, tmp_path):
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    for tag in ("train/loss_step", "train/acc_step", "val/loss", "val/acc", "test/acc",
+    for tag in ("train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc", "test/acc",
                 "train/grad_norm", "lr-Adam"):
         assert tag in scalars, f"{tag} missing from {sorted(scalars)}"
     assert [e.step for e in events.Scalars("val/acc")] == [9, 19]  # once per epoch
