@@ -11,6 +11,10 @@ feeds the features to the encoder as they are). Pooling respects `lengths`:
   step, and the backward direction's state after reading step 0.
 - `mean` / `max`: over valid steps only. `meanmax`: both, concatenated.
 
+`embedding_init_range=r` draws the embedding from U(-r, r) (Keras' default is
+0.05) instead of torch's N(0, 1): a small embedding (the seed's IMDB model has
+2 dimensions) initialised at unit scale barely moves under Adam's ~1e-3 steps.
+
 `input_dropout` drops whole feature channels of the encoder's input, with the
 same mask at every step of a sequence (variational or "locked" dropout, Keras'
 SpatialDropout1D): a mask drawn anew per step would mostly be averaged away by
@@ -45,6 +49,7 @@ class SequenceClassifier(L.LightningModule):
         vocab_size: int | None = None,
         input_size: int | None = None,
         embedding_dim: int | None = 64,
+        embedding_init_range: float | None = None,
         pooling: str = "last",
         dropout: float = 0.0,
         input_dropout: float = 0.0,
@@ -74,6 +79,10 @@ class SequenceClassifier(L.LightningModule):
 
         if vocab_size is not None:
             self.input_adapter: nn.Module = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
+            if embedding_init_range:  # Keras' U(-0.05, 0.05) instead of torch's N(0, 1)
+                with torch.no_grad():
+                    self.input_adapter.weight.uniform_(-embedding_init_range, embedding_init_range)
+                    self.input_adapter.weight[0].zero_()  # PAD stays zero
             encoder_input = embedding_dim
         elif embedding_dim:
             self.input_adapter = nn.Linear(input_size, embedding_dim)

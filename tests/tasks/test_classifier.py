@@ -54,3 +54,14 @@ def test_input_dropout_drops_whole_channels_for_every_step():
 def test_bad_dropout_is_a_clear_error(key, value):
     with pytest.raises(UserError, match=rf"task\.{key} must be in \[0, 1\); got {value}"):
         classifier("last", **{key: value})
+
+
+def test_embedding_init_range_draws_a_small_uniform_embedding():
+    torch.manual_seed(0)
+    model = SequenceClassifier(ENCODER, num_classes=2, vocab_size=500, embedding_dim=4,
+                               embedding_init_range=0.05)
+    weight = model.input_adapter.weight
+    assert torch.equal(weight[0], torch.zeros(4))  # PAD
+    assert weight[1:].abs().max() <= 0.05 and weight[1:].std() > 0.02  # U(-0.05, 0.05): std 0.029
+    default = SequenceClassifier(ENCODER, num_classes=2, vocab_size=500, embedding_dim=4)
+    assert default.input_adapter.weight[1:].std() > 0.5  # torch's N(0, 1)
