@@ -76,6 +76,10 @@ def run_fused(cells, x: Tensor, states: list[Any], lengths: Tensor | None):
     """
     B, T = x.shape[0], x.shape[1]
     x_t = x.transpose(0, 1)  # time-major (T, B, F)
+    # Under autocast (mixed precision) the input GEMM below runs in reduced precision,
+    # but the hand-written recurrences run in fp32 with autocast off: their backward
+    # runs outside autocast and would otherwise meet tensors of mixed dtypes.
+    amp = torch.is_autocast_enabled(x.device.type)
     outs: list[Tensor] = []
     finals: list[Any] = []
     for d, (cell, s) in enumerate(zip(cells, states, strict=True)):
@@ -85,15 +89,19 @@ def run_fused(cells, x: Tensor, states: list[Any], lengths: Tensor | None):
         gx = F.linear(x_d, cell.weight_ih, cell.i2h.bias).unsqueeze(1)  # (T, 1, B, G*H)
         w_hh = cell.weight_hh.unsqueeze(0)
         c_seq: Tensor | None = None
-        if isinstance(cell, LSTMCell):
-            hs, c_seq = fused.LSTMRecurrence.apply(gx, s[0][None], s[1][None], w_hh)
-        elif isinstance(cell, GRUCell):
-            b_hn = None if cell.bias_hn is None else cell.bias_hn[None]
-            hs = fused.GRURecurrence.apply(gx, s[None], w_hh, b_hn, cell.reset_after)
-        elif isinstance(cell, RNNCell):
-            hs = fused.RNNRecurrence.apply(gx, s[None], w_hh, cell.nonlinearity)
-        else:
-            raise TypeError(f"fused engine: unknown cell type {type(cell).__name__}")
+        if amp:
+            gx = gx.float()
+            s = tuple(t.float() for t in s) if isinstance(s, tuple) else s.float()
+        with torch.autocast(x.device.type, enabled=False):
+            if isinstance(cell, LSTMCell):
+                hs, c_seq = fused.LSTMRecurrence.apply(gx, s[0][None], s[1][None], w_hh)
+            elif isinstance(cell, GRUCell):
+                b_hn = None if cell.bias_hn is None else cell.bias_hn[None]
+                hs = fused.GRURecurrence.apply(gx, s[None], w_hh, b_hn, cell.reset_after)
+            elif isinstance(cell, RNNCell):
+                hs = fused.RNNRecurrence.apply(gx, s[None], w_hh, cell.nonlinearity)
+            else:
+                raise TypeError(f"fused engine: unknown cell type {type(cell).__name__}")
         # hs (T, 1, B, H): the final state is the direction's own last valid step
         h_n = (hs[-1] if lengths is None else _at_last(hs, lengths))[0]
         if c_seq is not None:

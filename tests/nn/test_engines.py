@@ -134,6 +134,26 @@ def test_auto_works_for_other_dtypes(dtype, cls, lengths):
     torch.testing.assert_close(out, out_r, atol=tol, rtol=0)
 
 
+@pytest.mark.parametrize("engine,kind", [("loop", "lstm"), ("loop", "gru"), *ENGINE_KINDS])
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_engines_train_under_autocast(engine, kind, with_lengths):
+    """Mixed precision (trainer.precision=bf16-mixed): forward and backward run, fp32 grads."""
+    cls, kw = KINDS[kind]
+    torch.manual_seed(0)
+    layer = cls(3, 8, num_layers=2, bidirectional=True, engine=engine, **kw)
+    x = torch.randn(4, 6, 3)
+    lengths = torch.tensor([6, 2, 5, 1]) if with_lengths else None
+    if engine == "native" and with_lengths:
+        lengths = None  # native takes lengths only as a PackedSequence
+    ref, _ = layer(x, lengths=lengths)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = layer(x, lengths=lengths)
+        out.float().square().sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in layer.parameters())
+    assert all(torch.isfinite(p.grad).all() for p in layer.parameters())
+    torch.testing.assert_close(out.float(), ref, atol=5e-2, rtol=0)  # bf16: ~3 digits
+
+
 def test_no_grad_inference_and_state_carry():
     layer = GRU(3, 4, num_layers=2, engine="fused")
     x = torch.randn(2, 7, 3)
