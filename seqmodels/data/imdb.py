@@ -508,8 +508,14 @@ def build_cache(folder: pathlib.Path, path: pathlib.Path, tokenizer: Tokenizer,
         cache[f"{split}_ids"] = torch.from_numpy(ids)
         cache[f"{split}_offsets"] = torch.cumsum(lengths, 0)
         cache[f"{split}_labels"] = torch.tensor(labels[split], dtype=torch.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # a read-only data.root, say
+        raise UserError(
+            f"cannot write the token cache to {path.parent} ({e.strerror or e}): "
+            "set data.cache_dir= to a writable folder"
+        ) from None
     os.close(fd)
     try:
         torch.save(cache, tmp)

@@ -234,6 +234,13 @@ def test_failed_cache_write_leaves_no_file(tiny_imdb, monkeypatch):
     assert list((tiny_imdb / "cache").iterdir()) == []
 
 
+def test_unwritable_cache_folder_is_one_clear_line(tiny_imdb, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError, match=r"cannot write the token cache to .*a_file.*data\.cache_dir="):
+        dm_for(tiny_imdb, cache_dir=str(blocker / "cache")).prepare_data()
+
+
 # --------------------------------------------------------------- splits and batches
 
 
