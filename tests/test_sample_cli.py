@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import pathlib
+import subprocess
 import sys
 
 import pytest
@@ -159,3 +161,22 @@ def test_backslash_n_in_the_prime_is_a_newline(checkpoint):
     out = io.StringIO()
     sample_checkpoint(str(checkpoint), prime="to\\nbe", length=3, seed=0, out=out)
     assert out.getvalue().startswith("to\nbe") and len(out.getvalue()) == 5 + 3 + 1
+
+
+@pytest.mark.slow
+def test_chargen_trains_under_ddp_with_two_cpu_processes(tmp_path):
+    """trainer=ddp: Lightning relaunches the command once per process (so this runs
+    the installed console script, not pytest); each process reads its own share."""
+    text = tmp_path / "input.txt"
+    text.write_text(TEXT * 4)
+    script = pathlib.Path(sys.executable).parent / "seqmodels-train"
+    result = subprocess.run(
+        [str(script), "task=chargen", "trainer=ddp", "trainer.accelerator=cpu",
+         "trainer.devices=2", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+         "model.hidden_size=16", "data.batch_size=4", "data.seq_len=8", f"data.path={text}",
+         "task.sample_length=20", "logger=csv", f"paths.root_dir={tmp_path}"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test metrics: test/bpc=" in result.stdout

@@ -15,6 +15,10 @@ Invalid UTF-8 policy (`encoding_errors=`):
   with a few bad bytes should still train.
 - "strict": refuse the file with one line naming the byte offset.
 
+Under DDP each process takes its own contiguous share of each split (the
+first 1/world_size to rank 0, ...) and cuts it into B streams, so the
+processes read different text and each one's streams stay in order.
+
 The vocabulary is the sorted set of characters of the whole file; it travels
 in `state_dict()` (Lightning stores it in every checkpoint), so sampling needs
 no text file.
@@ -29,7 +33,7 @@ import warnings
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from seqmodels.errors import UserError
 
@@ -105,6 +109,36 @@ class StreamBatches(Dataset):
         return self.x[:, s], self.y[:, s]
 
 
+def shard(ids: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """Process `rank`'s contiguous 1/world_size of ids, plus the next id (the last target).
+
+    Every shard has the same length, so every process runs the same number of
+    batches (DDP waits for all of them at every step).
+    """
+    if world_size == 1:
+        return ids
+    n = (len(ids) - 1) // world_size
+    return ids[rank * n : rank * n + n + 1]
+
+
+class InOrder(IterableDataset):
+    """The batches of a StreamBatches, in order.
+
+    Iterable rather than indexable so that Lightning never puts a
+    DistributedSampler in front of it: that would deal batch i to process
+    i % world_size, and no process would see its streams in order.
+    """
+
+    def __init__(self, batches: StreamBatches):
+        self.batches = batches
+
+    def __iter__(self):
+        return (self.batches[i] for i in range(len(self.batches)))
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 class CharTextDataModule(L.LightningDataModule):
     """Characters of one text file as contiguous streams (see the module docstring).
 
@@ -137,6 +171,9 @@ class CharTextDataModule(L.LightningDataModule):
         self.stoi: dict[str, int] = {}
         self.train_set: StreamBatches | None = None
         self.val_set: StreamBatches | None = None
+        self._ids: torch.Tensor | None = None  # the whole text as ids, read once
+        self._split = 0  # where validation starts
+        self._built_for = (0, 1)  # (rank, world size) the splits were cut for
 
     # -- files -------------------------------------------------------------
     @property
@@ -192,43 +229,43 @@ class CharTextDataModule(L.LightningDataModule):
 
     # -- splits ------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
-        world_size = getattr(self.trainer, "world_size", 1) if self.trainer is not None else 1
-        if world_size > 1:
-            # A distributed sampler deals batch i to rank i % world_size, so no rank would
-            # see its streams in order and the carried state would meet the wrong text.
-            raise UserError(
-                f"task=chargen carries its state from one batch to the next, which {world_size} "
-                "processes cannot do with these streams: train on one device (trainer.devices=1)"
-            )
-        if self.train_set is not None:
-            return  # idempotent: train.py calls setup once, Lightning again
-        text = read_text(self.text_path, self.hparams.encoding_errors)
-        split = int(len(text) * (1.0 - self.hparams.val_fraction))
-        if split < 2 or len(text) - split < 2:
-            raise UserError(
-                f"{self.text_path} has only {len(text)} characters: too short for a "
-                f"train/val split with data.val_fraction={self.hparams.val_fraction} (use a longer text)"
-            )
-        vocab = "".join(sorted(set(text)))
-        if self.vocab is not None and self.vocab != vocab:
-            raise UserError(
-                f"{self.text_path} has a different character set than the checkpoint's vocabulary; "
-                "train on the same text the checkpoint was trained on"
-            )
-        self._set_vocab(vocab)
-        ids = torch.tensor([self.stoi[ch] for ch in text], dtype=torch.long)
+        # Under DDP each process trains on its own contiguous share of the text (see
+        # shard()); train.py calls setup once before the trainer exists, so the splits
+        # are rebuilt when Lightning's call comes from a process of a larger world.
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        if self.train_set is not None and self._built_for == (rank, world):
+            return
+        if self._ids is None:
+            text = read_text(self.text_path, self.hparams.encoding_errors)
+            split = int(len(text) * (1.0 - self.hparams.val_fraction))
+            if split < 2 or len(text) - split < 2:
+                raise UserError(
+                    f"{self.text_path} has only {len(text)} characters: too short for a "
+                    f"train/val split with data.val_fraction={self.hparams.val_fraction} "
+                    "(use a longer text)"
+                )
+            vocab = "".join(sorted(set(text)))
+            if self.vocab is not None and self.vocab != vocab:
+                raise UserError(
+                    f"{self.text_path} has a different character set than the checkpoint's "
+                    "vocabulary; train on the same text the checkpoint was trained on"
+                )
+            self._set_vocab(vocab)
+            self._ids = torch.tensor([self.stoi[ch] for ch in text], dtype=torch.long)
+            self._split = split
         b, t = self.hparams.batch_size, self.hparams.seq_len
-        self.train_set = StreamBatches(ids[:split], b, t)
-        val = ids[split:]
+        self.train_set = StreamBatches(shard(self._ids[: self._split], rank, world), b, t)
+        val = shard(self._ids[self._split :], rank, world)
         vb = min(self.hparams.val_batch_size or b, len(val) - 1)
         self.val_set = StreamBatches(val, vb, t)
+        self._built_for = (rank, world)
 
     def train_dataloader(self) -> DataLoader:
-        # batch_size=None: each dataset item is already a batch; no shuffle keeps streams in order.
-        return DataLoader(self.train_set, batch_size=None, shuffle=False)
+        # batch_size=None: each item is already a batch, and they come in order.
+        return DataLoader(InOrder(self.train_set), batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=None, shuffle=False)
+        return DataLoader(InOrder(self.val_set), batch_size=None)
 
     def test_dataloader(self) -> DataLoader:
         # Tiny Shakespeare has no test split of its own: evaluation reports the validation text.

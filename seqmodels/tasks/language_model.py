@@ -160,7 +160,7 @@ class LanguageModel(L.LightningModule):
     def _log_sample(self) -> None:
         writers = [lg.experiment for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
         dm = getattr(self.trainer, "datamodule", None)
-        if not writers or getattr(dm, "vocab", None) is None or self.hparams.sample_length <= 0:
+        if not self.trainer.is_global_zero or not writers or getattr(dm, "vocab", None) is None or self.hparams.sample_length <= 0:
             return
         from seqmodels.sample import default_prime, sample_text
 

@@ -69,12 +69,30 @@ def test_datamodule_vocab_split_and_batches(tmp_path):
     assert sum(b[0].numel() for b in dm.train_dataloader()) == 3 * n_train
 
 
-def test_several_processes_are_refused(tmp_path):
-    """Under DDP each rank would get every other batch: its carried state would be wrong."""
-    dm = CharTextDataModule(path=str(write(tmp_path, TEXT)), batch_size=3, seq_len=5)
-    dm.trainer = SimpleNamespace(world_size=2)
-    with pytest.raises(UserError, match=r"carries its state .* 2 processes .*trainer.devices=1"):
-        dm.setup("fit")
+def test_each_ddp_process_reads_its_own_contiguous_share(tmp_path):
+    """Rank r's streams cover the r-th share of each split, in order; all ranks run alike."""
+    path = write(tmp_path, TEXT)
+    dm = CharTextDataModule(path=str(path), batch_size=2, seq_len=4, val_batch_size=1)
+    dm.setup("fit")  # as train.py does, before the trainer exists: the whole text
+    whole = [dm.decode(x[0]) for x, _ in dm.train_dataloader()]
+    split = int(len(TEXT) * 0.9)
+    shares = []
+    for rank in range(2):
+        dm.trainer = SimpleNamespace(global_rank=rank, world_size=2)
+        dm.setup("fit")  # Lightning's call in each process: cut again for this rank
+        n = (split - 1) // 2
+        share = TEXT[rank * n : rank * n + n + 1]
+        per_stream = (len(share) - 1) // 2
+        x_rows = ["".join(dm.decode(x[b]) for x, _ in dm.train_dataloader()) for b in range(2)]
+        y_last = dm.decode(list(dm.train_dataloader())[-1][1][1])[-1]
+        assert x_rows == [share[:per_stream], share[per_stream : 2 * per_stream]]
+        assert y_last == share[2 * per_stream]  # targets run one character ahead
+        shares.append((len(dm.train_dataloader()), len(dm.val_dataloader())))
+        xv, _ = next(iter(dm.val_dataloader()))
+        vn = (len(TEXT) - split - 1) // 2
+        assert dm.decode(xv[0]) == TEXT[split + rank * vn :][:4]
+    assert shares[0] == shares[1]  # every process runs the same number of batches
+    assert len(whole) > shares[0][0]
 
 
 def test_vocabulary_survives_a_checkpoint_without_the_file(tmp_path):
