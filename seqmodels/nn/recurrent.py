@@ -31,17 +31,6 @@ from seqmodels.nn.cells import GRUCell, LSTMCell, RNNCell
 ENGINES = ("auto", "loop", "fused", "native")
 
 
-def reverse_within(x: Tensor, lengths: Tensor | None) -> Tensor:
-    """Reverse each sequence of x (B, T, F) in time within its own length; padding stays last."""
-    if lengths is None:
-        return x.flip(1)
-    T = x.shape[1]
-    t = torch.arange(T, device=x.device).view(1, -1)
-    L = lengths.view(-1, 1)
-    idx = torch.where(t < L, L - 1 - t, t)  # an involution: applying it twice restores x
-    return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-
-
 class _Recurrent(nn.Module):
     cell_class: Any = None
     has_cell_state = False
@@ -241,10 +230,10 @@ class _Recurrent(nn.Module):
             out, s = engines.run_loop(self.cells[k], x, states[k], lengths)
             finals.append(s)
             if D == 2:
-                x_rev = reverse_within(x, lengths)
+                x_rev = engines.reverse_within(x, lengths, 1)
                 out_b, s_b = engines.run_loop(self.cells[k + 1], x_rev, states[k + 1], lengths)
                 finals.append(s_b)
-                out = torch.cat((out, reverse_within(out_b, lengths)), -1)
+                out = torch.cat((out, engines.reverse_within(out_b, lengths, 1)), -1)
             x = out
         if self.has_cell_state:
             return x, (torch.stack([s[0] for s in finals]), torch.stack([s[1] for s in finals]))

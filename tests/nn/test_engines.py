@@ -9,6 +9,7 @@ from conftest import grads, loss_of, states
 from seqmodels.nn import GRU, LSTM, RNN
 from seqmodels.nn import fused as fused_mod
 from seqmodels.nn.auto import choose_engine
+from seqmodels.nn.engines import reverse_within
 
 KINDS = {
     "lstm": (LSTM, {}),
@@ -163,3 +164,19 @@ def test_no_grad_inference_and_state_carry():
         o2, h2 = layer(x[:, 3:], h1)
     torch.testing.assert_close(torch.cat((o1, o2), 1), out, atol=1e-6, rtol=0)
     torch.testing.assert_close(h2, h, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("time_dim", [0, 1])
+def test_reverse_within_lengths_and_its_gradient(time_dim):
+    lengths = torch.tensor([4, 1, 3])
+    x = torch.randn(3, 4, 2) if time_dim == 1 else torch.randn(4, 3, 2)
+    x.requires_grad_()
+    out = reverse_within(x, lengths, time_dim)
+    bf = lambda t: t if time_dim == 1 else t.transpose(0, 1)  # noqa: E731 (batch-first view)
+    for b, n in enumerate(lengths.tolist()):
+        assert torch.equal(bf(out)[b, :n], bf(x)[b, :n].flip(0))  # reversed within the length
+        assert torch.equal(bf(out)[b, n:], bf(x)[b, n:])  # padding stays put
+    assert torch.equal(reverse_within(out, lengths, time_dim), x)  # an involution
+    weight = torch.randn_like(x)
+    (out * weight).sum().backward()
+    assert torch.equal(x.grad, reverse_within(weight, lengths, time_dim))
