@@ -7,9 +7,11 @@ views of each cell's i2h.weight, b_ih is i2h.bias and b_hh holds what torch
 keeps apart from it (zero, or b_hn for the reset_after GRU). Nothing is copied
 and kept in sync by hand: autograd routes the gradients back into i2h.
 
-With lengths, the kernels run on a PackedSequence (torch's own correct path).
-On CPU that path is several times slower than padded, which is why `auto`
-picks `fused` for lengths on CPU (see auto.py).
+With lengths, the kernels run on a PackedSequence (torch's own correct path)
+on CUDA and for the LSTM; on CPU that path is several times slower than
+padded, so there the GRU and RNN run on the padded batch instead (see
+_run_padded: ~1.1x padded torch.nn against 4x packed on bench_nn's case (b);
+`fused` is as fast, so `auto` keeps it, see auto.py).
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ def run_native(layer, x: Tensor, hx: Any, lengths: Tensor | None):
     if lengths is None:
         res = fn(x, list(hx) if kind == "lstm" else hx, *args, True)
         return res[0], ((res[1], res[2]) if kind == "lstm" else res[1])
+    if kind != "lstm" and not x.is_cuda:
+        return _run_padded(layer, fn, x, hx, lengths)
     packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
     order, unorder = packed.sorted_indices, packed.unsorted_indices
     assert order is not None and unorder is not None
@@ -95,3 +99,38 @@ def run_native(layer, x: Tensor, hx: Any, lengths: Tensor | None):
     if kind == "lstm":
         return out, (res[1].index_select(1, unorder), res[2].index_select(1, unorder))
     return out, res[1].index_select(1, unorder)
+
+
+def _run_padded(layer, fn, x: Tensor, h0: Tensor, lengths: Tensor):
+    """GRU/RNN with lengths on the padded batch, one kernel call per layer and direction.
+
+    Padding sits after each sequence's last step, so a forward pass over the
+    padded batch gives the right outputs at every valid step, and the state
+    after step lengths-1 is the output there; the backward direction runs on
+    each sequence reversed within its length. torch's packed path, the other
+    way to get this, runs several times slower on CPU. (The LSTM cannot come
+    this way: its final cell state is not among the outputs.)
+    """
+    from seqmodels.nn.engines import reverse_within
+
+    B, T, H = x.shape[0], x.shape[1], layer.hidden_size
+    D = layer.num_directions
+    weights = flat_weights(layer)
+    per_cell = len(weights) // len(layer.cells)
+    last = (lengths - 1).view(B, 1, 1).expand(B, 1, H)
+    finals = []
+    for k in range(layer.num_layers):
+        if k > 0 and layer.dropout > 0.0 and layer.training:
+            x = torch.nn.functional.dropout(x, layer.dropout, True)
+        outs = []
+        for d in range(D):
+            i = k * D + d
+            inp = x if d == 0 else reverse_within(x, lengths, 1)
+            out, _ = fn(inp, h0[i : i + 1], weights[i * per_cell : (i + 1) * per_cell],
+                        layer.bias, 1, 0.0, layer.training, False, True)  # fmt: skip
+            finals.append(out.gather(1, last).squeeze(1))
+            outs.append(out if d == 0 else reverse_within(out, lengths, 1))
+        x = outs[0] if D == 1 else torch.cat(outs, -1)
+    valid = torch.arange(T, device=x.device).view(1, -1) < lengths.view(-1, 1)
+    # where, not a multiply: a relu RNN's padded steps may hold inf, and inf * 0 is nan
+    return torch.where(valid.unsqueeze(-1), x, 0.0), torch.stack(finals)
