@@ -19,10 +19,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqmodels.errors import UserError
+from seqmodels.nn.engines import reverse_within
 
 
 def native_kind(layer) -> str | None:
@@ -111,8 +113,6 @@ def _run_padded(layer, fn, x: Tensor, h0: Tensor, lengths: Tensor):
     way to get this, runs several times slower on CPU. (The LSTM cannot come
     this way: its final cell state is not among the outputs.)
     """
-    from seqmodels.nn.engines import reverse_within
-
     B, T, H = x.shape[0], x.shape[1], layer.hidden_size
     D = layer.num_directions
     weights = flat_weights(layer)
@@ -121,7 +121,7 @@ def _run_padded(layer, fn, x: Tensor, h0: Tensor, lengths: Tensor):
     finals = []
     for k in range(layer.num_layers):
         if k > 0 and layer.dropout > 0.0 and layer.training:
-            x = torch.nn.functional.dropout(x, layer.dropout, True)
+            x = F.dropout(x, layer.dropout, True)
         outs = []
         for d in range(D):
             i = k * D + d

@@ -158,9 +158,11 @@ class LanguageModel(L.LightningModule):
 
     # -- logging -------------------------------------------------------------
     def _log_sample(self) -> None:
+        if not self.trainer.is_global_zero:  # one sample per run, not one per process
+            return
         writers = [lg.experiment for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
         dm = getattr(self.trainer, "datamodule", None)
-        if not self.trainer.is_global_zero or not writers or getattr(dm, "vocab", None) is None or self.hparams.sample_length <= 0:
+        if not writers or getattr(dm, "vocab", None) is None or self.hparams.sample_length <= 0:
             return
         from seqmodels.sample import default_prime, sample_text
 
