@@ -5,15 +5,16 @@ reset_after GRU) and give the same numbers:
 
 - `loop`: steps the cell module in Python, one `cell(x_t, state)` per step.
   The readable reference every other engine is tested against.
-- `fused`: applies the input columns of i2h to all steps in one GEMM, then runs
-  the recurrence (one small GEMM + pointwise per step) in a tight function.
+- `fused`: a hand-written recurrence per direction (fused.py): one product
+  with the weight and a few pointwise ops per step, BPTT written out, the
+  weight gradient as one GEMM over all steps.
 - `native`: torch's own fused kernels (`torch._VF.rnn_tanh/rnn_relu/lstm/gru`:
   cuDNN on CUDA, oneDNN/aten on CPU) called with views of i2h (see native.py).
 
 `run_loop(cell, x, state, lengths)` works per (layer, direction) with x
 batch-first (B, T, F) in the time order set by the caller (the backward
 direction gets each sequence reversed within its length); `run_fused(cells, x,
-states, lengths)` runs a whole layer, both directions in one recurrence.
+states, lengths)` runs a whole layer, one direction after the other.
 """
 
 from __future__ import annotations
@@ -94,50 +95,43 @@ def reverse_within(x: Tensor, lengths: Tensor | None, time_dim: int) -> Tensor:
 def run_fused(cells, x: Tensor, states: list[Any], lengths: Tensor | None):
     """One layer: (B, T, F) -> (B, T, D*H), [final state per direction].
 
-    Per direction: the input projection of every step is one GEMM (the backward
-    direction's input reversed within each length first), then the recurrence
-    (fused.py). With lengths the recurrence runs over every step (padding sits
-    at the end, so valid steps never see it); outputs are masked once and the
-    final state is gathered at each sequence's last valid step: no per-step
-    masking. (Running both directions in one batched recurrence was measured
-    slower on CPU: 2.0-2.2x torch.nn against 1.3-1.5x, so they run one by one.)
+    Per direction one recurrence (fused.py) over the time-major input, the
+    backward direction's input reversed within each length first. With lengths
+    the recurrence runs over every step (padding sits at the end, so valid
+    steps never see it); outputs are masked once and the final state is taken
+    at each sequence's last valid step: no per-step masking.
     """
     B, T = x.shape[0], x.shape[1]
-    x_t = x.transpose(0, 1)  # time-major (T, B, F)
-    # Under autocast (mixed precision) the input GEMM below runs in reduced precision,
-    # but the hand-written recurrences run in fp32 with autocast off: their backward
-    # runs outside autocast and would otherwise meet tensors of mixed dtypes.
+    # Under autocast (mixed precision) the hand-written recurrences run in fp32 with
+    # autocast off: their backward runs outside autocast and would otherwise meet
+    # tensors of mixed dtypes.
     amp = torch.is_autocast_enabled(x.device.type)
+    last = None if lengths is None else lengths - 1
     outs: list[Tensor] = []
     finals: list[Any] = []
     for d, (cell, s) in enumerate(zip(cells, states, strict=True)):
         if s is None:
             s = cell.init_state(B, x.device, x.dtype)
-        x_d = x_t if d == 0 else reverse_within(x, lengths, 1).transpose(0, 1)
-        gx = F.linear(x_d, cell.weight_ih, cell.i2h.bias).unsqueeze(1)  # (T, 1, B, G*H)
-        w_hh = cell.weight_hh.unsqueeze(0)
-        c_seq: Tensor | None = None
+        x_d = (x if d == 0 else reverse_within(x, lengths, 1)).transpose(0, 1)  # (T, B, F)
         if amp:
-            gx = gx.float()
+            x_d = x_d.float()
             s = tuple(t.float() for t in s) if isinstance(s, tuple) else s.float()
         with torch.autocast(x.device.type, enabled=False):
             if isinstance(cell, LSTMCell):
-                hs, c_seq = fused.LSTMRecurrence.apply(gx, s[0][None], s[1][None], w_hh)
-            elif isinstance(cell, GRUCell):
-                b_hn = None if cell.bias_hn is None else cell.bias_hn[None]
-                hs = fused.GRURecurrence.apply(gx, s[None], w_hh, b_hn, cell.reset_after)
-            elif isinstance(cell, RNNCell):
-                hs = fused.RNNRecurrence.apply(gx, s[None], w_hh, cell.nonlinearity)
+                w, b = cell.i2h.weight, cell.i2h.bias
+                hs, h_n, c_n = fused.LSTMRecurrence.apply(x_d, w, b, s[0], s[1], last)
+                finals.append((h_n, c_n))
             else:
-                raise TypeError(f"fused engine: unknown cell type {type(cell).__name__}")
-        # hs (T, 1, B, H): the final state is the direction's own last valid step
-        h_n = (hs[-1] if lengths is None else _at_last(hs, lengths))[0]
-        if c_seq is not None:
-            c_n = (c_seq[-1] if lengths is None else _at_last(c_seq, lengths))[0]
-            finals.append((h_n, c_n))
-        else:
-            finals.append(h_n)
-        outs.append(hs[:, 0] if d == 0 else reverse_within(hs[:, 0], lengths, 0))
+                gx = F.linear(x_d, cell.weight_ih, cell.i2h.bias)  # every step's input part
+                if isinstance(cell, GRUCell):
+                    args = (cell.weight_hh, cell.bias_hn, cell.reset_after)
+                    hs = fused.GRURecurrence.apply(gx, s, *args)
+                elif isinstance(cell, RNNCell):
+                    hs = fused.RNNRecurrence.apply(gx, s, cell.weight_hh, cell.nonlinearity)
+                else:
+                    raise TypeError(f"fused engine: unknown cell type {type(cell).__name__}")
+                finals.append(hs[-1] if lengths is None else _at_last(hs, lengths))
+        outs.append(hs if d == 0 else reverse_within(hs, lengths, 0))
     out = outs[0] if len(outs) == 1 else torch.cat(outs, -1)
     if lengths is not None:
         # where, not a multiply: a padded step's state may be inf (relu), and inf * 0 is nan
@@ -147,7 +141,6 @@ def run_fused(cells, x: Tensor, states: list[Any], lengths: Tensor | None):
 
 
 def _at_last(seq: Tensor, lengths: Tensor) -> Tensor:
-    """seq (T, D, B, H) -> (D, B, H) at time lengths[b] - 1."""
-    T, D, B, H = seq.shape
-    idx = (lengths - 1).view(1, 1, B, 1).expand(1, D, B, H)
+    """seq (T, B, H) -> (B, H) at time lengths[b] - 1."""
+    idx = (lengths - 1).view(1, -1, 1).expand(1, seq.shape[1], seq.shape[2])
     return seq.gather(0, idx).squeeze(0)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import grads, loss_of, states
 
-from seqmodels.nn import GRU, LSTM, RNN
+from seqmodels.nn import GRU, LSTM, RNN, gemm
 from seqmodels.nn import fused as fused_mod
 from seqmodels.nn.auto import choose_engine
 from seqmodels.nn.engines import reverse_within
@@ -75,34 +75,40 @@ def test_engine_agrees_with_loop(kind, engine, num_layers, bi, with_lengths):
     ids=["lstm", "gru_after", "gru_after_nobias", "gru_before", "tanh", "relu", "swish"],
 )
 def test_fused_bptt_gradcheck_float64(fn, args):
-    """The hand-written backward against finite differences, two directions batched (D=2)."""
+    """The hand-written backward against finite differences."""
     torch.manual_seed(0)
-    T, D, B, H = 3, 2, 2, 3
+    T, B, H = 3, 2, 3
     d = dict(dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(D, B, H, **d)
+    h0 = torch.randn(B, H, **d)
     if fn == "lstm":
-        gx, w = torch.randn(T, D, B, 4 * H, **d), torch.randn(D, 4 * H, H, **d)
-        inputs = (gx, h0, torch.randn(D, B, H, **d), w)
-        assert torch.autograd.gradcheck(fused_mod.LSTMRecurrence.apply, inputs)
+        I = 2  # noqa: E741
+        x, w, b = torch.randn(T, B, I, **d), torch.randn(4 * H, I + H, **d), torch.randn(4 * H, **d)
+        inputs = (x, w, b, h0, torch.randn(B, H, **d))
+        for last in (None, torch.tensor([2, 0])):  # every sequence ends at T-1, or its own step
+
+            def f(*a, last=last):
+                return fused_mod.LSTMRecurrence.apply(*a, last)
+
+            assert torch.autograd.gradcheck(f, inputs)
     elif fn == "gru":
         reset_after, has_bias = args
-        gx, w = torch.randn(T, D, B, 3 * H, **d), torch.randn(D, 3 * H, H, **d)
+        gx, w = torch.randn(T, B, 3 * H, **d), torch.randn(3 * H, H, **d)
 
         def f(gx, h0, w, *b):
             return fused_mod.GRURecurrence.apply(gx, h0, w, b[0] if b else None, reset_after)
 
-        b_hn = (torch.randn(D, H, **d),) if has_bias else ()
+        b_hn = (torch.randn(H, **d),) if has_bias else ()
         assert torch.autograd.gradcheck(f, (gx, h0, w) + b_hn)
     else:
         (nl,) = args
-        gx = torch.randn(T, D, B, H, **d)
+        gx = torch.randn(T, B, H, **d)
         if nl == "relu":  # keep pre-activations away from relu's kink at 0
             gx = (gx.detach() + 3 * gx.detach().sign()).requires_grad_()
 
         def f(gx, h0, w):
             return fused_mod.RNNRecurrence.apply(gx, h0, w, nl)
 
-        w = (0.3 * torch.randn(D, H, H, dtype=torch.float64)).requires_grad_()
+        w = (0.3 * torch.randn(H, H, dtype=torch.float64)).requires_grad_()
         assert torch.autograd.gradcheck(f, (gx, h0, w))
 
 
@@ -180,3 +186,46 @@ def test_reverse_within_lengths_and_its_gradient(time_dim):
     weight = torch.randn_like(x)
     (out * weight).sum().backward()
     assert torch.equal(x.grad, reverse_within(weight, lengths, time_dim))
+
+
+def test_onednn_matmul_is_there_where_torch_has_onednn():
+    """The fused engine's fast CPU path: it must not silently disappear from a build."""
+    assert gemm.onednn_available() == torch.backends.mkldnn.is_available()
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+@pytest.mark.parametrize("activation", [None, "sigmoid"])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_step_linear_matches_torch(monkeypatch, onednn, activation, with_bias):
+    monkeypatch.setattr(gemm, "ONEDNN_MIN_MACS", 0 if onednn else 1 << 62)
+    w, b = torch.randn(48, 20), torch.randn(48) if with_bias else None
+    lin = gemm.StepLinear(w.t().contiguous().t(), b, rows=5, activation=activation)  # any strides
+    assert lin.onednn == (onednn and gemm.onednn_available())
+    x = torch.randn(7, 40)[:, ::2]  # a strided input, and not the rows it was prepared for
+    ref = torch.nn.functional.linear(x, w, b)
+    ref = torch.sigmoid(ref) if activation else ref
+    torch.testing.assert_close(lin(x), ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_fused_on_onednn_agrees_with_loop(monkeypatch, kind, with_lengths):
+    """The agreement test above runs sizes below oneDNN's threshold; here every product
+    of the fused engine runs on oneDNN (2 layers, bidirectional, input gradient too)."""
+    monkeypatch.setattr(gemm, "ONEDNN_MIN_MACS", 0)
+    cls, kw = KINDS[kind]
+    torch.manual_seed(1)
+    ref = cls(6, 16, num_layers=2, bidirectional=True, engine="loop", **kw)
+    other = cls(6, 16, num_layers=2, bidirectional=True, engine="fused", **kw)
+    other.load_state_dict(ref.state_dict())
+    x = torch.randn(5, 9, 6)
+    lengths = torch.tensor([9, 2, 5, 9, 1]) if with_lengths else None
+    out_r, s_r, g_r, dx_r = run(ref, x, None, lengths)
+    out_o, s_o, g_o, dx_o = run(other, x, None, lengths)
+    tol = dict(atol=1e-5, rtol=0)
+    torch.testing.assert_close(out_o, out_r, **tol)
+    for a, b in zip(states(s_o), states(s_r), strict=True):
+        torch.testing.assert_close(a, b, **tol)
+    for name in g_r:
+        torch.testing.assert_close(g_o[name], g_r[name], **tol, msg=name)
+    torch.testing.assert_close(dx_o, dx_r, **tol)

@@ -1,0 +1,83 @@
+"""Matrix products of the fused engine: oneDNN's matmul on CPU where torch ships it.
+
+A recurrence multiplies by the same weight at every step. On CPU torch's fp32
+matmul runs MKL, and on the development machine (AMD EPYC, AVX-512) MKL's
+kernels measured 20-35% slower than oneDNN's on a recurrence's shapes (one
+LSTM step, 64x384 by 384x1024: ~270 us against ~200 us; `python
+scripts/bench_nn.py` prints both GEMM peaks). torch ships oneDNN's matmul as
+`torch.ops.mkldnn._linear_pointwise`, the op torch.compile's CPU backend emits
+for linear layers; `StepLinear` uses it where it is there and pays off, and
+torch's own matmul otherwise. Both give the same numbers to fp32 rounding.
+
+`StepLinear(weight, bias, rows)` prepares a weight once (oneDNN reorders it
+into its blocked layout) for many products act(x @ weight.T + bias).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import Tensor
+
+# oneDNN pays its ~15 us call overhead back above ~2M multiply-adds per product
+# (measured here: 64x128x256 is a tie, 64x256x512 is 1.3x faster, 4x8x20 4x slower).
+ONEDNN_MIN_MACS = 1 << 21
+
+# Off switch, e.g. to compare the two paths: seqmodels.nn.gemm.USE_ONEDNN = False
+USE_ONEDNN = True
+
+
+@functools.cache
+def onednn_available() -> bool:
+    """True when this torch build has oneDNN's matmul op and it gives torch's numbers."""
+    try:
+        if not torch.backends.mkldnn.is_available():
+            return False
+        lin = torch.ops.mkldnn._linear_pointwise.default
+        pack = torch.ops.mkldnn._reorder_linear_weight.default
+        g = torch.Generator().manual_seed(0)
+        x, w, b = (torch.randn(*s, generator=g) for s in ((5, 24), (40, 24), (40,)))
+        y = lin(x, pack(w, 5), b, "sigmoid", [], "")
+        return bool(torch.allclose(y, torch.sigmoid(torch.addmm(b, x, w.t())), atol=1e-5))
+    except (AttributeError, RuntimeError):  # no such op in this build, or it refused
+        return False
+
+
+def use_onednn(weight: Tensor, rows: int) -> bool:
+    """Whether x @ weight.T for an x of `rows` rows (and weight's dtype) should run on oneDNN."""
+    return (
+        USE_ONEDNN
+        and weight.device.type == "cpu"
+        and weight.dtype == torch.float32
+        and rows * weight.shape[0] * weight.shape[1] >= ONEDNN_MIN_MACS
+        and onednn_available()
+    )
+
+
+class StepLinear:
+    """y = act(x @ weight.T + bias) for many x of `rows` rows with one weight (N, K).
+
+    `activation` is None or "sigmoid" (fused into oneDNN's product as a post-op).
+    The weight is read when the object is made: make a new one when it changes.
+    """
+
+    def __init__(
+        self, weight: Tensor, bias: Tensor | None, rows: int, activation: str | None = None
+    ):
+        self.onednn = use_onednn(weight, rows)
+        self.activation = activation
+        self.bias = bias
+        if self.onednn:
+            # a dense weight: a strided view would send oneDNN down a slow path (seconds)
+            self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), rows)
+        else:
+            self.weight_t = weight.t()
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.onednn:
+            return torch.ops.mkldnn._linear_pointwise.default(
+                x.contiguous(), self.weight, self.bias, self.activation or "none", [], ""
+            )
+        y = x @ self.weight_t if self.bias is None else torch.addmm(self.bias, x, self.weight_t)
+        return y.sigmoid_() if self.activation == "sigmoid" else y
