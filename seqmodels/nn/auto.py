@@ -8,17 +8,17 @@ no compilation, works for every dtype torch's kernels and plain ops support):
 - CPU, one time step (a sampler feeding (B, 1, I) with a carried state):
   `loop`, the fewest ops per call (measured ~2x less per-step time than
   native/fused, whose setup costs more than one step).
-- CPU without lengths: `native` (torch's C++ loops; oneDNN for the LSTM),
-  measured 1.0x torch.nn against 1.25-1.55x for `fused` on case (a).
-- CPU LSTM with lengths: `loop` (1.37x padded torch.nn against fused's 1.53x
-  in the same run: our LSTM BPTT loses to autograd over the cell here).
-- everything else (lengths on CPU, GRU reset_after=False, swish RNN): `fused`
-  (one input GEMM + hand-written BPTT, both directions in one loop). torch's
-  packed path for lengths is ~5x slower than padded on CPU, while `fused`
-  handles lengths for the price of a mask and a gather.
+- CPU LSTM: `native` (oneDNN's LSTM kernel; with lengths on the padded batch,
+  see native.py): 1.0x torch.nn on bench_nn's case (a) against fused's
+  1.1-1.2x, and 1.07x padded torch.nn with lengths (b) against fused's 1.3x.
+- everything else on CPU (GRU, RNN, with or without lengths): `fused` (one
+  oneDNN product and a few pointwise ops per step, hand-written BPTT):
+  0.72-0.88x torch.nn for GRU and RNN from 32 to 256 hidden units, where
+  `native` measured 0.89-1.2x.
 
-Measured with scripts/bench_nn.py; torch.compile and TorchScript of the fused
-recurrence were measured too and not kept (see the report in the README).
+Measured with scripts/bench_nn.py and by hand on the development machine
+(2 cores of an AMD EPYC); torch.compile and TorchScript of the fused
+recurrence were measured too and not kept (see fused.py).
 """
 
 from __future__ import annotations
@@ -30,12 +30,8 @@ from seqmodels.nn.native import native_kind
 
 def choose_engine(layer, x: Tensor, lengths: Tensor | None) -> str:
     kind = native_kind(layer)
-    if kind is None:
-        return "loop" if x.shape[1] == 1 and not x.is_cuda else "fused"
     if x.is_cuda:
-        return "native"
+        return "fused" if kind is None else "native"
     if x.shape[1] == 1:  # x is batch-first here: (B, T, I)
         return "loop"
-    if lengths is None:
-        return "native"
-    return "loop" if kind == "lstm" else "fused"
+    return "native" if kind == "lstm" else "fused"

@@ -8,10 +8,10 @@ keeps apart from it (zero, or b_hn for the reset_after GRU). Nothing is copied
 and kept in sync by hand: autograd routes the gradients back into i2h.
 
 With lengths, the kernels run on a PackedSequence (torch's own correct path)
-on CUDA and for the LSTM; on CPU that path is several times slower than
-padded, so there the GRU and RNN run on the padded batch instead (see
-_run_padded: ~1.1x padded torch.nn against 4x packed on bench_nn's case (b);
-`fused` is as fast, so `auto` keeps it, see auto.py).
+on CUDA; on CPU that path is several times slower than padded (5x for the
+LSTM on bench_nn's case (b)), so there they run on the padded batch instead,
+the LSTM with one extra input column that freezes its cell state on padded
+steps (see _run_padded).
 """
 
 from __future__ import annotations
@@ -85,8 +85,8 @@ def run_native(layer, x: Tensor, hx: Any, lengths: Tensor | None):
     if lengths is None:
         res = fn(x, list(hx) if kind == "lstm" else hx, *args, True)
         return res[0], ((res[1], res[2]) if kind == "lstm" else res[1])
-    if kind != "lstm" and not x.is_cuda:
-        return _run_padded(layer, fn, x, hx, lengths)
+    if not x.is_cuda:
+        return _run_padded(layer, kind, fn, x, hx, lengths)
     packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
     order, unorder = packed.sorted_indices, packed.unsorted_indices
     assert order is not None and unorder is not None
@@ -103,34 +103,61 @@ def run_native(layer, x: Tensor, hx: Any, lengths: Tensor | None):
     return out, res[1].index_select(1, unorder)
 
 
-def _run_padded(layer, fn, x: Tensor, h0: Tensor, lengths: Tensor):
-    """GRU/RNN with lengths on the padded batch, one kernel call per layer and direction.
+# Pre-activation offset of the LSTM's freeze column: sigmoid(z + 1e4) is exactly 1 and
+# sigmoid(z - 1e4) exactly 0 in fp32 for any |z| < 1e4 - 104 (exp(-104) underflows).
+FREEZE = 1e4
+
+
+def _run_padded(layer, kind: str, fn, x: Tensor, hx: Any, lengths: Tensor):
+    """The kernels with lengths on the padded batch, one call per layer and direction.
 
     Padding sits after each sequence's last step, so a forward pass over the
     padded batch gives the right outputs at every valid step, and the state
     after step lengths-1 is the output there; the backward direction runs on
     each sequence reversed within its length. torch's packed path, the other
-    way to get this, runs several times slower on CPU. (The LSTM cannot come
-    this way: its final cell state is not among the outputs.)
+    way to get this, runs several times slower on CPU.
+
+    The LSTM's final cell state is not among the outputs; instead the padded
+    steps leave it alone: the input gets one more column, 1 at padded steps and
+    0 elsewhere, weighted -FREEZE for the input gate and +FREEZE for the forget
+    gate, so there i = 0 and f = 1 exactly and c_t = c_{t-1}; the kernel's c_n
+    is then each sequence's own. The gates' derivatives there are exactly 0, so
+    the padded steps add nothing to any gradient, and on valid steps the column
+    adds exact zeros.
     """
     B, T, H = x.shape[0], x.shape[1], layer.hidden_size
     D = layer.num_directions
     weights = flat_weights(layer)
     per_cell = len(weights) // len(layer.cells)
+    padded = (torch.arange(T, device=x.device).view(1, -1) >= lengths.view(-1, 1)).unsqueeze(-1)
     last = (lengths - 1).view(B, 1, 1).expand(B, 1, H)
-    finals = []
+    if kind == "lstm":
+        freeze = x.new_zeros(4 * H, 1)
+        freeze[:H], freeze[H : 2 * H] = -FREEZE, FREEZE
+        h0, c0 = hx
+    else:
+        h0 = hx
+    h_n, c_n = [], []
     for k in range(layer.num_layers):
         if k > 0 and layer.dropout > 0.0 and layer.training:
             x = F.dropout(x, layer.dropout, True)
+        if kind == "lstm":
+            x = torch.cat((x, padded.to(x.dtype)), -1)
         outs = []
         for d in range(D):
             i = k * D + d
-            inp = x if d == 0 else reverse_within(x, lengths, 1)
-            out, _ = fn(inp, h0[i : i + 1], weights[i * per_cell : (i + 1) * per_cell],
-                        layer.bias, 1, 0.0, layer.training, False, True)  # fmt: skip
-            finals.append(out.gather(1, last).squeeze(1))
+            inp = x if d == 0 else reverse_within(x, lengths, 1)  # padding stays in place
+            w = weights[i * per_cell : (i + 1) * per_cell]
+            if kind == "lstm":
+                w = [torch.cat((w[0], freeze), 1), *w[1:]]
+                out, _, c = fn(inp, [h0[i : i + 1], c0[i : i + 1]], w, layer.bias, 1, 0.0,
+                               layer.training, False, True)  # fmt: skip
+                c_n.append(c[0])
+            else:
+                out, _ = fn(inp, h0[i : i + 1], w, layer.bias, 1, 0.0, layer.training, False, True)
+            h_n.append(out.gather(1, last).squeeze(1))
             outs.append(out if d == 0 else reverse_within(out, lengths, 1))
         x = outs[0] if D == 1 else torch.cat(outs, -1)
-    valid = torch.arange(T, device=x.device).view(1, -1) < lengths.view(-1, 1)
     # where, not a multiply: a relu RNN's padded steps may hold inf, and inf * 0 is nan
-    return torch.where(valid.unsqueeze(-1), x, 0.0), torch.stack(finals)
+    out = torch.where(padded, 0.0, x)
+    return out, ((torch.stack(h_n), torch.stack(c_n)) if kind == "lstm" else torch.stack(h_n))

@@ -115,9 +115,9 @@ def test_fused_bptt_gradcheck_float64(fn, args):
 def test_auto_choice_on_cpu():
     x, x1 = torch.randn(2, 5, 3), torch.randn(2, 1, 3)
     lengths = torch.tensor([5, 2])
-    assert choose_engine(LSTM(3, 4), x, None) == "native"  # torch's C++ kernels
-    assert choose_engine(LSTM(3, 4), x, lengths) == "loop"  # torch's packed path is slow on CPU
-    assert choose_engine(GRU(3, 4), x, None) == "native"
+    assert choose_engine(LSTM(3, 4), x, None) == "native"  # oneDNN's LSTM kernel
+    assert choose_engine(LSTM(3, 4), x, lengths) == "native"  # padded, cell state frozen
+    assert choose_engine(GRU(3, 4), x, None) == "fused"  # beats torch's GRU on CPU
     assert choose_engine(GRU(3, 4), x, lengths) == "fused"
     assert choose_engine(GRU(3, 4, reset_after=False), x, None) == "fused"  # no torch kernel
     assert choose_engine(RNN(3, 4, nonlinearity="swish"), x, lengths) == "fused"

@@ -87,10 +87,22 @@ def test_interop_errors():
         RNN(3, 4, nonlinearity="swish").to_torch()
 
 
-@pytest.mark.parametrize(
-    "cls,kw", [(LSTM, {}), (GRU, {"reset_after": False}), (RNN, {"nonlinearity": "swish"})]
-)
-@pytest.mark.parametrize("engine", ["loop", "auto"])
+LAYER_KINDS = [
+    (LSTM, {}),
+    (GRU, {}),
+    (GRU, {"reset_after": False}),
+    (RNN, {"nonlinearity": "tanh"}),
+    (RNN, {"nonlinearity": "swish"}),
+]
+LENGTH_CASES = [
+    (cls, kw, engine)
+    for cls, kw in LAYER_KINDS
+    for engine in ("loop", "fused", "native", "auto")
+    if engine != "native" or kw not in ({"reset_after": False}, {"nonlinearity": "swish"})
+]
+
+
+@pytest.mark.parametrize("cls,kw,engine", LENGTH_CASES)
 def test_lengths_equal_running_each_sequence_alone(cls, kw, engine):
     torch.manual_seed(1)
     layer = cls(3, 4, num_layers=2, bidirectional=True, engine=engine, **kw)
@@ -103,6 +115,29 @@ def test_lengths_equal_running_each_sequence_alone(cls, kw, engine):
         assert not out[b, n:].any(), "padded outputs must be zero"
         for a, a_b in zip(states(s), states(s_b), strict=False):
             torch.testing.assert_close(a[:, b], a_b[:, 0], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("engine", ["loop", "fused", "native"])
+def test_lstm_padding_content_changes_nothing(engine):
+    """Whatever the padding holds (here large values that would saturate every gate),
+    outputs, final (h, c) and gradients are those of the valid steps alone; the native
+    engine's freeze column (native.py) must keep c exactly, on CPU, without packing."""
+    torch.manual_seed(3)
+    layer = LSTM(3, 8, num_layers=2, bidirectional=True, engine=engine)
+    lengths = torch.tensor([7, 3, 5])
+    x = torch.randn(3, 7, 3)
+    valid = torch.arange(7).view(1, -1, 1) < lengths.view(-1, 1, 1)
+    results = []
+    for fill in (0.0, 50.0):
+        xp = torch.where(valid, x, fill).requires_grad_()
+        layer.zero_grad()
+        out, (h, c) = layer(xp, lengths=lengths)
+        (out.square().sum() + h.sum() + 3 * c.sum()).backward()
+        assert not xp.grad[~valid.expand_as(xp)].any(), "padded inputs must get zero gradient"
+        results.append((out, h, c, xp.grad, [p.grad.clone() for p in layer.parameters()]))
+    (o0, h0, c0, dx0, g0), (o1, h1, c1, dx1, g1) = results
+    for a, b in [(o0, o1), (h0, h1), (c0, c1), (dx0, dx1), *zip(g0, g1, strict=True)]:
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("cls,tcls", [(LSTM, torch.nn.LSTM), (GRU, torch.nn.GRU)])
