@@ -22,10 +22,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from seqmodels.nn import fused
+from seqmodels.nn import fused, gemm
 from seqmodels.nn.cells import GRUCell, LSTMCell, RNNCell
 
 State = Any  # h (B, H), or (h, c) for the LSTM
@@ -122,7 +121,7 @@ def run_fused(cells, x: Tensor, states: list[Any], lengths: Tensor | None):
                 hs, h_n, c_n = fused.LSTMRecurrence.apply(x_d, w, b, s[0], s[1], last)
                 finals.append((h_n, c_n))
             else:
-                gx = F.linear(x_d, cell.weight_ih, cell.i2h.bias)  # every step's input part
+                gx = gemm.linear(x_d, cell.weight_ih, cell.i2h.bias)  # all steps' input part
                 if isinstance(cell, GRUCell):
                     args = (cell.weight_hh, cell.bias_hn, cell.reset_after)
                     hs = fused.GRURecurrence.apply(gx, s, *args)

@@ -16,6 +16,7 @@ into its blocked layout) for many products act(x @ weight.T + bias).
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -81,3 +82,48 @@ class StepLinear:
             )
         y = x @ self.weight_t if self.bias is None else torch.addmm(self.bias, x, self.weight_t)
         return y.sigmoid_() if self.activation == "sigmoid" else y
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """F.linear(x, weight, bias) on oneDNN where `use_onednn` says so (x of any rank).
+
+    For the fused engine's input projection, all steps in one product. Differentiable
+    like F.linear, twice included: a backward that builds a graph runs torch's ops.
+    """
+    rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
+    if (
+        use_onednn(weight, rows)
+        and x.dtype == torch.float32
+        and not torch.is_autocast_enabled(x.device.type)  # autocast casts F.linear's inputs
+    ):
+        y = _OneDNNLinear.apply(x.reshape(rows, x.shape[-1]), weight.contiguous(), bias)
+        return y.view(*x.shape[:-1], weight.shape[0])
+    return torch.nn.functional.linear(x, weight, bias)
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """x (N, K) @ weight (M, K).T + bias on oneDNN; the backward's dx on oneDNN too."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
+
+    @staticmethod
+    def backward(ctx: Any, dy: Tensor):
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        dx = dw = db = None
+        if need_x:
+            if torch.is_grad_enabled():  # double backward: ops autograd can differentiate
+                dx = dy @ weight
+            else:  # weight.t() is a dense transposed view, which oneDNN takes as it is
+                dx = torch.ops.mkldnn._linear_pointwise(
+                    dy.contiguous(), weight.t(), None, "none", [], ""
+                )
+        if need_w:
+            dw = dy.t() @ x
+        if need_b and ctx.has_bias:
+            db = dy.sum(0)
+        return dx, dw, db

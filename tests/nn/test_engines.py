@@ -229,3 +229,22 @@ def test_fused_on_onednn_agrees_with_loop(monkeypatch, kind, with_lengths):
     for name in g_r:
         torch.testing.assert_close(g_o[name], g_r[name], **tol, msg=name)
     torch.testing.assert_close(dx_o, dx_r, **tol)
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_onednn_linear_matches_f_linear_twice_differentiable(monkeypatch, with_bias):
+    """gemm.linear, the fused GRU/RNN's input projection: values, gradients, and a
+    gradient of a gradient (create_graph=True) as F.linear gives them."""
+    monkeypatch.setattr(gemm, "ONEDNN_MIN_MACS", 0)
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 8, requires_grad=True)
+    w = torch.randn(12, 20)[:, :8].requires_grad_()  # a column view, like weight_ih
+    b = torch.randn(12, requires_grad=True) if with_bias else None
+    results = []
+    for fn in (gemm.linear, torch.nn.functional.linear):
+        y = fn(x, w, b)
+        (dx,) = torch.autograd.grad((y * y).sum(), x, create_graph=True)
+        (dw,) = torch.autograd.grad(dx.square().sum(), w)
+        results.append((y, dx, dw))
+    for a, b_ in zip(*results, strict=True):
+        torch.testing.assert_close(a, b_, atol=1e-4, rtol=1e-5)
