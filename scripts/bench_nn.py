@@ -12,7 +12,9 @@ torch.nn measured side by side (interleaved, one pass of each per round); the
 ratio is the median over rounds of engine/torch.nn in the same round, so load
 from other processes hits both sides alike ("best/best" = fastest over fastest).
 GFLOP/s counts the recurrent GEMMs only (fwd 2*B*T*(I+H)*G*H per layer and
-direction, fwd+bwd 3x that) and is compared to a GEMM peak measured here.
+direction, fwd+bwd 3x that) and is compared to a GEMM peak measured here: the
+best of torch.matmul (MKL on x86 CPUs) and, on CPU, oneDNN's matmul, which the
+fused engine uses (seqmodels/nn/gemm.py); both are printed.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from seqmodels.nn import GRU, LSTM  # noqa: E402
+from seqmodels.nn import GRU, LSTM, gemm  # noqa: E402
 from seqmodels.nn.auto import choose_engine  # noqa: E402
+from seqmodels.nn.gemm import StepLinear  # noqa: E402
 from seqmodels.nn.native import native_kind  # noqa: E402
 
 GATES = {"LSTM": 4, "GRU": 3}
@@ -38,17 +41,19 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def gemm_peak(device: str, n: int = 1024, reps: int = 20) -> float:
-    """GFLOP/s of a square fp32 matmul on this device with the current thread count."""
+def gemm_peak(device: str, onednn: bool = False, n: int = 1024, reps: int = 20) -> float:
+    """GFLOP/s of a square fp32 matmul on this device with the current thread count:
+    torch.matmul, or oneDNN's (gemm.StepLinear) with onednn=True."""
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
+    product = StepLinear(b, None, n) if onednn else b.t().__rmatmul__
     for _ in range(3):
-        a @ b
+        product(a)
     times = []
     for _ in range(reps):
         sync(device)
         t0 = time.perf_counter()
-        a @ b
+        product(a)
         sync(device)
         times.append(time.perf_counter() - t0)
     return 2 * n**3 / min(times) / 1e9  # the best run: a peak, not a typical time
@@ -132,7 +137,12 @@ def main() -> None:
     )
     for device in devices:
         peak = gemm_peak(device)
-        print(f"\n[{device}] GEMM peak (1024^3 fp32 matmul, measured): {peak:.1f} GFLOP/s")
+        line = f"\n[{device}] GEMM peak (1024^3 fp32, measured): torch.matmul {peak:.1f} GFLOP/s"
+        if device == "cpu" and gemm.use_onednn(torch.empty(1024, 1024), 1024):
+            onednn = gemm_peak(device, onednn=True)
+            line += f", oneDNN {onednn:.1f} GFLOP/s (% peak: of the higher)"
+            peak = max(peak, onednn)
+        print(line)
         cases = [
             ("(a) LSTM B64 T100 I128 H256", LSTM, 64, 100, 128, 256, False, False),
             ("(a) GRU  B64 T100 I128 H256", GRU, 64, 100, 128, 256, False, False),

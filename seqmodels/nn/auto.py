@@ -10,11 +10,12 @@ no compilation, works for every dtype torch's kernels and plain ops support):
   native/fused, whose setup costs more than one step).
 - CPU LSTM: `native` (oneDNN's LSTM kernel; with lengths on the padded batch,
   see native.py): 1.0x torch.nn on bench_nn's case (a) against fused's
-  1.1-1.2x, and 1.07x padded torch.nn with lengths (b) against fused's 1.3x.
+  1.1-1.2x, and 1.07-1.15x padded torch.nn with lengths (b) against fused's
+  1.3-1.45x.
 - everything else on CPU (GRU, RNN, with or without lengths): `fused` (one
   oneDNN product and a few pointwise ops per step, hand-written BPTT):
-  0.72-0.88x torch.nn for GRU and RNN from 32 to 256 hidden units, where
-  `native` measured 0.89-1.2x.
+  0.72-0.94x torch.nn for GRU and RNN from 32 to 256 hidden units, where
+  `native` measured 0.89-1.23x.
 
 Measured with scripts/bench_nn.py and by hand on the development machine
 (2 cores of an AMD EPYC); torch.compile and TorchScript of the fused
