@@ -103,8 +103,8 @@ def run_native(layer, x: Tensor, hx: Any, lengths: Tensor | None):
     return out, res[1].index_select(1, unorder)
 
 
-# Pre-activation offset of the LSTM's freeze column: sigmoid(z + 1e4) is exactly 1 and
-# sigmoid(z - 1e4) exactly 0 in fp32 for any |z| < 1e4 - 104 (exp(-104) underflows).
+# Pre-activation offset of the LSTM's freeze column: in fp32 (and bf16) sigmoid(z + 1e4)
+# rounds to exactly 1 and sigmoid(z - 1e4) to exactly 0 for any |z| below ~9900.
 FREEZE = 1e4
 
 

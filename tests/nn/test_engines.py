@@ -150,8 +150,6 @@ def test_engines_train_under_autocast(engine, kind, with_lengths):
     layer = cls(3, 8, num_layers=2, bidirectional=True, engine=engine, **kw)
     x = torch.randn(4, 6, 3)
     lengths = torch.tensor([6, 2, 5, 1]) if with_lengths else None
-    if engine == "native" and with_lengths:
-        lengths = None  # native takes lengths only as a PackedSequence
     ref, _ = layer(x, lengths=lengths)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out, _ = layer(x, lengths=lengths)
