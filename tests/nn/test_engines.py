@@ -30,6 +30,20 @@ def run(layer, x, s0, lengths):
     return out, s, grads(layer), x.grad
 
 
+def assert_same_run(other, ref, x, s0, lengths, atol=1e-5):
+    """Outputs, final states, parameter and input gradients of two layers agree."""
+    out_r, s_r, g_r, dx_r = run(ref, x, s0, lengths)
+    out_o, s_o, g_o, dx_o = run(other, x, s0, lengths)
+    tol = dict(atol=atol, rtol=0)
+    torch.testing.assert_close(out_o, out_r, **tol)
+    for a, b in zip(states(s_o), states(s_r), strict=True):
+        torch.testing.assert_close(a, b, **tol)
+    assert g_o.keys() == g_r.keys() and len(g_r) > 0
+    for name in g_r:
+        torch.testing.assert_close(g_o[name], g_r[name], **tol, msg=name)
+    torch.testing.assert_close(dx_o, dx_r, **tol)
+
+
 # native only where torch has the formulation (the others raise: see test_layers)
 ENGINE_KINDS = [("fused", k) for k in KINDS] + [("native", k) for k in KINDS if k in NATIVE]
 
@@ -49,16 +63,7 @@ def test_engine_agrees_with_loop(kind, engine, num_layers, bi, with_lengths):
     h0 = torch.randn(LD, B, 5)
     s0 = (h0, torch.randn(LD, B, 5)) if cls is LSTM else h0
     lengths = torch.tensor([6, 1, 4, 3]) if with_lengths else None
-    out_r, s_r, g_r, dx_r = run(ref, x, s0, lengths)
-    out_o, s_o, g_o, dx_o = run(other, x, s0, lengths)
-    tol = dict(atol=1e-5, rtol=0)
-    torch.testing.assert_close(out_o, out_r, **tol)
-    for a, b in zip(states(s_o), states(s_r), strict=True):
-        torch.testing.assert_close(a, b, **tol)
-    assert g_o.keys() == g_r.keys() and len(g_r) > 0
-    for name in g_r:
-        torch.testing.assert_close(g_o[name], g_r[name], **tol, msg=name)
-    torch.testing.assert_close(dx_o, dx_r, **tol)
+    assert_same_run(other, ref, x, s0, lengths)
 
 
 @pytest.mark.parametrize(
@@ -218,15 +223,7 @@ def test_fused_on_onednn_agrees_with_loop(monkeypatch, kind, with_lengths):
     other.load_state_dict(ref.state_dict())
     x = torch.randn(5, 9, 6)
     lengths = torch.tensor([9, 2, 5, 9, 1]) if with_lengths else None
-    out_r, s_r, g_r, dx_r = run(ref, x, None, lengths)
-    out_o, s_o, g_o, dx_o = run(other, x, None, lengths)
-    tol = dict(atol=1e-5, rtol=0)
-    torch.testing.assert_close(out_o, out_r, **tol)
-    for a, b in zip(states(s_o), states(s_r), strict=True):
-        torch.testing.assert_close(a, b, **tol)
-    for name in g_r:
-        torch.testing.assert_close(g_o[name], g_r[name], **tol, msg=name)
-    torch.testing.assert_close(dx_o, dx_r, **tol)
+    assert_same_run(other, ref, x, None, lengths)
 
 
 @pytest.mark.parametrize("with_bias", [True, False])
