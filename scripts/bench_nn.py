@@ -31,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from seqmodels.nn import GRU, LSTM, gemm  # noqa: E402
 from seqmodels.nn.auto import choose_engine  # noqa: E402
 from seqmodels.nn.gemm import StepLinear  # noqa: E402
-from seqmodels.nn.native import native_kind  # noqa: E402
 
 GATES = {"LSTM": 4, "GRU": 3}
 
@@ -80,7 +79,7 @@ def bench_case(name, cls, B, T, I, H, bi, with_lengths, device, reps, warmup):  
     picked = {}
     for e in engines:
         m = cls.from_torch(ref, engine=e)
-        if e == "native" and native_kind(m) is None:
+        if e == "native" and m.native_kernel() is None:
             continue
         runs[e] = step_fn(m, x, lengths)
         if e == "auto":

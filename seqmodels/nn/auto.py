@@ -1,38 +1,40 @@
-"""engine="auto": the fastest correct engine for a call's configuration and device.
+"""engine="auto": the fastest engine that can run a call's configuration on its device.
 
-Decided per call from facts known without timing anything (no first-call cost,
-no compilation, works for every dtype torch's kernels and plain ops support):
+A fixed rule from facts known without timing anything (no first-call cost, no
+compilation, every dtype torch's kernels and plain ops support):
 
-- CUDA, and torch has the formulation (LSTM, GRU reset_after=True, tanh/relu
+- CUDA, where torch has the formulation (LSTM, GRU reset_after=True, tanh/relu
   RNN): `native`, i.e. cuDNN, which also handles lengths (packed) fast.
 - CPU, one time step (a sampler feeding (B, 1, I) with a carried state):
-  `loop`, the fewest ops per call (measured ~2x less per-step time than
-  native/fused, whose setup costs more than one step).
-- CPU LSTM: `native` (oneDNN's LSTM kernel; with lengths on the padded batch,
-  see native.py): 1.0x torch.nn on bench_nn's case (a) against fused's
-  1.1-1.2x, and 1.07-1.15x padded torch.nn with lengths (b) against fused's
-  1.3-1.45x.
-- everything else on CPU (GRU, RNN, with or without lengths): `fused` (one
-  oneDNN product and a few pointwise ops per step, hand-written BPTT):
-  0.72-0.94x torch.nn for GRU and RNN from 32 to 256 hidden units, where
-  `native` measured 0.89-1.23x.
+  `loop`, the fewest ops per call: native and fused pay a setup that only
+  many steps amortise.
+- CPU LSTM: `native`, oneDNN's LSTM kernel (with lengths on the padded batch,
+  see native.py), which the hand-written LSTM recurrence does not beat.
+- everything else on CPU (GRU, RNN, with or without lengths): `fused`, which
+  runs torch's GRU/RNN formulation faster than torch's own CPU kernels do.
+- `native` is never picked where its kernel cannot run here (see
+  native.kernel_problem: oneDNN has no bf16 LSTM on CPUs without AVX-512):
+  `fused` instead.
 
-Measured with scripts/bench_nn.py and by hand on the development machine
-(2 cores of an AMD EPYC); torch.compile and TorchScript of the fused
-recurrence were measured too and not kept (see fused.py).
+The measurements behind the rule are `scripts/bench_nn.py`'s; the README
+keeps the table.
 """
 
 from __future__ import annotations
 
 from torch import Tensor
 
-from seqmodels.nn.native import native_kind
+from seqmodels.nn.native import kernel_problem
 
 
 def choose_engine(layer, x: Tensor, lengths: Tensor | None) -> str:
-    kind = native_kind(layer)
+    kind = layer.native_kernel()
     if x.is_cuda:
-        return "fused" if kind is None else "native"
-    if x.shape[1] == 1:  # x is batch-first here: (B, T, I)
+        engine = "fused" if kind is None else "native"
+    elif x.shape[1] == 1:  # x is batch-first here: (B, T, I)
         return "loop"
-    return "native" if kind == "lstm" else "fused"
+    else:
+        engine = "native" if kind == "lstm" else "fused"
+    if engine == "native" and kernel_problem(kind, x) is not None:
+        return "fused"
+    return engine

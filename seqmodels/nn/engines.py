@@ -57,7 +57,7 @@ class _SwapRows(torch.autograd.Function):
     """x.index_select(0, rows) for a permutation that is its own inverse.
 
     Its gradient is the same selection, so the backward is a cheap gather too
-    (index_select's own backward is an index_add, ~15x slower on CPU here).
+    (index_select's own backward is an index_add, many times slower on CPU).
     """
 
     @staticmethod

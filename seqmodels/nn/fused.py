@@ -15,9 +15,9 @@ record ~10 graph nodes per step; this is what cuDNN/oneDNN do, in Python.
 Shapes are time-major, (T, B, features), so every step's slice is contiguous.
 The backward is not itself differentiable (no double backward), like cuDNN's.
 
-Measured on this CPU and not kept: TorchScript of the per-step pointwise (2x
-slower); torch.compile of one step (it cost what the eager ops cost, ~30 us of
-call overhead) and of the whole loop (62 s to compile, then 1.10x torch.nn).
+Tried and not kept (README, "Speed"): TorchScript of the per-step pointwise
+ops, and torch.compile of one step or of the whole loop; neither was faster
+once its own overhead was paid.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class LSTMRecurrence(torch.autograd.Function):
         H = h0.shape[-1]
         # tanh(z) = 2 sigmoid(2z) - 1: with the g rows doubled, one sigmoid (fused into
         # the product) gives i, f, o and v = sigmoid(2 z_g) = (1 + g) / 2. torch's CPU
-        # tanh measured ~5x sigmoid's cost per element here.
+        # tanh costs several times sigmoid's per element.
         scale = weight.new_ones(4 * H, 1)
         scale[2 * H : 3 * H] = 2
         b = None if bias is None else bias * scale[:, 0]

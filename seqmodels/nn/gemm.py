@@ -1,13 +1,13 @@
 """Matrix products of the fused engine: oneDNN's matmul on CPU where torch ships it.
 
 A recurrence multiplies by the same weight at every step. On CPU torch's fp32
-matmul runs MKL, and on the development machine (AMD EPYC, AVX-512) MKL's
-kernels measured 20-35% slower than oneDNN's on a recurrence's shapes (one
-LSTM step, 64x384 by 384x1024: ~270 us against ~200 us; `python
-scripts/bench_nn.py` prints both GEMM peaks). torch ships oneDNN's matmul as
-`torch.ops.mkldnn._linear_pointwise`, the op torch.compile's CPU backend emits
-for linear layers; `StepLinear` uses it where it is there and pays off, and
-torch's own matmul otherwise. Both give the same numbers to fp32 rounding.
+matmul runs MKL, whose kernels can be markedly slower than oneDNN's on a
+recurrence's small shapes, on AMD CPUs especially (`python scripts/bench_nn.py`
+prints both GEMM peaks; the README has the numbers). torch ships oneDNN's
+matmul as `torch.ops.mkldnn._linear_pointwise`, the op torch.compile's CPU
+backend emits for linear layers; `StepLinear` uses it where it is there and
+pays off, and torch's own matmul otherwise. Both give the same numbers to
+fp32 rounding.
 
 `StepLinear(weight, bias, rows)` prepares a weight once (oneDNN reorders it
 into its blocked layout) for many products act(x @ weight.T + bias).
@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-# oneDNN pays its ~15 us call overhead back above ~2M multiply-adds per product
-# (measured here: 64x128x256 is a tie, 64x256x512 is 1.3x faster, 4x8x20 4x slower).
+# oneDNN's call costs more than torch's; it pays off only for products of a few
+# million multiply-adds and up (small steps stay on torch's matmul).
 ONEDNN_MIN_MACS = 1 << 21
 
 # Off switch, e.g. to compare the two paths: seqmodels.nn.gemm.USE_ONEDNN = False

@@ -20,9 +20,6 @@ from torch import nn
 
 from seqmodels.errors import UserError
 
-_TORCH = {"RNN": nn.RNN, "LSTM": nn.LSTM, "GRU": nn.GRU}
-
-
 def _suffixes(num_layers: int, num_directions: int):
     for layer in range(num_layers):
         for d in range(num_directions):
@@ -30,13 +27,16 @@ def _suffixes(num_layers: int, num_directions: int):
 
 
 def from_torch(cls, module: Any, engine: str = "auto"):
-    name = cls.__name__
-    want: Any = _TORCH[name]
-    if type(module) is not want:
-        raise UserError(f"{name}.from_torch expects a torch.nn.{name}, got {type(module).__name__}")
+    """A `cls` layer (RNN, LSTM, GRU or a subclass) with `module`'s numbers."""
+    want: Any = cls.torch_class
+    name = want.__name__
+    if not isinstance(module, want):
+        raise UserError(
+            f"{cls.__name__}.from_torch expects a torch.nn.{name}, got {type(module).__name__}"
+        )
     if getattr(module, "proj_size", 0):
         raise UserError(
-            f"{name}.from_torch: proj_size={module.proj_size} has no equivalent here "
+            f"{cls.__name__}.from_torch: proj_size={module.proj_size} has no equivalent here "
             f"(cells have no projection); use a torch.nn.LSTM with proj_size=0"
         )
     kwargs = dict(
@@ -47,7 +47,7 @@ def from_torch(cls, module: Any, engine: str = "auto"):
         bidirectional=module.bidirectional,
         engine=engine,
     )
-    if name == "RNN":
+    if want is nn.RNN:
         kwargs["nonlinearity"] = module.nonlinearity
     layer = cls(module.input_size, module.hidden_size, **kwargs)
     p0 = next(module.parameters())
@@ -61,7 +61,7 @@ def from_torch(cls, module: Any, engine: str = "auto"):
             cell.i2h.weight.copy_(torch.cat((w_ih, w_hh), 1))
             if module.bias:
                 b_ih, b_hh = getattr(module, f"bias_ih_{sfx}"), getattr(module, f"bias_hh_{sfx}")
-                if name == "GRU":
+                if cell.bias_hn is not None:  # GRU: b_in and b_hn stay apart
                     cell.i2h.bias.copy_(torch.cat((b_ih[: 2 * H] + b_hh[: 2 * H], b_ih[2 * H :])))
                     cell.bias_hn.copy_(b_hh[2 * H :])
                 else:
@@ -71,16 +71,13 @@ def from_torch(cls, module: Any, engine: str = "auto"):
 
 
 def to_torch(layer) -> nn.Module:
-    name = type(layer).__name__
-    if name == "GRU" and not layer.reset_after:
+    """The torch.nn layer with `layer`'s numbers; torch has the formulations its kernels run."""
+    want: Any = type(layer).torch_class
+    if layer.native_kernel() is None:
+        options = ", ".join(f"{k}={v!r}" for k, v in layer.cell_kwargs.items())
         raise UserError(
-            "GRU(reset_after=False).to_torch(): torch.nn.GRU only has the reset_after=True "
-            "form; build the GRU with reset_after=True to convert it"
-        )
-    if name == "RNN" and layer.nonlinearity not in ("tanh", "relu"):
-        raise UserError(
-            f"RNN(nonlinearity={layer.nonlinearity!r}).to_torch(): torch.nn.RNN only has "
-            f"tanh and relu"
+            f"{type(layer).__name__}({options}).to_torch(): torch.nn.{want.__name__} has no "
+            "such formulation (GRU: reset_after=True only; RNN: tanh and relu only)"
         )
     kwargs = dict(
         num_layers=layer.num_layers,
@@ -89,12 +86,10 @@ def to_torch(layer) -> nn.Module:
         dropout=layer.dropout,
         bidirectional=layer.bidirectional,
     )
-    if name == "RNN":
+    if want is nn.RNN:
         kwargs["nonlinearity"] = layer.nonlinearity
     w = layer.cells[0].i2h.weight
-    module = _TORCH[name](
-        layer.input_size, layer.hidden_size, device=w.device, dtype=w.dtype, **kwargs
-    )
+    module = want(layer.input_size, layer.hidden_size, device=w.device, dtype=w.dtype, **kwargs)
     H = layer.hidden_size
     with torch.no_grad():
         for cell, sfx in zip(

@@ -8,14 +8,15 @@ keeps apart from it (zero, or b_hn for the reset_after GRU). Nothing is copied
 and kept in sync by hand: autograd routes the gradients back into i2h.
 
 With lengths, the kernels run on a PackedSequence (torch's own correct path)
-on CUDA; on CPU that path is several times slower than padded (5x for the
-LSTM on bench_nn's case (b)), so there they run on the padded batch instead,
+on CUDA; on CPU that path is several times slower than padded (bench_nn's
+case (b)), so there they run on the padded batch instead,
 the LSTM with one extra input column that freezes its cell state on padded
 steps (see _run_padded).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -27,29 +28,47 @@ from seqmodels.errors import UserError
 from seqmodels.nn.engines import reverse_within
 
 
-def native_kind(layer) -> str | None:
-    """Which torch kernel runs this layer, or None when torch has no such formulation."""
-    name = type(layer).__name__
-    if name == "LSTM":
-        return "lstm"
-    if name == "GRU":
-        return "gru" if layer.cell_kwargs.get("reset_after", True) else None
-    if name == "RNN":
-        return {"tanh": "rnn_tanh", "relu": "rnn_relu"}.get(layer.cell_kwargs.get("nonlinearity"))
-    return None
-
-
 def check_native(layer) -> None:
-    if native_kind(layer) is None:
-        what = (
-            "GRU(reset_after=False)"
-            if type(layer).__name__ == "GRU"
-            else f"RNN(nonlinearity={layer.cell_kwargs.get('nonlinearity')!r})"
-        )
+    """A one-line UserError when torch has no kernel for the layer's formulation."""
+    if layer.native_kernel() is None:
+        options = ", ".join(f"{k}={v!r}" for k, v in layer.cell_kwargs.items())
         raise UserError(
-            f"engine='native' is not available for {what}: torch has no kernel for it; "
-            f"use engine='fused' or 'auto'"
+            f"engine='native' is not available for {type(layer).__name__}({options}): "
+            "torch has no kernel for it; use engine='fused' or 'auto'"
         )
+
+
+def kernel_problem(kind: str, x: Tensor) -> str | None:
+    """Why torch's `kind` kernel cannot train on x here (device, dtype, autocast), or None.
+
+    Some builds lack a kernel for some settings: oneDNN's bf16 LSTM, which torch
+    uses under CPU bf16 autocast, needs AVX-512 and fails on AVX2-only CPUs. The
+    answer is probed once per (kernel, device, dtype, autocast dtype) and cached.
+    """
+    device = x.device.type
+    amp = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+    return _probe(kind, x.device, x.dtype, amp)
+
+
+@functools.cache
+def _probe(kind: str, device: torch.device, dtype: torch.dtype, amp: torch.dtype | None):
+    gates = {"lstm": 4, "gru": 3}.get(kind, 1)
+    I, H = 2, 3  # noqa: E741
+    try:
+        with torch.enable_grad(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            x = torch.zeros(1, 2, I, device=device, dtype=dtype, requires_grad=True)
+            h0 = torch.zeros(1, 1, H, device=device, dtype=dtype)
+            w = [torch.full((gates * H, n), 0.1, device=device, dtype=dtype, requires_grad=True)
+                 for n in (I, H)]  # fmt: skip
+            b = [torch.zeros(gates * H, device=device, dtype=dtype) for _ in range(2)]
+            hx = [h0, h0] if kind == "lstm" else h0
+            out = getattr(torch._VF, kind)(x, hx, w + b, True, 1, 0.0, True, False, True)[0]
+            out.float().sum().backward()
+    except RuntimeError as e:
+        what = f"{amp} autocast" if amp is not None else f"{dtype}"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return f"torch's {kind} kernel fails under {what} on this {device.type} ({first[:90]})"
+    return None
 
 
 def flat_weights(layer) -> list[Tensor]:
@@ -70,10 +89,16 @@ def flat_weights(layer) -> list[Tensor]:
 
 def run_native(layer, x: Tensor, hx: Any, lengths: Tensor | None):
     """x (B, T, I) batch-first; returns (output (B, T, D*H), h_n or (h_n, c_n))."""
-    kind = native_kind(layer)
+    kind = layer.native_kernel()
     if kind is None:
         check_native(layer)
         raise AssertionError  # unreachable: check_native raised
+    problem = kernel_problem(kind, x)
+    if problem is not None:
+        raise UserError(
+            f"engine='native': {problem}; use engine='fused' (model.engine=fused) "
+            "or full precision (trainer.precision=32)"
+        )
     fn = getattr(torch._VF, kind)
     B = x.shape[0]
     LD = layer.num_layers * layer.num_directions

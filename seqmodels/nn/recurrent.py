@@ -25,15 +25,23 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from seqmodels.errors import UserError
-from seqmodels.nn import engines
+from seqmodels.nn import engines, interop, native
+from seqmodels.nn.auto import choose_engine
 from seqmodels.nn.cells import GRUCell, LSTMCell, RNNCell
 
 ENGINES = ("auto", "loop", "fused", "native")
 
 
 class _Recurrent(nn.Module):
-    cell_class: Any = None
+    # What a layer class is, for the engines and interop: they read these attributes,
+    # never the class's name, so a user's subclass (class MyLSTM(LSTM)) works everywhere.
+    cell_class: Any = None  # the cell each (layer, direction) holds
+    torch_class: Any = None  # the torch.nn layer with the same numbers (from_torch/to_torch)
     has_cell_state = False
+
+    def native_kernel(self) -> str | None:
+        """torch's fused kernel for this formulation (a torch._VF name), or None."""
+        return None
 
     def __init__(
         self,
@@ -78,9 +86,7 @@ class _Recurrent(nn.Module):
         if name not in ENGINES:
             raise UserError(f"engine must be one of {', '.join(ENGINES)}, got {name!r}")
         if name == "native":
-            from seqmodels.nn.native import check_native
-
-            check_native(self)
+            native.check_native(self)
         self._engine = name
 
     def extra_repr(self) -> str:
@@ -201,16 +207,12 @@ class _Recurrent(nn.Module):
         """The engine this call runs on: self.engine, or auto's choice (see native.py/auto)."""
         if self._engine != "auto":
             return self._engine
-        from seqmodels.nn.auto import choose_engine
-
         return choose_engine(self, x, lengths)
 
     def _run(self, x: Tensor, hx: Any, lengths: Tensor | None):
         engine = self.resolve_engine(x, lengths)
         if engine == "native":
-            from seqmodels.nn.native import run_native
-
-            return run_native(self, x, hx, lengths)
+            return native.run_native(self, x, hx, lengths)
         D = self.num_directions
         if hx is None:
             states: list[Any] = [None] * (self.num_layers * D)
@@ -246,21 +248,21 @@ class _Recurrent(nn.Module):
     @classmethod
     def from_torch(cls, module: nn.Module, engine: str = "auto"):
         """Build from a torch.nn.RNN/LSTM/GRU with identical numbers (see interop.py)."""
-        from seqmodels.nn.interop import from_torch
-
-        return from_torch(cls, module, engine)
+        return interop.from_torch(cls, module, engine)
 
     def to_torch(self) -> nn.Module:
         """The equivalent torch.nn.RNN/LSTM/GRU, parameters copied (see interop.py)."""
-        from seqmodels.nn.interop import to_torch
-
-        return to_torch(self)
+        return interop.to_torch(self)
 
 
 class RNN(_Recurrent):
     """Elman RNN layer; `nonlinearity` is tanh, relu or swish (swish has no native kernel)."""
 
     cell_class = RNNCell
+    torch_class = nn.RNN
+
+    def native_kernel(self) -> str | None:
+        return {"tanh": "rnn_tanh", "relu": "rnn_relu"}.get(self.nonlinearity)
 
     def __init__(
         self,
@@ -274,18 +276,22 @@ class RNN(_Recurrent):
         bidirectional: bool = False,
         engine: str = "auto",
     ):
+        self.nonlinearity = nonlinearity  # before the engine check, which reads it
         super().__init__(
             input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
             engine, nonlinearity=nonlinearity,
         )  # fmt: skip
-        self.nonlinearity = nonlinearity
 
 
 class LSTM(_Recurrent):
     """LSTM layer (gates i, f, g, o as torch); state is a tuple (h, c)."""
 
     cell_class = LSTMCell
+    torch_class = nn.LSTM
     has_cell_state = True
+
+    def native_kernel(self) -> str | None:
+        return "lstm"
 
     def __init__(
         self,
@@ -307,6 +313,10 @@ class GRU(_Recurrent):
     """GRU layer; reset_after=True is torch's/cuDNN's form, False Cho et al.'s (no native kernel)."""
 
     cell_class = GRUCell
+    torch_class = nn.GRU
+
+    def native_kernel(self) -> str | None:
+        return "gru" if self.reset_after else None
 
     def __init__(
         self,
@@ -320,8 +330,8 @@ class GRU(_Recurrent):
         engine: str = "auto",
         reset_after: bool = True,
     ):
+        self.reset_after = bool(reset_after)  # before the engine check, which reads it
         super().__init__(
             input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
             engine, reset_after=reset_after,
         )  # fmt: skip
-        self.reset_after = bool(reset_after)

@@ -81,9 +81,9 @@ def test_interop_errors():
         LSTM.from_torch(torch.nn.LSTM(3, 4, proj_size=2))
     with pytest.raises(ValueError, match="LSTM.from_torch expects a torch.nn.LSTM, got GRU"):
         LSTM.from_torch(torch.nn.GRU(3, 4))
-    with pytest.raises(ValueError, match="torch.nn.GRU only has the reset_after=True form"):
+    with pytest.raises(ValueError, match=r"GRU\(reset_after=False\).to_torch\(\): torch.nn.GRU"):
         GRU(3, 4, reset_after=False).to_torch()
-    with pytest.raises(ValueError, match="torch.nn.RNN only has tanh and relu"):
+    with pytest.raises(ValueError, match=r"RNN\(nonlinearity='swish'\).to_torch\(\): torch.nn.RNN"):
         RNN(3, 4, nonlinearity="swish").to_torch()
 
 
@@ -296,3 +296,31 @@ def test_bad_constructor_messages():
         LSTM(3, 4, num_layers=0)
     with pytest.raises(ValueError, match=r"dropout must be a float in \[0, 1\), got 1.5"):
         LSTM(3, 4, dropout=1.5)
+
+
+class MyLSTM(LSTM):
+    """A user's subclass: engines and interop must treat it as the LSTM it is."""
+
+
+class MyGRU(GRU):
+    pass
+
+
+class MyRNN(RNN):
+    pass
+
+
+@pytest.mark.parametrize("cls,kw", [(MyLSTM, {}), (MyGRU, {}), (MyRNN, {"nonlinearity": "relu"})])
+@pytest.mark.parametrize("engine", ["loop", "fused", "native", "auto"])
+def test_subclasses_run_every_engine_and_convert(cls, kw, engine):
+    torch.manual_seed(0)
+    layer = cls(3, 4, num_layers=2, bidirectional=True, engine=engine, **kw)
+    x, lengths = torch.randn(3, 5, 3), torch.tensor([5, 2, 4])
+    ref = layer.to_torch()
+    assert type(ref) is cls.torch_class
+    out, _ = layer(x)
+    torch.testing.assert_close(out, ref(x)[0], atol=1e-5, rtol=0)
+    back = cls.from_torch(ref, engine=engine)
+    assert type(back) is cls
+    torch.testing.assert_close(back(x, lengths=lengths)[0], layer(x, lengths=lengths)[0],
+                               atol=1e-6, rtol=0)  # fmt: skip
