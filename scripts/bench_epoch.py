@@ -43,12 +43,13 @@ def main() -> None:
     from hydra import compose, initialize_config_dir
 
     from seqmodels.cli import config_dir
-    from seqmodels.train import build
+    from seqmodels.train import build, set_numerics
 
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as out:
         with initialize_config_dir(config_dir(), version_base="1.3"):
             cfg = compose("train", overrides=[f"paths.output_dir={out}", *args.overrides])
+        set_numerics(cfg)
         L.seed_everything(cfg.seed, verbose=False)
         datamodule, module = build(cfg)
 

@@ -72,8 +72,15 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     return flat
 
 
+def set_numerics(cfg: DictConfig) -> None:
+    """Process-wide numeric settings of a run (see configs/train.yaml)."""
+    if cfg.get("flush_denormal") is not None:
+        torch.set_flush_denormal(bool(cfg.flush_denormal))
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     check_accelerator(cfg.trainer)
+    set_numerics(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
