@@ -32,7 +32,8 @@ test-slow: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check seqmodels tests scripts
-	$(BIN)/mypy seqmodels/nn
+	$(BIN)/ruff format --check seqmodels tests scripts
+	$(BIN)/mypy seqmodels
 
 bench: $(STAMP)
 	@for s in scripts/bench_*.py; do echo "== $$s"; $(BIN)/python $$s || exit 1; done

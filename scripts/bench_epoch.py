@@ -32,8 +32,12 @@ def main() -> None:
     p.add_argument("overrides", nargs="*", help="Hydra overrides, as for seqmodels-train")
     p.add_argument("--steps", type=int, default=20, help="timed steps")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    p.add_argument("--epoch-steps", type=int, default=0,
-                   help="steps per epoch to project to (0: the train dataloader's length)")
+    p.add_argument(
+        "--epoch-steps",
+        type=int,
+        default=0,
+        help="steps per epoch to project to (0: the train dataloader's length)",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args()
     if args.threads:
@@ -65,19 +69,31 @@ def main() -> None:
 
         trainer_cfg = {k: v for k, v in cfg.trainer.items() if k != "_target_"}
         trainer_cfg.update(
-            max_epochs=1, max_steps=-1, max_time=None, fast_dev_run=False, logger=False,
-            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            num_sanity_val_steps=0, limit_val_batches=0,
-            limit_train_batches=args.warmup + args.steps, callbacks=[StepTimer()],
+            max_epochs=1,
+            max_steps=-1,
+            max_time=None,
+            fast_dev_run=False,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+            limit_train_batches=args.warmup + args.steps,
+            callbacks=[StepTimer()],
         )
         L.Trainer(**trainer_cfg).fit(module, datamodule=datamodule)
 
     epoch_steps = args.epoch_steps or len(datamodule.train_dataloader())
     step = statistics.median(times)
-    print(f"{' '.join(args.overrides) or 'default run'} on {module.device} "
-          f"(torch threads={torch.get_num_threads()}):")
-    print(f"  step: median {step * 1000:.1f} ms over {len(times)} steps "
-          f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f})")
+    print(
+        f"{' '.join(args.overrides) or 'default run'} on {module.device} "
+        f"(torch threads={torch.get_num_threads()}):"
+    )
+    print(
+        f"  step: median {step * 1000:.1f} ms over {len(times)} steps "
+        f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f})"
+    )
     epoch = step * epoch_steps
     print(f"  epoch of {epoch_steps} steps: {epoch:.0f} s = {epoch / 60:.1f} min (training only)")
 

@@ -3,7 +3,7 @@
 1. Tokenisation: IMDBDataModule.setup() on the first run (read 50,000 files,
    tokenise, build the vocabulary, write the cache) and with the cache.
    Targets: <= 10 s and <= 1 s.
-2. Epoch time of `experiment=imdb_seed` (or --experiment) through Lightning (the real
+2. Epoch time of `experiment=imdb_keras` (or --experiment) through Lightning (the real
    SequenceClassifier with its logging and metrics) against the same model
    trained by a plain PyTorch loop on the same batches. Target: <= 1.05x.
    A third row runs Lightning with every self.log a no-op: the cost of
@@ -12,13 +12,14 @@
    ratios; CPU time (process time, all threads) is reported next to wall time
    because on a shared machine it is the steadier of the two.
 
-    .venv/bin/python scripts/bench_imdb.py                 # real data from ../shared
+    .venv/bin/python scripts/bench_imdb.py                 # $SEQMODELS_TEST_DATA/imdb (../shared/data)
     .venv/bin/python scripts/bench_imdb.py --root /path/to/folder/with/aclImdb
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import statistics
 import tarfile
@@ -28,7 +29,8 @@ import time
 import torch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED = REPO / ".." / "shared" / "data" / "imdb" / "aclImdb_labeled.tar.gz"
+DATA = pathlib.Path(os.environ.get("SEQMODELS_TEST_DATA", REPO.parent / "shared" / "data"))
+SHARED = DATA / "imdb" / "aclImdb_labeled.tar.gz"
 
 
 def real_root(root: str | None) -> pathlib.Path:
@@ -57,8 +59,12 @@ def compose(experiment: str, root: pathlib.Path, out: pathlib.Path, overrides: l
     with initialize_config_dir(config_dir(), version_base="1.3"):
         return hydra_compose(
             "train",
-            overrides=[f"experiment={experiment}", f"data.root={root}", f"paths.output_dir={out}",
-                       *overrides],
+            overrides=[
+                f"experiment={experiment}",
+                f"data.root={root}",
+                f"paths.output_dir={out}",
+                *overrides,
+            ],
         )
 
 
@@ -117,9 +123,17 @@ def lightning_epoch(cfg, datamodule, limit, log=True) -> Clock:
         module.log = lambda *args, **kwargs: None
     timer = EpochTimer()
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-        limit_val_batches=0, limit_train_batches=limit or 1.0, callbacks=[timer.callback],
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        limit_train_batches=limit or 1.0,
+        callbacks=[timer.callback],
     )
     trainer.fit(module, datamodule=datamodule)
     return timer.times[0]
@@ -146,13 +160,19 @@ def plain_epoch(cfg, datamodule, limit) -> Clock:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--root", help="folder holding aclImdb/ (default: extract ../shared's copy)")
+    p.add_argument(
+        "--root", help="folder holding aclImdb/ (default: extract $SEQMODELS_TEST_DATA/imdb's copy)"
+    )
     p.add_argument("--repeats", type=int, default=3, help="tokenisation runs")
     p.add_argument("--epoch-repeats", type=int, default=5, help="alternating training runs")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--experiment", default="imdb_seed", help="the recipe whose model is timed")
-    p.add_argument("--limit-batches", type=int, default=200,
-                   help="train batches per timed run (0: the whole epoch, 704 batches)")
+    p.add_argument("--experiment", default="imdb_keras", help="the recipe whose model is timed")
+    p.add_argument(
+        "--limit-batches",
+        type=int,
+        default=200,
+        help="train batches per timed run (0: the whole epoch, 704 batches)",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     root = real_root(args.root)
@@ -183,8 +203,10 @@ def main() -> None:
 
     batches = args.limit_batches or len(datamodule.train_dataloader())
     full = len(datamodule.train_dataloader()) / batches  # scale a run to a whole epoch
-    print(f"\nIMDB benchmark (medians; tokenise x{args.repeats}, training x{args.epoch_repeats} "
-          f"alternating runs of {batches} batches; torch threads={args.threads})")
+    print(
+        f"\nIMDB benchmark (medians; tokenise x{args.repeats}, training x{args.epoch_repeats} "
+        f"alternating runs of {batches} batches; torch threads={args.threads})"
+    )
     print(f"{'measure':44s} {'wall s':>8s} {'cpu s':>8s} {'target':>8s}")
     rows = [
         ("tokenise 50,000 reviews, first run", first, 1, "<= 10"),
@@ -194,21 +216,35 @@ def main() -> None:
         (f"{args.experiment} epoch, plain PyTorch loop", plain, full, ""),
     ]
     for name, clocks, scale, target in rows:
-        print(f"{name:44s} {med(clocks, 'wall') * scale:8.2f} {med(clocks, 'cpu') * scale:8.2f} "
-              f"{target:>8s}")
+        print(
+            f"{name:44s} {med(clocks, 'wall') * scale:8.2f} {med(clocks, 'cpu') * scale:8.2f} "
+            f"{target:>8s}"
+        )
 
     def ratio(a: list[Clock], b: list[Clock], attr: str) -> float:
         """Median over rounds of a/b within the same round: drift between rounds cancels."""
-        return statistics.median(getattr(x, attr) / getattr(y, attr) for x, y in zip(a, b, strict=True))
+        return statistics.median(
+            getattr(x, attr) / getattr(y, attr) for x, y in zip(a, b, strict=True)
+        )
 
-    for name, clocks, target in (("Lightning / plain", lit, "<= 1.05"),
-                                 ("Lightning without self.log / plain", nolog, "")):
-        print(f"{name:44s} {ratio(clocks, plain, 'wall'):8.3f} {ratio(clocks, plain, 'cpu'):8.3f} "
-              f"{target:>8s}")
-    print("raw wall s per run: " + "; ".join(
-        f"{key}={[round(c.wall, 2) for c in cl]}"
-        for key, (_, cl, _, _) in zip(("first", "cached", "lightning", "nolog", "plain"), rows,
-                                      strict=True)))
+    for name, clocks, target in (
+        ("Lightning / plain", lit, "<= 1.05"),
+        ("Lightning without self.log / plain", nolog, ""),
+    ):
+        print(
+            f"{name:44s} {ratio(clocks, plain, 'wall'):8.3f} {ratio(clocks, plain, 'cpu'):8.3f} "
+            f"{target:>8s}"
+        )
+    print(
+        "raw wall s per run: "
+        + "; ".join(
+            f"{key}={[round(c.wall, 2) for c in cl]}"
+            for key, (_, cl, _, _) in zip(
+                ("first", "cached", "lightning", "nolog", "plain"), rows, strict=True
+            )
+        )
+    )
+
 
 if __name__ == "__main__":
     main()

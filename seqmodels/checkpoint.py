@@ -32,7 +32,7 @@ class SaveRunConfig(L.Callback):
         checkpoint[CONFIG_KEY] = self.config
 
 
-def read_checkpoint(ckpt_path: str | os.PathLike) -> dict[str, Any]:
+def read_checkpoint(ckpt_path: str | os.PathLike | None) -> dict[str, Any]:
     if not ckpt_path:
         raise UserError("no checkpoint given: pass ckpt_path=/path/to/run/checkpoints/last.ckpt")
     if not os.path.isfile(ckpt_path):
@@ -50,10 +50,11 @@ def read_checkpoint(ckpt_path: str | os.PathLike) -> dict[str, Any]:
     return checkpoint
 
 
-def load_run(
-    ckpt_path: str | os.PathLike,
-) -> tuple[DictConfig, L.LightningModule, L.LightningDataModule]:
-    """(run config, task module with its weights in eval mode, datamodule with its state)."""
+def load_run(ckpt_path: str | os.PathLike | None) -> tuple[DictConfig, L.LightningModule, Any]:
+    """(run config, task module with its weights in eval mode, datamodule with its state).
+
+    The datamodule keeps the contract of seqmodels.data (DataModule and its task's kind).
+    """
     checkpoint = read_checkpoint(ckpt_path)
     cfg = OmegaConf.create(checkpoint[CONFIG_KEY])
     datamodule = instantiate(cfg.data)

@@ -9,8 +9,6 @@ fetch only what the test split needs.
 
 from __future__ import annotations
 
-from typing import Any
-
 import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -29,7 +27,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         if state:
             datamodule.load_state_dict(state)
     trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
-    results: list[dict[str, Any]] = trainer.test(module, datamodule=datamodule, verbose=False)
+    results = trainer.test(module, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in results[0].items()}
     print("test metrics: " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
     return metrics

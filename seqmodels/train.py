@@ -15,7 +15,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -44,11 +44,12 @@ def instantiate_all(group: Mapping[str, Any] | None) -> list[Any]:
 
 
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
+    """The datamodule, set up (every input file read and checked), and the task module."""
     datamodule = instantiate(cfg.data)
     # Rank 0 downloads; DDP's other ranks start after it, inside trainer.fit.
     if int(os.environ.get("LOCAL_RANK", "0")) == 0:
         datamodule.prepare_data()
-    datamodule.setup("fit")
+    datamodule.setup()
     module = instantiate(cfg.task, _recursive_=False, encoder=cfg.model, **datamodule.model_kwargs)
     return datamodule, module
 
@@ -66,8 +67,14 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
         else:
             flat[prefix.rstrip("/")] = str(node)
 
-    walk({k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("task", "model", "data")
-          if k in cfg}, "")
+    walk(
+        {
+            k: OmegaConf.to_container(cfg[k], resolve=True)
+            for k in ("task", "model", "data")
+            if k in cfg
+        },
+        "",
+    )
     flat["seed"] = cfg.get("seed")
     return flat
 
@@ -99,7 +106,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best = best_checkpoint(trainer)
     if cfg.get("test", True):
         if not best:
             log.warning("no best checkpoint (no checkpoint callback?); testing the last weights")
@@ -109,14 +116,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             # Under their own names: logged at step 0, they would bend the val/ curves.
-            final = {f"hparams/{k}": v for k, v in metrics.items()
-                     if k.startswith(("val/", "test/"))}
+            final = {
+                f"hparams/{k}": v for k, v in metrics.items() if k.startswith(("val/", "test/"))
+            }
             logger.log_hyperparams(flat_hparams(cfg), metrics=final)
             logger.save()
 
     if trainer.is_global_zero:
         report(metrics, best, trainer)
     return metrics
+
+
+def best_checkpoint(trainer: L.Trainer) -> str:
+    """The path of the best checkpoint by the monitored metric, or "" when there is none."""
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.monitor:
+            return callback.best_model_path
+    return ""
 
 
 def report(metrics: Mapping[str, float], best: str, trainer: L.Trainer) -> None:

@@ -1,4 +1,4 @@
-"""Shared fixtures: run the command-line entry points in-process.
+"""Fixtures: the command-line entry points run in-process, and small datasets.
 
 Running `seqmodels-train` as a subprocess costs seconds of imports each time;
 in-process, Hydra composes and runs exactly as from the shell (same argv
@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 from hydra.core.global_hydra import GlobalHydra
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from support import TEXT, write_synthetic_mnist, write_tiny_imdb
 
 
 @dataclass
@@ -48,6 +47,30 @@ def run_cli(tmp_path, capsys, monkeypatch):
         return CliResult(code, captured.out, captured.err, value)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory) -> Path:
+    """A folder with small datasets in the real layouts: imdb/, mnist/, text.txt."""
+    root = tmp_path_factory.mktemp("small_data")
+    write_tiny_imdb(root / "imdb" / "aclImdb")
+    write_synthetic_mnist(root / "mnist")
+    (root / "text.txt").write_text(TEXT, encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def tiny_imdb(tmp_path) -> Path:
+    """A folder holding aclImdb/ (what data.root points at), fresh for each test."""
+    root = tmp_path / "imdb"
+    write_tiny_imdb(root / "aclImdb")
+    return root
+
+
+@pytest.fixture
+def mnist_root(tmp_path) -> Path:
+    write_synthetic_mnist(tmp_path)
+    return tmp_path
 
 
 @pytest.fixture(autouse=True)

@@ -10,54 +10,34 @@ import sys
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from support import TEXT, compose_train
 
-from seqmodels import cli
 from seqmodels.checkpoint import CONFIG_KEY
 from seqmodels.sample import sample_checkpoint
+from seqmodels.train import train
 
-TEXT = (
-    "to be, or not to be, that is the question:\n"
-    "whether 'tis nobler in the mind to suffer\n"
-    "the slings and arrows of outrageous fortune,\n"
-) * 8
-
-
-def run_cli(entry, monkeypatch, *overrides):
-    monkeypatch.setattr(sys, "argv", [entry.__name__, *overrides])
-    return entry()
-
-
-def small_run(tmp, *extra):
-    return (
-        "task=chargen", f"data.path={tmp / 'text.txt'}", f"paths.root_dir={tmp}",
-        "model.hidden_size=16", "task.embedding_dim=8", "data.batch_size=4", "data.seq_len=16",
-        "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false", *extra,
-    )  # fmt: skip
+SMALL = ("task=chargen", "model.hidden_size=16", "task.embedding_dim=8", "data.batch_size=4",
+         "data.seq_len=16", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+         "trainer.enable_model_summary=false")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("chargen")
-    (tmp / "text.txt").write_text(TEXT)
-    mp = pytest.MonkeyPatch()
-    try:
-        overrides = small_run(tmp, "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-                              "trainer.limit_val_batches=2", "test=false", "run_name=cg")  # fmt: skip
-        run_cli(cli.train, mp, *overrides)
-    finally:
-        mp.undo()
-    (ckpt,) = (tmp / "outputs").rglob("last.ckpt")
-    return ckpt
+    text = tmp / "text.txt"
+    text.write_text(TEXT)
+    train(compose_train(*SMALL, f"data.path={text}", "trainer.max_epochs=1",
+                        "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
+                        "test=false", output_dir=tmp / "run"))  # fmt: skip
+    text.unlink()  # sampling needs no text file
+    return tmp / "run" / "checkpoints" / "last.ckpt"
 
 
-def test_fast_dev_run_on_a_small_text(tmp_path, monkeypatch, capsys):
+def test_fast_dev_run_on_a_small_text(run_cli, tmp_path):
     (tmp_path / "text.txt").write_text(TEXT)
-    run_cli(cli.train, monkeypatch, *small_run(tmp_path, "trainer=debug"))
-    out = capsys.readouterr().out
-    assert "test/loss=" in out and "test/bpc=" in out and "test/ppl=" in out
+    result = run_cli("train", *SMALL, f"data.path={tmp_path / 'text.txt'}", "trainer=debug")
+    assert result.code == 0, result.err
+    assert "test/loss=" in result.out and "test/bpc=" in result.out and "test/ppl=" in result.out
 
 
 def test_checkpoint_carries_the_vocabulary(checkpoint):
@@ -66,15 +46,12 @@ def test_checkpoint_carries_the_vocabulary(checkpoint):
     assert ckpt[CONFIG_KEY]["task"]["_target_"].endswith("LanguageModel")
 
 
-def test_sample_streams_prime_then_length_characters(checkpoint, monkeypatch, capsys, tmp_path):
-    (checkpoint.parents[5] / "text.txt").unlink()  # sampling needs no text file
+def test_sample_streams_prime_then_length_characters(checkpoint, run_cli):
     args = (f"ckpt_path={checkpoint}", "prime=to be", "length=60", "temperature=0.8", "seed=3")
-    run_cli(cli.sample, monkeypatch, *args)
-    first = capsys.readouterr().out
+    first = run_cli("sample", *args).out
     assert first.startswith("to be") and first.endswith("\n")
     assert len(first) == len("to be") + 60 + 1 and set(first) <= set(TEXT)
-    run_cli(cli.sample, monkeypatch, *args)
-    assert capsys.readouterr().out == first  # same seed, same text
+    assert run_cli("sample", *args).out == first  # same seed, same text
 
 
 class Recorder(io.StringIO):
@@ -104,41 +81,35 @@ def test_each_character_is_flushed_as_it_is_made(checkpoint):
     [
         ("temperature=0", "error: temperature=0 must be > 0"),
         ("temperature=-0.5", "error: temperature=-0.5 must be > 0"),
+        ("temperature=inf", "error: temperature=inf must be > 0"),
         ("length=-3", "error: length=-3 must be an integer >= 0"),
         # The text has ':' but no capitals.
-        ("prime=ROMEO:", "error: prime 'ROMEO:' has 4 character(s) outside the model's vocabulary: "
-                         "'E' 'M' 'O' 'R'; use only"),  # fmt: skip
+        (
+            "prime=ROMEO:",
+            "error: 'ROMEO:' has 4 character(s) outside the model's vocabulary: "
+            "'E' 'M' 'O' 'R'; use only",
+        ),  # fmt: skip
     ],
 )
-def test_bad_input_is_one_clear_line(checkpoint, monkeypatch, capsys, override, message):
-    with pytest.raises(SystemExit) as exit_:
-        run_cli(cli.sample, monkeypatch, f"ckpt_path={checkpoint}", override)
-    err = capsys.readouterr().err.strip()
-    assert exit_.value.code == 1 and err.startswith(message) and "\n" not in err
+def test_bad_input_is_one_clear_line(checkpoint, run_cli, override, message):
+    result = run_cli("sample", f"ckpt_path={checkpoint}", override)
+    err = result.err.strip()
+    assert result.code == 1 and err.startswith(message) and "\n" not in err
 
 
-def test_missing_checkpoint_is_one_clear_line(monkeypatch, capsys, tmp_path):
-    with pytest.raises(SystemExit):
-        run_cli(cli.sample, monkeypatch, f"ckpt_path={tmp_path / 'none.ckpt'}")
-    assert capsys.readouterr().err.startswith("error: checkpoint not found")
+def test_missing_checkpoint_is_one_clear_line(run_cli, tmp_path):
+    result = run_cli("sample", f"ckpt_path={tmp_path / 'none.ckpt'}")
+    assert result.code == 1 and result.err.startswith("error: checkpoint not found")
 
 
-def test_a_classifier_checkpoint_is_refused(tmp_path, monkeypatch, capsys):
+def test_a_classifier_checkpoint_is_refused(run_cli, tmp_path):
     # A parity classifier checkpoint, written as seqmodels-train writes it.
-    config_dir = str(pathlib.Path(cli.config_dir()).resolve())
-    with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
-        cfg = compose("train", overrides=["task=parity"])
-    from seqmodels.tasks.classifier import SequenceClassifier
-
-    run = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "task", "model")}
-    run["data"]["seed"] = 0
-    module = SequenceClassifier(run["model"], num_classes=2, vocab_size=12)
-    ckpt = tmp_path / "parity.ckpt"
-    torch.save({CONFIG_KEY: run, "hyper_parameters": dict(module.hparams),
-                "state_dict": module.state_dict()}, ckpt)  # fmt: skip
-    with pytest.raises(SystemExit):
-        run_cli(cli.sample, monkeypatch, f"ckpt_path={ckpt}")
-    assert capsys.readouterr().err.strip() == (
+    train(compose_train("task=parity", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                        "logger=none", "test=false", output_dir=tmp_path))  # fmt: skip
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    result = run_cli("sample", f"ckpt_path={ckpt}")
+    assert result.code == 1
+    assert result.err.strip() == (
         f"error: {ckpt} is a SequenceClassifier checkpoint, not a language model: "
         "seqmodels-sample needs a checkpoint trained with task=chargen"
     )
@@ -171,11 +142,26 @@ def test_chargen_trains_under_ddp_with_two_cpu_processes(tmp_path):
     text.write_text(TEXT * 4)
     script = pathlib.Path(sys.executable).parent / "seqmodels-train"
     result = subprocess.run(
-        [str(script), "task=chargen", "trainer=ddp", "trainer.accelerator=cpu",
-         "trainer.devices=2", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
-         "model.hidden_size=16", "data.batch_size=4", "data.seq_len=8", f"data.path={text}",
-         "task.sample_length=20", "logger=csv", f"paths.root_dir={tmp_path}"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        [
+            str(script),
+            "task=chargen",
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false",
+            "model.hidden_size=16",
+            "data.batch_size=4",
+            "data.seq_len=8",
+            f"data.path={text}",
+            "task.sample_length=20",
+            "logger=csv",
+            f"paths.root_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]

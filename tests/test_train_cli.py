@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
+from support import run_dirs
 
 from seqmodels.checkpoint import CONFIG_KEY, load_run
 
 FAST = ("trainer=debug", "logger=none")
-
-
-def run_dirs(root: Path) -> list[Path]:
-    return sorted(p.parent for p in root.glob("outputs/**/.hydra"))
 
 
 @pytest.mark.parametrize(
@@ -21,8 +16,15 @@ def run_dirs(root: Path) -> list[Path]:
     [(m, e) for m in ("rnn", "lstm", "gru") for e in ("loop", "fused", "native", "auto")],
 )
 def test_fast_dev_run_every_model_and_engine(run_cli, model, engine):
-    result = run_cli("train", *FAST, f"model={model}", f"model.engine={engine}",
-                     "model.bidirectional=true", "data.min_len=2", "data.max_len=7")
+    result = run_cli(
+        "train",
+        *FAST,
+        f"model={model}",
+        f"model.engine={engine}",
+        "model.bidirectional=true",
+        "data.min_len=2",
+        "data.max_len=7",
+    )
     assert result.code == 0, result.err
     assert "test/acc=" in result.out
 
@@ -31,9 +33,13 @@ def test_run_folder_holds_config_checkpoints_and_events(run_cli, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     result = run_cli(
-        "train", "trainer.max_epochs=2", "trainer.limit_train_batches=10",
-        "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
-        "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false",
+        "train",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=10",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
+        "trainer.log_every_n_steps=1",
+        "trainer.enable_progress_bar=false",
     )
     assert result.code == 0, result.err
     (run,) = run_dirs(tmp_path)
@@ -44,8 +50,16 @@ def test_run_folder_holds_config_checkpoints_and_events(run_cli, tmp_path):
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    for tag in ("train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc", "test/acc",
-                "train/grad_norm", "lr-Adam"):
+    for tag in (
+        "train/loss_step",
+        "train/loss_epoch",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "test/acc",
+        "train/grad_norm",
+        "lr-Adam",
+    ):
         assert tag in scalars, f"{tag} missing from {sorted(scalars)}"
     assert [e.step for e in events.Scalars("val/acc")] == [9, 19]  # once per epoch
     assert "hparams/test/acc" in scalars  # the final metrics, for the HParams tab
@@ -73,8 +87,12 @@ def test_default_run_learns_parity_to_100_percent(run_cli):
 
 def test_eval_reproduces_the_checkpoint_test_metric(run_cli, tmp_path):
     result = run_cli(
-        "train", "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=30",
-        "trainer.enable_progress_bar=false", "callbacks.model_checkpoint.save_last=false",
+        "train",
+        "logger=none",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=30",
+        "trainer.enable_progress_bar=false",
+        "callbacks.model_checkpoint.save_last=false",
     )
     assert result.code == 0, result.err
     trained = float(result.out.split("test/acc=")[1].split()[0])

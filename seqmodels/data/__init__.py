@@ -1,0 +1,94 @@
+"""Datasets as LightningDataModules, and the contract every one of them keeps.
+
+A task (configs/task/*.yaml) pairs a datamodule with a task module. Everything
+above this package (train, eval, predict, sample, the task modules) talks to a
+datamodule only through the members named below: one name and one type each.
+
+Every datamodule (`DataModule`):
+- `prepare_data()`: download and cache what is missing (rank 0 only under DDP).
+- `setup(stage=None)`: build the splits. Idempotent, and every split at once:
+  `seqmodels-train` calls it before the Trainer exists, to size the model and
+  to check every input file before the first training step; Lightning calls it
+  again later, and under DDP each process's loaders shard by rank from there.
+- `model_kwargs`: what the network is built with that the data decides
+  (vocab_size or input_size, num_classes), known after `setup()` or
+  `load_state_dict()`.
+- `state_dict()` / `load_state_dict()`: what a checkpoint must carry to
+  encode new inputs without the data folder (a vocabulary, a permutation).
+- train/val/test dataloaders whose training order depends only on (seed,
+  epoch) and which shard by rank under DDP (batching.py).
+
+Then, by task:
+- `Classification`: `class_names`, the label of each class id.
+- `CharacterText` (LanguageModel, seqmodels-sample): `vocab_size`,
+  `encode(text) -> LongTensor`, `decode(ids) -> str`.
+
+Optional hooks (checked with `provides(datamodule, Hook)`):
+- `TextInputs.encode_texts(texts) -> (x, lengths or None)`: seqmodels-predict text=/file=.
+- `ImageInputs.encode_images(images) -> x`, with `image_shape`: seqmodels-predict image=.
+- `RendersExamples.log_examples(writer, x, lengths, preds, targets, global_step)`:
+  validation examples drawn in TensorBoard.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from torch import Tensor
+
+
+class DataModule(Protocol):
+    def prepare_data(self) -> None: ...
+    def setup(self, stage: str | None = None) -> None: ...
+    @property
+    def model_kwargs(self) -> dict[str, int]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
+
+
+class Classification(DataModule, Protocol):
+    class_names: list[str]
+
+
+class CharacterText(DataModule, Protocol):
+    @property
+    def vocab_size(self) -> int: ...
+    def encode(self, text: str) -> Tensor: ...
+    def decode(self, ids: Sequence[int] | Tensor) -> str: ...
+
+
+class TextInputs(Protocol):
+    def encode_texts(self, texts: Sequence[str]) -> tuple[Tensor, Tensor | None]: ...
+
+
+class ImageInputs(Protocol):
+    image_shape: tuple[int, int]
+
+    def encode_images(self, images: Tensor) -> Tensor: ...
+
+
+class RendersExamples(Protocol):
+    def log_examples(self, writer: Any, x: Tensor, lengths: Tensor | None, preds: Tensor,
+                     targets: Tensor, global_step: int) -> None: ...  # fmt: skip
+
+
+def missing(datamodule: Any, protocol: type) -> list[str]:
+    """The members of `protocol` that `datamodule` (an object or a class) lacks.
+
+    Looked up without calling anything (a property such as `model_kwargs` may
+    only work after setup), on the instance's attributes and its class's.
+    """
+    names = [n for n in dir(protocol) if not n.startswith("_")]
+    names += list(getattr(protocol, "__annotations__", {}))
+    for base in protocol.__mro__:
+        names += [n for n in getattr(base, "__annotations__", {}) if not n.startswith("_")]
+    own = vars(datamodule) if not inspect.isclass(datamodule) else {}
+    return sorted({n for n in names if n not in own
+                   and inspect.getattr_static(datamodule, n, None) is None})  # fmt: skip
+
+
+def provides(datamodule: Any, protocol: type) -> bool:
+    """Whether `datamodule` has every member of `protocol` (e.g. an optional hook)."""
+    return datamodule is not None and not missing(datamodule, protocol)

@@ -2,8 +2,8 @@
 
 `download(urls, dest, sha256=...)` returns `dest` at once when it is already
 there with the right checksum; otherwise it tries each URL (mirrors) in turn,
-streams to a `dest.<random>.part` file in the same folder with a progress bar,
-checks the checksum and only then renames the part file into place. A killed or
+streams to a temporary file beside `dest` with a progress bar, checks the
+checksum and only then renames it into place (files.atomic_write). A killed or
 failed download therefore never leaves a file under the final name.
 
 Every dataset also reads a local copy, so when no URL can be reached the error
@@ -17,11 +17,12 @@ import http.client
 import os
 import pathlib
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from typing import IO, Any
 
+from seqmodels.data.files import atomic_write
 from seqmodels.errors import UserError
 
 CHUNK = 1 << 20  # 1 MiB: big enough to be fast, small enough for a smooth bar
@@ -71,7 +72,9 @@ def check_checksum(
         raise ChecksumError(
             f"{path}: {algo} checksum mismatch (expected {digest}, got {actual}); "
             "the file is corrupt or not the expected one: delete it and download again",
-            algo, digest, actual,
+            algo,
+            digest,
+            actual,
         )
 
 
@@ -81,14 +84,21 @@ def _progress(total: int | None, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(
-        total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-        file=sys.stderr, disable=not sys.stderr.isatty(), leave=False,
+        total=total,
+        desc=desc,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        file=sys.stderr,
+        disable=not sys.stderr.isatty(),
+        leave=False,
     )
 
 
-def _fetch(url: str, part: pathlib.Path, desc: str) -> None:
+def _fetch(url: str, f: IO[Any], desc: str) -> None:
+    """Stream `url` into the open binary file `f`."""
     req = urllib.request.Request(url, headers={"User-Agent": "seqmodels"})
-    with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp, open(part, "wb") as f:
+    with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
         length = resp.headers.get("Content-Length") if hasattr(resp, "headers") else None
         total = int(length) if length and length.isdigit() else None
         written = 0
@@ -101,8 +111,6 @@ def _fetch(url: str, part: pathlib.Path, desc: str) -> None:
         # so a truncated file is never mistaken for a complete one.
         if total is not None and written != total:
             raise OSError(f"connection closed after {written} of {total} bytes")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def download(
@@ -128,18 +136,13 @@ def download(
             return dest
         except ChecksumError:
             pass  # a stale or corrupt copy: fetch it again below
-    dest.parent.mkdir(parents=True, exist_ok=True)
-
-    failures = []
+    failures: list[tuple[str, Exception]] = []
     for url in urls:
-        fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
-        os.close(fd)
-        part = pathlib.Path(tmp)
         try:
-            _fetch(url, part, dest.name)
-            check_checksum(part, md5=md5, sha256=sha256)
-            os.chmod(part, 0o666 & ~current_umask())  # mkstemp makes it owner-only
-            os.replace(part, dest)
+            with atomic_write(dest) as f:  # nothing half-written left behind
+                _fetch(url, f, dest.name)
+                f.flush()
+                check_checksum(f.name, md5=md5, sha256=sha256)
             return dest
         except ChecksumError as e:
             # The server answered with the wrong bytes: try the next mirror, but
@@ -147,29 +150,23 @@ def download(
             failures.append((url, e))
         except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
             failures.append((url, e))
-        finally:
-            part.unlink(missing_ok=True)  # nothing half-written left behind
 
     mismatches = [e for _, e in failures if isinstance(e, ChecksumError)]
     if mismatches and len(mismatches) == len(failures):
-        e = mismatches[-1]
+        last = mismatches[-1]
         raise ChecksumError(
-            f"downloaded {dest.name} from {', '.join(urls)} but its {e.algo} checksum is "
-            f"wrong (expected {e.expected}, got {e.actual}); nothing was saved; "
+            f"downloaded {dest.name} from {', '.join(urls)} but its {last.algo} checksum is "
+            f"wrong (expected {last.expected}, got {last.actual}); nothing was saved; "
             f"use a verified local copy with {override}",
-            e.algo, e.expected, e.actual,
+            last.algo,
+            last.expected,
+            last.actual,
         )
     reasons = "; ".join(f"{u}: {_reason(e)}" for u, e in failures)
     raise DownloadError(
         f"could not download {dest.name} ({reasons}); if you are offline, "
         f"put a copy on disk and set {override}"
     )
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _reason(e: BaseException) -> str:

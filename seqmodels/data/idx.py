@@ -12,16 +12,16 @@ and what is wrong, instead of a numpy reshape traceback.
 
 import gzip
 import os
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from seqmodels.data.files import atomic_write
 from seqmodels.errors import UserError
 
 # type code -> big-endian numpy dtype (the IDX spec's table)
-IDX_DTYPES = {
+IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),
@@ -106,13 +106,6 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> Path:
     )
     if path.suffix == ".gz":
         payload = gzip.compress(payload, mtime=0)  # mtime=0: same input, same bytes
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        f.write(payload)
     return path

@@ -15,7 +15,7 @@ that are not the canonical ones (same names, any number of images): that is how
 tests feed small synthetic digits, and how a user trains on their own.
 
 Pixels are scaled to [0, 1], then normalised with MNIST's training-set mean and
-std; the first `val_size` images of a seeded shuffle of train are held out for
+std; `val_size` images drawn with `split_seed` from train are held out for
 validation; the official 10,000 test images are the test set.
 """
 
@@ -26,8 +26,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from seqmodels.data.batching import EpochSampler, process_share, run_seed
 from seqmodels.data.download import ChecksumError, DownloadError, check_checksum, download
 from seqmodels.data.idx import read_idx
+from seqmodels.data.splits import holdout
 from seqmodels.errors import UserError
 
 MIRRORS = (
@@ -75,6 +77,7 @@ def from_sequence(x: torch.Tensor, mode: str, permutation: torch.Tensor | None =
     if mode != "row":
         x = x.squeeze(-1)
         if mode == "pixel_permuted":
+            assert permutation is not None
             x = torch.empty_like(x).index_copy_(-1, permutation, x)
         x = x.unflatten(-1, (SIDE, SIDE))
     return x.clamp(0.0, 1.0)
@@ -109,17 +112,19 @@ class MNISTDataModule(L.LightningDataModule):
         super().__init__()
         if mode not in MODES:
             raise UserError(f"data.mode={mode} is not an MNIST mode; use one of {', '.join(MODES)}")
-        self.save_hyperparameters()
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.val_size, self.split_seed = val_size, split_seed
+        self.permutation_seed, self.verify = permutation_seed, verify
         self.root = Path(root).expanduser()
         self.mode = mode
         # drawn here, not in setup: predict needs it too, and a checkpoint's copy
         # (load_state_dict) overwrites it in place so live datasets see the change
         self.permutation = draw_permutation(permutation_seed) if mode == "pixel_permuted" else None
-        self.train_set = self.val_set = self.test_set = None
+        self.splits: dict[str, Digits] = {}
 
     # -- what the network needs ------------------------------------------------------
     @property
-    def model_kwargs(self) -> dict:
+    def model_kwargs(self) -> dict[str, int]:
         return {"num_classes": 10, "input_size": SIDE if self.mode == "row" else 1}
 
     @property
@@ -163,14 +168,15 @@ class MNISTDataModule(L.LightningDataModule):
 
     def _load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(uint8 images (N, 28, 28), int64 labels (N,)) of `split`, checked."""
-        paths = [self._find(n) for n in FILES[split]]
-        if None in paths:  # setup() without prepare_data(), as a library user may call it
+        found = [self._find(n) for n in FILES[split]]
+        if None in found:  # setup() without prepare_data(), as a library user may call it
             self.prepare_data((split,))
-            paths = [self._find(n) for n in FILES[split]]
+            found = [self._find(n) for n in FILES[split]]
+        paths = [p for p in found if p is not None]
         images, labels = (read_idx(p) for p in paths)
         img_path, lbl_path = paths
         hint = "pass data.verify=false to load files that are not the canonical MNIST ones"
-        if self.hparams.verify:
+        if self.verify:
             for p, name in zip(paths, FILES[split], strict=True):
                 if p.suffix == ".gz":
                     try:
@@ -195,57 +201,53 @@ class MNISTDataModule(L.LightningDataModule):
             raise UserError(f"{lbl_path}: labels must be digits 0..9, found {labels.max()}")
         return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
 
-    def setup(self, stage: str | None = None):
-        if stage in (None, "fit", "validate") and self.train_set is None:
+    def setup(self, stage: str | None = None) -> None:
+        """Every split for stage None; only what Lightning's stage reads otherwise."""
+        if stage in (None, "fit", "validate") and "train" not in self.splits:
             images, labels = self._load("train")
-            n = len(labels)
-            v = self.hparams.val_size
-            n_val = round(v * n) if isinstance(v, float) else int(v)
-            if not 0 < n_val < n:
-                raise UserError(
-                    f"data.val_size={v} leaves no training or no validation images out of "
-                    f"{n}; pick a count between 1 and {n - 1} (or a fraction)"
-                )
-            order = torch.randperm(
-                n, generator=torch.Generator().manual_seed(self.hparams.split_seed)
-            )
-            val, train = order[:n_val], order[n_val:]
-            self.train_set = Digits(images[train], labels[train], self.mode, self.permutation)
-            self.val_set = Digits(images[val], labels[val], self.mode, self.permutation)
-        if stage in (None, "test") and self.test_set is None:
-            self.test_set = Digits(*self._load("test"), self.mode, self.permutation)
+            train, val = holdout(len(labels), self.val_size, self.split_seed,
+                                 "images")  # fmt: skip
+            self.splits["train"] = Digits(images[train], labels[train], self.mode, self.permutation)
+            self.splits["val"] = Digits(images[val], labels[val], self.mode, self.permutation)
+        if stage in (None, "test") and "test" not in self.splits:
+            self.splits["test"] = Digits(*self._load("test"), self.mode, self.permutation)
 
-    def _loader(self, dataset, shuffle=False):
-        w = self.hparams.num_workers
+    def _loader(self, split: str) -> DataLoader:
+        w, train = self.num_workers, split == "train"
+        rank, world = process_share(self.trainer)
+        dataset = self.splits[split]
+        sampler = EpochSampler(len(dataset), shuffle=train, seed=run_seed(), rank=rank,
+                               world_size=world, even=train)  # fmt: skip
         return DataLoader(
             dataset,
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
+            batch_size=self.batch_size,
+            sampler=sampler,
             num_workers=w,
             persistent_workers=w > 0,
             pin_memory=torch.cuda.is_available(),
         )
 
-    def train_dataloader(self):
-        return self._loader(self.train_set, shuffle=True)
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
 
-    def val_dataloader(self):
-        return self._loader(self.val_set)
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
 
-    def test_dataloader(self):
-        return self._loader(self.test_set)
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
 
     # -- what a checkpoint must carry -------------------------------------------------
-    def state_dict(self):
+    def state_dict(self) -> dict:
         return {"mode": self.mode, "permutation": self.permutation, "mean": MEAN, "std": STD}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state_dict: dict) -> None:
+        state = state_dict
         if state.get("mode") != self.mode:
             raise UserError(
                 f"the checkpoint was trained with data.mode={state.get('mode')}, not "
                 f"data.mode={self.mode}; drop the data.mode override"
             )
-        if self.mode == "pixel_permuted":
+        if self.permutation is not None:  # mode pixel_permuted
             perm = torch.as_tensor(state["permutation"], dtype=torch.long)
             if not torch.equal(perm.sort().values, torch.arange(SIDE * SIDE)):
                 raise UserError("the checkpoint's MNIST permutation is not a permutation of 784")
@@ -268,75 +270,11 @@ class MNISTDataModule(L.LightningDataModule):
         )
 
     # -- predict ------------------------------------------------------------------------
-    def encode_for_predict(self, request):
-        """`image=digit.png|digit.npy` -> (x (N, T, F), None, display names)."""
-        image = request.get("image")
-        if not image:
-            given = [k for k in ("text", "file") if request.get(k)]
-            raise UserError(
-                f"an MNIST model reads a 28x28 image, not {' or '.join(given) or 'nothing'}: "
-                f"pass image=digit.png (or a .npy array of shape (28, 28))"
-            )
-        digits, notes = read_digits(Path(image))
-        x = to_sequence(digits, self.mode, self.permutation)
-        names = [
-            f"{image}{f'[{i}]' if len(digits) > 1 else ''}{notes}\n{ascii_digit(d)}"
-            for i, d in enumerate(digits)
-        ]
-        return x, None, names
+    image_shape = (SIDE, SIDE)
 
-
-def read_digits(path: Path) -> tuple[torch.Tensor, str]:
-    """A .png/.npy digit (28×28, or N×28×28 for .npy) -> uint8 (N, 28, 28) like MNIST's, notes.
-
-    MNIST digits are light on a dark background; an image with a light border
-    (a dark digit drawn on white) is inverted so the model sees what it was trained on.
-    """
-    if not path.is_file():
-        raise UserError(f"image={path}: no such file")
-    if path.suffix.lower() == ".npy":
-        try:
-            a = np.load(path, allow_pickle=False)
-        except ValueError as e:
-            raise UserError(f"image={path}: not a numpy .npy array ({e})") from None
-        if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
-            raise UserError(f"image={path}: array of type {a.dtype}, expected numbers")
-        a = a.astype(np.float64)
-        if a.size and a.max() <= 1.0:  # floats in [0, 1]; anything larger is 0..255
-            a = a * 255.0
-        a = np.clip(np.rint(a), 0, 255).astype(np.uint8)
-    else:
-        try:
-            from PIL import Image, UnidentifiedImageError
-        except ImportError:  # Pillow comes with tensorboard; say what to do if it went missing
-            raise UserError(
-                f"image={path}: reading images needs Pillow (pip install pillow), "
-                "or pass the digit as a 28x28 .npy array"
-            ) from None
-        try:
-            with Image.open(path) as im:
-                a = np.asarray(im.convert("L"))
-        except (UnidentifiedImageError, OSError) as e:
-            raise UserError(f"image={path}: cannot read it as an image ({e})") from None
-    if a.ndim == 2:
-        a = a[None]
-    if a.ndim != 3 or a.shape[1:] != (SIDE, SIDE) or len(a) == 0:
-        raise UserError(
-            f"image={path} has shape {a.shape}; an MNIST model reads {SIDE}x{SIDE} grayscale "
-            f"digits (a .npy may also hold N of them): resize it to {SIDE}x{SIDE} first"
-        )
-    border = np.concatenate([a[:, 0], a[:, -1], a[:, :, 0], a[:, :, -1]], axis=1)
-    invert = border.mean(axis=1) > 127
-    a = np.where(invert[:, None, None], 255 - a, a)
-    notes = " (inverted: light background)" if invert.all() else ""
-    return torch.from_numpy(np.ascontiguousarray(a)), notes
-
-
-def ascii_digit(digit: torch.Tensor) -> str:
-    """A uint8 28×28 digit as text for the terminal, without its blank top and bottom rows."""
-    ramp = " .:-=+*#%@"  # two characters per pixel: terminal cells are about twice as tall
-    idx = (digit.int() * len(ramp) // 256).tolist()
-    return "\n".join("".join(ramp[v] * 2 for v in row).rstrip() for row in idx).strip("\n")
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 digits (N, 28, 28), light strokes on dark as in MNIST -> model inputs (N, T, F)."""
+        return to_sequence(images, self.mode, self.permutation)
 
 
 def digit_grid(digits: np.ndarray, pairs, cols: int = 8, scale: int = 2) -> np.ndarray:

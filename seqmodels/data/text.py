@@ -1,12 +1,12 @@
 """Character-level text as B contiguous streams, for truncated BPTT.
 
 Any UTF-8 file (`data.path=...`); by default Tiny Shakespeare, fetched through
-`download.py`. The text is split by position (first 90% train, last 10% val),
-each split is cut into `batch_size` contiguous streams, and batch i holds, for
+`download.py`. The text is split by position (first 90% train, then 5%
+validation, then 5% test, held out as char-rnn does), each split is cut into `batch_size` contiguous streams, and batch i holds, for
 every stream b, the next `seq_len` characters of stream b. So row b of batch
 i + 1 continues row b of batch i: a language model can carry its hidden state
 from one batch to the next (truncated BPTT) and still see the text in order.
-The seed (min-char-rnn) walked one stream 25 characters at a time; B streams
+Karpathy's min-char-rnn walked one stream 25 characters at a time; B streams
 give the same continuity with a batch's worth of parallelism.
 
 Invalid UTF-8 policy (`encoding_errors=`):
@@ -35,6 +35,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from seqmodels.data.batching import process_share
+from seqmodels.data.download import download
 from seqmodels.errors import UserError
 
 TINY_SHAKESPEARE_URL = (
@@ -56,6 +58,12 @@ def read_text(path: str | os.PathLike, encoding_errors: str = "replace") -> str:
     raw = path.read_bytes()
     if not raw:
         raise UserError(f"{path} is empty: point data.path= at a UTF-8 text file with some text")
+    nul = raw.find(b"\x00", 0, 1 << 20)  # text never holds NUL bytes; binary files do
+    if nul >= 0:
+        raise UserError(
+            f"{path} is a binary file (a NUL byte at offset {nul}), not text: "
+            "point data.path= at a UTF-8 text file"
+        )
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -147,9 +155,10 @@ class CharTextDataModule(L.LightningDataModule):
         root: folder for the downloaded Tiny Shakespeare (`input.txt`).
         batch_size: number of contiguous streams B per batch (training).
         seq_len: characters per stream per batch (the truncated-BPTT length).
-        val_fraction: the last fraction of the text (by position) is validation.
-        val_batch_size: streams for validation; None = batch_size (fewer if
-            the validation text is too short for that many).
+        val_fraction, test_fraction: the text is split by position: training
+            first, then validation, then test (held out, read only by the test).
+        val_batch_size: streams for validation and test; None = batch_size
+            (fewer if the split is too short for that many).
         encoding_errors: "replace" or "strict" (see the module docstring).
     """
 
@@ -159,34 +168,40 @@ class CharTextDataModule(L.LightningDataModule):
         root: str = "data/tinyshakespeare",
         batch_size: int = 64,
         seq_len: int = 128,
-        val_fraction: float = 0.1,
+        val_fraction: float = 0.05,
+        test_fraction: float = 0.05,
         val_batch_size: int | None = None,
         encoding_errors: str = "replace",
     ):
         super().__init__()
-        self.save_hyperparameters()
-        if not 0.0 < val_fraction < 1.0:
-            raise UserError(f"data.val_fraction={val_fraction} must be between 0 and 1 (e.g. 0.1)")
-        self.vocab: str | None = None  # the sorted characters; index = token id
+        self.path, self.root = path, root
+        self.batch_size, self.seq_len, self.val_batch_size = batch_size, seq_len, val_batch_size
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.encoding_errors = encoding_errors
+        for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0.0 < f < 1.0:
+                raise UserError(f"data.{name}={f} must be between 0 and 1 (e.g. 0.05)")
+        if val_fraction + test_fraction >= 1.0:
+            raise UserError(
+                f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction} leave "
+                "no training text: keep their sum below 1"
+            )
+        if batch_size < 1 or seq_len < 1:
+            raise UserError(f"data.batch_size={batch_size} and data.seq_len={seq_len} must be >= 1")
+        self.chars: str | None = None  # the sorted characters; index = token id
         self.stoi: dict[str, int] = {}
-        self.train_set: StreamBatches | None = None
-        self.val_set: StreamBatches | None = None
-        self._ids: torch.Tensor | None = None  # the whole text as ids, read once
-        self._split = 0  # where validation starts
-        self._built_for = (0, 1)  # (rank, world size) the splits were cut for
+        self.splits: dict[str, torch.Tensor] = {}  # each split's text as ids
 
     # -- files -------------------------------------------------------------
     @property
     def text_path(self) -> pathlib.Path:
-        if self.hparams.path is not None:
-            return pathlib.Path(self.hparams.path).expanduser()
-        return pathlib.Path(self.hparams.root).expanduser() / "input.txt"
+        if self.path is not None:
+            return pathlib.Path(self.path).expanduser()
+        return pathlib.Path(self.root).expanduser() / "input.txt"
 
     def prepare_data(self) -> None:
-        if self.hparams.path is not None:
+        if self.path is not None:
             return  # a local file: nothing to fetch (setup reports a missing one)
-        from seqmodels.data.download import download
-
         download(
             TINY_SHAKESPEARE_URL,
             self.text_path,
@@ -195,92 +210,92 @@ class CharTextDataModule(L.LightningDataModule):
         )
 
     # -- vocabulary --------------------------------------------------------
-    def _set_vocab(self, vocab: str) -> None:
-        self.vocab = vocab
-        self.stoi = {ch: i for i, ch in enumerate(vocab)}
+    def _set_chars(self, chars: str) -> None:
+        self.chars = chars
+        self.stoi = {ch: i for i, ch in enumerate(chars)}
 
     @property
     def vocab_size(self) -> int:
-        if self.vocab is None:
+        if self.chars is None:
             raise RuntimeError("vocabulary unknown: call setup() or load_state_dict() first")
-        return len(self.vocab)
+        return len(self.chars)
 
     @property
-    def model_kwargs(self) -> dict:
+    def model_kwargs(self) -> dict[str, int]:
         return {"vocab_size": self.vocab_size}
 
-    def encode(self, text: str, what: str = "text") -> torch.Tensor:
-        """Characters → LongTensor of ids; a UserError lists characters outside the vocabulary."""
-        if self.vocab is None:
+    def encode(self, text: str) -> torch.Tensor:
+        """Characters -> LongTensor of ids; a UserError lists characters outside the vocabulary."""
+        if self.chars is None:
             raise RuntimeError("vocabulary unknown: call setup() or load_state_dict() first")
         unknown = sorted({ch for ch in text if ch not in self.stoi})
         if unknown:
             shown = " ".join(repr(ch) for ch in unknown[:20])
             more = f" (and {len(unknown) - 20} more)" if len(unknown) > 20 else ""
             raise UserError(
-                f"{what} has {len(unknown)} character(s) outside the model's vocabulary: "
+                f"{text[:20]!r} has {len(unknown)} character(s) outside the model's vocabulary: "
                 f"{shown}{more}; use only characters of the training text"
             )
         return torch.tensor([self.stoi[ch] for ch in text], dtype=torch.long)
 
     def decode(self, ids) -> str:
+        assert self.chars is not None
         ids = ids.tolist() if isinstance(ids, torch.Tensor) else ids
-        return "".join(self.vocab[i] for i in ids)
+        return "".join(self.chars[i] for i in ids)
 
     # -- splits ------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
-        # Under DDP each process trains on its own contiguous share of the text (see
-        # shard()); train.py calls setup once before the trainer exists, so the splits
-        # are rebuilt when Lightning's call comes from a process of a larger world.
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        if self.train_set is not None and self._built_for == (rank, world):
-            return
-        if self._ids is None:
-            text = read_text(self.text_path, self.hparams.encoding_errors)
-            split = int(len(text) * (1.0 - self.hparams.val_fraction))
-            if split < 2 or len(text) - split < 2:
-                raise UserError(
-                    f"{self.text_path} has only {len(text)} characters: too short for a "
-                    f"train/val split with data.val_fraction={self.hparams.val_fraction} "
-                    "(use a longer text)"
-                )
-            vocab = "".join(sorted(set(text)))
-            if self.vocab is not None and self.vocab != vocab:
-                raise UserError(
-                    f"{self.text_path} has a different character set than the checkpoint's "
-                    "vocabulary; train on the same text the checkpoint was trained on"
-                )
-            self._set_vocab(vocab)
-            self._ids = torch.tensor([self.stoi[ch] for ch in text], dtype=torch.long)
-            self._split = split
-        b, t = self.hparams.batch_size, self.hparams.seq_len
-        self.train_set = StreamBatches(shard(self._ids[: self._split], rank, world), b, t)
-        val = shard(self._ids[self._split :], rank, world)
-        vb = min(self.hparams.val_batch_size or b, len(val) - 1)
-        self.val_set = StreamBatches(val, vb, t)
-        self._built_for = (rank, world)
+        if self.splits:
+            return  # idempotent; loaders cut the streams per process
+        text = read_text(self.text_path, self.encoding_errors)
+        n = len(text)
+        val_at = int(n * (1.0 - self.val_fraction - self.test_fraction))
+        test_at = int(n * (1.0 - self.test_fraction))
+        if min(val_at, test_at - val_at, n - test_at) < 2:
+            raise UserError(
+                f"{self.text_path} has only {n} characters: too short for train/val/test splits "
+                f"with data.val_fraction={self.val_fraction} and "
+                f"data.test_fraction={self.test_fraction} (use a longer text)"
+            )
+        chars = "".join(sorted(set(text)))
+        if self.chars is not None and self.chars != chars:
+            raise UserError(
+                f"{self.text_path} has a different character set than the checkpoint's "
+                "vocabulary; use the text the checkpoint was trained on"
+            )
+        self._set_chars(chars)
+        ids = torch.tensor([self.stoi[ch] for ch in text], dtype=torch.long)
+        self.splits = {"train": ids[:val_at], "val": ids[val_at:test_at], "test": ids[test_at:]}
+
+    def _loader(self, split: str) -> DataLoader:
+        # Under DDP each process reads its own contiguous share of the split (see shard()).
+        rank, world = process_share(self.trainer)
+        ids = shard(self.splits[split], rank, world)
+        b = self.batch_size
+        if split != "train":
+            b = min(self.val_batch_size or b, len(ids) - 1)
+        # batch_size=None: each item is already a batch, and they come in order.
+        return DataLoader(InOrder(StreamBatches(ids, b, self.seq_len)), batch_size=None)
 
     def train_dataloader(self) -> DataLoader:
-        # batch_size=None: each item is already a batch, and they come in order.
-        return DataLoader(InOrder(self.train_set), batch_size=None)
+        return self._loader("train")
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(InOrder(self.val_set), batch_size=None)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        # Tiny Shakespeare has no test split of its own: evaluation reports the validation text.
-        return self.val_dataloader()
+        return self._loader("test")
 
     # -- checkpoint --------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"vocab": self.vocab}
+        return {"vocab": self.chars}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        vocab = state_dict.get("vocab")
-        if vocab is None:
+        chars = state_dict.get("vocab")
+        if chars is None:
             return
-        if self.vocab is not None and self.vocab != vocab:
+        if self.chars is not None and self.chars != chars:
             raise UserError(
-                "the checkpoint's vocabulary differs from this text's: resume on the same text"
+                "the checkpoint's vocabulary differs from this text's: use the same text"
             )
-        self._set_vocab(vocab)
+        self._set_chars(chars)

@@ -15,14 +15,15 @@ hidden-to-hidden one. With `output_size=...` a cell also owns `i2o`, an
 `cell(x_t, state=None) -> (output, state)`: output is `i2o`'s when present,
 else `h_t`; state is `h` (B, H), or `(h, c)` for the LSTM.
 
-Differences from the seed code (../shared/seeds, "Implementation"), which has
-bugs that these cells fix:
-- the seed RNN applies no nonlinearity (`hidden = i2h(combined)`); here h_t is
+The i2h/i2o design comes from the RNN tutorials this project grew from
+(`combined = cat(input, hidden); hidden = i2h(combined); output = i2o(combined)`),
+whose code has bugs that these cells fix:
+- that RNN applies no nonlinearity (`hidden = i2h(combined)`); here h_t is
   `tanh`, `relu` or `swish` of the pre-activation;
-- the seed LSTM overwrites `input` with the input gate and then feeds that gate
+- that LSTM overwrites `input` with the input gate and then feeds that gate
   (not x_t) to its output layer; here gates never shadow x_t and `i2o` sees
   `cat(x_t, h_t)`;
-- the seed GRU multiplies the reset gate into x (its formula) or into h only
+- that GRU multiplies the reset gate into x (its formula) or into h only
   for the candidate but with separate Linear layers; here the candidate uses
   r * h_{t-1} (Cho et al., `reset_after=False`) or r * (W_hn h + b_hn)
   (cuDNN/torch/Keras, `reset_after=True`), and all gates come from one i2h.
@@ -172,7 +173,7 @@ class GRUCell(_Cell):
     the n-rows of i2h hold [W_in | W_hn] and b_n, and the extra parameter
     `bias_hn` (H,) is b_hn. The r/z rows are applied to cat(x, h) as usual.
 
-    reset_after=False (Cho et al. 2014, the seeds): n = tanh(W_n [x, r * h] + b_n);
+    reset_after=False (Cho et al. 2014): n = tanh(W_n [x, r * h] + b_n);
     the n-rows of i2h are applied to cat(x, r * h). No extra parameter.
 
     Both: h_t = (1 - z) * n + z * h_{t-1} (torch's convention: z keeps the old state).

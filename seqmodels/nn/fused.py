@@ -223,7 +223,9 @@ class GRURecurrence(torch.autograd.Function):
                 torch.mul(drh, q_r[t], out=d[:, :H])
                 torch.mul(dh, q_z[t], out=d[:, H : 2 * H])
                 dh_next = torch.add(torch.addcmul(dh * z[t], drh, r[t]), back_rz(d[:, : 2 * H]))
-            dw = torch.cat((_sum_outer(dgx[..., : 2 * H], hprev), _sum_outer(dgx[..., 2 * H :], aux)))
+            dw = torch.cat(
+                (_sum_outer(dgx[..., : 2 * H], hprev), _sum_outer(dgx[..., 2 * H :], aux))
+            )
             db_hn = None
         return dgx, dh_next, dw, db_hn, None
 

@@ -12,8 +12,8 @@ feeds the features to the encoder as they are). Pooling respects `lengths`:
 - `mean` / `max`: over valid steps only. `meanmax`: both, concatenated.
 
 `embedding_init_range=r` draws the embedding from U(-r, r) (Keras' default is
-0.05) instead of torch's N(0, 1): a small embedding (the seed's IMDB model has
-2 dimensions) initialised at unit scale barely moves under Adam's ~1e-3 steps.
+0.05) instead of torch's N(0, 1): a small embedding (the classic Keras IMDB
+example's has 2 dimensions) initialised at unit scale barely moves under Adam's ~1e-3 steps.
 
 `input_dropout` drops whole feature channels of the encoder's input, with the
 same mask at every step of a sequence (variational or "locked" dropout, Keras'
@@ -26,22 +26,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from seqmodels.data import RendersExamples, provides
 from seqmodels.errors import UserError
-from seqmodels.tasks.encoder import build_encoder, encoder_output_size, plain_config
-from seqmodels.tasks.optim import configure_optimizers
+from seqmodels.tasks.base import TaskModule
+from seqmodels.tasks.encoder import build_encoder, encoder_output_size
 
 POOLINGS = ("last", "mean", "max", "meanmax")
 STAGES = ("train", "val", "test")
 
 
-class SequenceClassifier(L.LightningModule):
+class SequenceClassifier(TaskModule):
     def __init__(
         self,
         encoder: nn.Module | Mapping[str, Any],
@@ -70,26 +70,21 @@ class SequenceClassifier(L.LightningModule):
                 raise UserError(f"task.{name} must be in [0, 1); got {p}")
         if vocab_size is not None and not embedding_dim:
             raise UserError("task.embedding_dim must be a positive integer for token inputs")
-        # Plain data in hparams: the checkpoint rebuilds this module on its own.
-        encoder = plain_config(encoder)
-        optimizer = plain_config(optimizer) or {"_target_": "torch.optim.Adam", "lr": 1e-3}
-        scheduler = plain_config(scheduler)
-        ignore = ["encoder"] if isinstance(encoder, nn.Module) else []
-        self.save_hyperparameters(ignore=ignore, logger=False)
+        self.save_plain_hyperparameters({"_target_": "torch.optim.Adam", "lr": 1e-3})
 
-        if vocab_size is not None:
-            self.input_adapter: nn.Module = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
+        self.input_adapter: nn.Module
+        if vocab_size is not None and embedding_dim:
+            embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
             if embedding_init_range:  # Keras' U(-0.05, 0.05) instead of torch's N(0, 1)
                 with torch.no_grad():
-                    self.input_adapter.weight.uniform_(-embedding_init_range, embedding_init_range)
-                    self.input_adapter.weight[0].zero_()  # PAD stays zero
-            encoder_input = embedding_dim
-        elif embedding_dim:
-            self.input_adapter = nn.Linear(input_size, embedding_dim)
-            encoder_input = embedding_dim
+                    embedding.weight.uniform_(-embedding_init_range, embedding_init_range)
+                    embedding.weight[0].zero_()  # PAD stays zero
+            self.input_adapter, encoder_input = embedding, embedding_dim
+        elif input_size is not None and embedding_dim:
+            self.input_adapter, encoder_input = nn.Linear(input_size, embedding_dim), embedding_dim
         else:
-            self.input_adapter = nn.Identity()
-            encoder_input = input_size
+            assert input_size is not None  # checked above: features fed as they are
+            self.input_adapter, encoder_input = nn.Identity(), input_size
         self.input_dropout = nn.Dropout1d(input_dropout)
         self.encoder = build_encoder(encoder, encoder_input)
         features = encoder_output_size(self.encoder) * (2 if pooling == "meanmax" else 1)
@@ -99,11 +94,16 @@ class SequenceClassifier(L.LightningModule):
         # Per stage, a running mean of the loss and the accuracy, updated every batch
         # and logged once per epoch. validate_args=False: the inputs are argmax ids and
         # labels that cross-entropy has already checked.
-        for stage in STAGES:  # train_loss, train_acc, val_loss, ... (a ModuleDict key cannot be "train")
+        for (
+            stage
+        ) in STAGES:  # train_loss, train_acc, val_loss, ... (a ModuleDict key cannot be "train")
             setattr(self, f"{stage}_loss", MeanMetric())
-            setattr(self, f"{stage}_acc",
-                    MulticlassAccuracy(num_classes, average="micro", validate_args=False))
-        self._examples: tuple[Tensor, ...] | None = None
+            setattr(
+                self,
+                f"{stage}_acc",
+                MulticlassAccuracy(num_classes, average="micro", validate_args=False),
+            )
+        self._examples: tuple[Tensor, Tensor | None, Tensor, Tensor] | None = None
 
     # -- model ---------------------------------------------------------------
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
@@ -114,7 +114,7 @@ class SequenceClassifier(L.LightningModule):
         return self.head(self.dropout(self._pool(output, state, lengths)))
 
     def _pool(self, output: Tensor, state: Any, lengths: Tensor | None) -> Tensor:
-        pooling = self.hparams.pooling
+        pooling = self.hparams["pooling"]
         if pooling == "last":
             h = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c)
             directions = 2 if getattr(self.encoder, "bidirectional", False) else 1
@@ -153,7 +153,7 @@ class SequenceClassifier(L.LightningModule):
         # a quarter of a small model's step: log the step loss only on the steps
         # whose logs are written (trainer.log_every_n_steps); the epoch means
         # come from the metrics above.
-        if self._writes_logs():
+        if self.writes_logs():
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
@@ -172,10 +172,6 @@ class SequenceClassifier(L.LightningModule):
         return self(x, lengths).softmax(dim=-1)
 
     # -- logging -------------------------------------------------------------
-    def _writes_logs(self) -> bool:
-        """True on the optimizer steps whose logs Lightning writes to the logger."""
-        return (self.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0
-
     def _log_epoch(self, stage: str) -> None:
         # Logging the metric objects: Lightning computes them at the epoch's end and resets them.
         name = "train/loss_epoch" if stage == "train" else f"{stage}/loss"  # beside train/loss_step
@@ -188,24 +184,12 @@ class SequenceClassifier(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
 
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        # Total L2 norm of the gradients, before clipping changes them.
-        if self._writes_logs():
-            grads = [p.grad for p in self.parameters() if p.grad is not None]
-            if grads:
-                norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
-                self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
-
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
         examples, self._examples = self._examples, None
-        dm = getattr(self.trainer, "datamodule", None)
-        render = getattr(dm, "log_examples", None)
-        if examples is None or render is None or self.trainer.sanity_checking:
+        dm = self.datamodule
+        if examples is None or not provides(dm, RendersExamples) or self.trainer.sanity_checking:
             return
         for logger in self.loggers:
             if isinstance(logger, TensorBoardLogger):
-                render(logger.experiment, *examples, global_step=self.global_step)
-
-    def configure_optimizers(self) -> Any:
-        return configure_optimizers(self, self.hparams.optimizer, self.hparams.scheduler)
+                dm.log_examples(logger.experiment, *examples, global_step=self.global_step)

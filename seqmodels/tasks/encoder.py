@@ -36,4 +36,5 @@ def build_encoder(encoder: nn.Module | Mapping[str, Any], input_size: int) -> nn
 def encoder_output_size(encoder: nn.Module) -> int:
     """Features per step of the encoder's output: hidden_size × directions."""
     directions = 2 if getattr(encoder, "bidirectional", False) else 1
-    return int(encoder.hidden_size) * directions
+    hidden: Any = encoder.hidden_size  # an int attribute, which nn.Module's typing cannot see
+    return int(hidden) * directions

@@ -11,26 +11,26 @@ own state the same way over the validation streams.
 
 Loss is in nats per character; `val/bpc` (bits per character) and `val/ppl`
 (perplexity) are the same number in other units. Each validation epoch logs a
-~300-character sample to TensorBoard. `generate()` streams token ids with O(1)
-work per token (see seqmodels/sample.py).
+~300-character sample to TensorBoard (generation.py: O(1) work per character).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torchmetrics import MeanMetric
 
+from seqmodels.data import CharacterText, provides
 from seqmodels.errors import UserError
-from seqmodels.tasks.encoder import build_encoder, encoder_output_size, plain_config
-from seqmodels.tasks.optim import configure_optimizers
+from seqmodels.tasks.base import TaskModule
+from seqmodels.tasks.encoder import build_encoder, encoder_output_size
+from seqmodels.tasks.generation import default_prime, sample_text
 
 
 def detach_state(state: Any) -> Any:
@@ -45,7 +45,7 @@ def state_batch_size(state: Any) -> int:
     return (state[0] if isinstance(state, tuple) else state).shape[1]
 
 
-class LanguageModel(L.LightningModule):
+class LanguageModel(TaskModule):
     """Args:
     encoder: a unidirectional seqmodels.nn layer, or its config (input_size filled in).
     vocab_size: number of distinct tokens (characters).
@@ -68,11 +68,7 @@ class LanguageModel(L.LightningModule):
         sample_temperature: float = 0.8,
     ) -> None:
         super().__init__()
-        encoder = plain_config(encoder)
-        optimizer = plain_config(optimizer) or {"_target_": "torch.optim.Adam", "lr": 2e-3}
-        scheduler = plain_config(scheduler)
-        ignore = ["encoder"] if isinstance(encoder, nn.Module) else []
-        self.save_hyperparameters(ignore=ignore, logger=False)
+        self.save_plain_hyperparameters({"_target_": "torch.optim.Adam", "lr": 2e-3})
 
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         self.encoder = build_encoder(encoder, embedding_dim)
@@ -94,19 +90,6 @@ class LanguageModel(L.LightningModule):
         """x (B, T) token ids → logits (B, T, V) and the encoder's final state."""
         out, state = self.encoder(self.dropout(self.embedding(x)), state)
         return self.head(self.dropout(out)), state
-
-    def generate(
-        self,
-        prime: Tensor,
-        length: int,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        seed: int | None = None,
-    ) -> Iterator[int]:
-        """Yield `length` token ids after the ids in `prime` (1-D), one at a time."""
-        from seqmodels.sample import generate
-
-        return generate(self, prime, length, temperature=temperature, top_k=top_k, seed=seed)
 
     # -- steps ---------------------------------------------------------------
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
@@ -161,27 +144,14 @@ class LanguageModel(L.LightningModule):
         if not self.trainer.is_global_zero:  # one sample per run, not one per process
             return
         writers = [lg.experiment for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
-        dm = getattr(self.trainer, "datamodule", None)
-        if not writers or getattr(dm, "vocab", None) is None or self.hparams.sample_length <= 0:
+        dm = self.datamodule
+        if not writers or not provides(dm, CharacterText) or self.hparams["sample_length"] <= 0:
             return
-        from seqmodels.sample import default_prime, sample_text
-
-        prime = default_prime(dm.vocab)
+        prime = default_prime(dm)
         text = prime + "".join(
-            sample_text(self, dm, prime, self.hparams.sample_length,
-                        temperature=self.hparams.sample_temperature, seed=self.global_step)
+            sample_text(self, dm, prime, self.hparams["sample_length"],
+                        temperature=self.hparams["sample_temperature"], seed=self.global_step)
         )  # fmt: skip
         # A fenced block keeps the line breaks in TensorBoard's markdown view.
         for writer in writers:
             writer.add_text("val/sample", "```\n" + text + "\n```", self.global_step)
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        # Total L2 norm of the gradients, before clipping changes them.
-        if self.trainer.global_step % max(1, self.trainer.log_every_n_steps) == 0:
-            grads = [p.grad for p in self.parameters() if p.grad is not None]
-            if grads:
-                norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
-                self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
-
-    def configure_optimizers(self) -> Any:
-        return configure_optimizers(self, self.hparams.optimizer, self.hparams.scheduler)

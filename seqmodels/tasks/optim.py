@@ -21,6 +21,8 @@ import lightning as L
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from seqmodels.errors import UserError
+
 _LIGHTNING_KEYS = ("interval", "frequency", "monitor")
 _LENGTH_ARGS = ("total_steps", "T_max")
 
@@ -50,7 +52,12 @@ def configure_optimizers(
             trainer = module.trainer
             if lightning_cfg["interval"] == "step":
                 sched_cfg[name] = int(trainer.estimated_stepping_batches)
-            else:
+            elif trainer.max_epochs is not None and trainer.max_epochs > 0:
                 sched_cfg[name] = int(trainer.max_epochs)
+            else:
+                raise UserError(
+                    f"task.scheduler.{name} is left to the trainer, but trainer.max_epochs is "
+                    f"{trainer.max_epochs}: set task.scheduler.{name}, or trainer.max_epochs"
+                )
     lr_scheduler = instantiate(sched_cfg, optimizer=opt)
     return {"optimizer": opt, "lr_scheduler": {"scheduler": lr_scheduler, **lightning_cfg}}

@@ -6,6 +6,7 @@ stands in for the dataset hosts, so the tests need no network.
 
 import hashlib
 import http.server
+import os
 import socket
 import threading
 
@@ -140,9 +141,10 @@ def test_interrupted_download_leaves_no_file(server, tmp_path, monkeypatch):
     # Ctrl-C in the middle of the stream: the part file is removed, dest never appears.
     real_fetch = dl._fetch
 
-    def fetch_then_interrupt(url, part, desc):
-        real_fetch(url, part, desc)
-        assert part.stat().st_size == len(PAYLOAD)
+    def fetch_then_interrupt(url, f, desc):
+        real_fetch(url, f, desc)
+        f.flush()
+        assert os.path.getsize(f.name) == len(PAYLOAD)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(dl, "_fetch", fetch_then_interrupt)

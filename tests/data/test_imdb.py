@@ -1,5 +1,5 @@
-"""IMDBDataModule, tokeniser and vocabulary on a tiny aclImdb folder written here;
-real-data checks on ../shared/data/imdb when it is present."""
+"""IMDBDataModule, its files (aclimdb.py), tokeniser and vocabulary, on a tiny aclImdb
+folder written here; real-data checks when SEQMODELS_TEST_DATA has imdb/."""
 
 import hashlib
 import io
@@ -9,46 +9,14 @@ import tarfile
 
 import pytest
 import torch
+from support import compose_train, real_data, write_tiny_imdb
 
-from seqmodels.data import imdb
+from seqmodels.data import aclimdb
+from seqmodels.data.batching import PAD, truncate
 from seqmodels.data.download import ChecksumError, DownloadError
-from seqmodels.data.imdb import BucketBatchSampler, IMDBDataModule, truncate
-from seqmodels.data.vocab import PAD, UNK, Tokenizer, Vocab
+from seqmodels.data.imdb import IMDBDataModule
+from seqmodels.data.vocab import UNK, Tokenizer, Vocab
 from seqmodels.errors import UserError
-
-REAL = pathlib.Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "imdb"
-REAL_ARCHIVE = REAL / "aclImdb_labeled.tar.gz"
-needs_real = pytest.mark.skipif(
-    not REAL_ARCHIVE.exists(), reason=f"real IMDB data not found at {REAL_ARCHIVE}"
-)
-
-POS = ["a great film, wonderful acting!", "loved it<br /><br />Great story and great cast",
-       "wonderful, moving and funny", "one of the best films I've seen"]
-NEG = ["an awful, boring film", "terrible acting<br />I hated it", "boring boring boring?",
-       "the worst film; awful script"]
-
-
-def write_tiny_imdb(folder: pathlib.Path, per_label: int = 12) -> pathlib.Path:
-    """folder/{train,test}/{pos,neg}/<id>_<rating>.txt: 48 short reviews."""
-    for split in ("train", "test"):
-        for label, texts, rating in (("pos", POS, 9), ("neg", NEG, 2)):
-            d = folder / split / label
-            d.mkdir(parents=True)
-            for i in range(per_label):
-                # Vary the length so the bucketing has something to sort.
-                words = " ".join([texts[i % len(texts)]] * (1 + i % 5))
-                if split == "test" and i == 0:
-                    words += " zyzzyva"  # a test-only word: must map to UNK
-                (d / f"{i}_{rating}.txt").write_text(words, encoding="utf-8")
-    return folder
-
-
-@pytest.fixture
-def tiny_imdb(tmp_path) -> pathlib.Path:
-    """The folder that holds aclImdb/ (what data.root points at)."""
-    root = tmp_path / "imdb"
-    write_tiny_imdb(root / "aclImdb")
-    return root
 
 
 def make_archive(src_root: pathlib.Path, dest: pathlib.Path) -> str:
@@ -68,7 +36,18 @@ def dm_for(root, **kw) -> IMDBDataModule:
 def test_tokenizer_lowercases_strips_breaks_keeps_apostrophes_and_marks():
     tok = Tokenizer()
     assert tok("Loved it!<br /><br />Costner's BEST film?<br/>Isn't it... 10/10") == [
-        "loved", "it", "!", "costner's", "best", "film", "?", "isn't", "it", "10", "10"]
+        "loved",
+        "it",
+        "!",
+        "costner's",
+        "best",
+        "film",
+        "?",
+        "isn't",
+        "it",
+        "10",
+        "10",
+    ]
     assert tok("<br />  ...  ") == []
     assert Tokenizer(lowercase=False)("The END") == ["The", "END"]
 
@@ -99,8 +78,12 @@ def test_bad_options_are_one_line_errors(tiny_imdb):
         dm_for(tiny_imdb, truncation="middle")
     with pytest.raises(UserError, match="data.max_len=0 must be at least 1"):
         dm_for(tiny_imdb, max_len=0)
-    with pytest.raises(UserError, match="data.val_size=48 leaves no training reviews"):
-        dm_for(tiny_imdb, val_size=48).setup("fit")
+    with pytest.raises(
+        UserError, match="data.val_size=24 leaves no training or no validation reviews out of 24"
+    ):
+        dm_for(tiny_imdb, val_size=24).setup()
+    with pytest.raises(UserError, match="data.val_size=0 leaves no training or no validation"):
+        dm_for(tiny_imdb, val_size=0).setup()
 
 
 # --------------------------------------------------------------- layouts and archives
@@ -111,7 +94,7 @@ def test_root_may_hold_aclimdb_or_be_it(tiny_imdb):
     a.setup("fit")
     b.setup("fit")
     assert a.vocab.itos == b.vocab.itos
-    assert len(a.train_set) == 20 and len(a.val_set) == 4 and len(a.test_set) == 24
+    assert [len(a.splits[k]) for k in ("train", "val", "test")] == [20, 4, 24]
     assert a.model_kwargs == {"num_classes": 2, "vocab_size": len(a.vocab)}
     # Vocabulary from the training split only: a test-only word is unknown.
     assert "zyzzyva" not in a.vocab.stoi
@@ -139,49 +122,49 @@ def test_unrelated_folder_is_not_a_download_target(tmp_path):
 def test_archive_is_checked_and_extracted_once(tiny_imdb, tmp_path, monkeypatch):
     root = tmp_path / "fresh"
     root.mkdir()
-    monkeypatch.setattr(imdb, "SHA256", make_archive(tiny_imdb, root / imdb.ARCHIVE))
+    monkeypatch.setattr(aclimdb, "SHA256", make_archive(tiny_imdb, root / aclimdb.ARCHIVE))
     (root / ".aclImdb.killed.tmp").mkdir()  # what a killed extraction leaves: not in the way
     dm = dm_for(root, download=False)
     dm.prepare_data()
     assert (root / "aclImdb" / "train" / "pos" / "0_9.txt").exists()
     # Second run: the extracted folder is used as it is.
-    monkeypatch.setattr(imdb, "extract", lambda *a: pytest.fail("extracted twice"))
+    monkeypatch.setattr(aclimdb, "extract", lambda *a: pytest.fail("extracted twice"))
     dm2 = dm_for(root, download=False)
-    dm2.setup("fit")
-    assert len(dm2.test_set) == 24
+    dm2.setup()
+    assert len(dm2.splits["test"]) == 24
     assert [p.name for p in root.iterdir() if p.name.startswith(".")] == [".aclImdb.killed.tmp"]
 
 
 def test_corrupt_archive_checksum_mismatch(tiny_imdb, tmp_path):
     root = tmp_path / "fresh"
     root.mkdir()
-    make_archive(tiny_imdb, root / imdb.ARCHIVE)  # not the official bytes
+    make_archive(tiny_imdb, root / aclimdb.ARCHIVE)  # not the official bytes
     with pytest.raises(ChecksumError) as info:
         dm_for(root).prepare_data()
-    assert f"expected {imdb.SHA256}" in str(info.value)
-    assert sorted(p.name for p in root.iterdir()) == [imdb.ARCHIVE]  # nothing extracted
+    assert f"expected {aclimdb.SHA256}" in str(info.value)
+    assert sorted(p.name for p in root.iterdir()) == [aclimdb.ARCHIVE]  # nothing extracted
 
 
 def test_truncated_archive_leaves_nothing_half_extracted(tiny_imdb, tmp_path, monkeypatch):
     root = tmp_path / "fresh"
     root.mkdir()
-    archive = root / imdb.ARCHIVE
+    archive = root / aclimdb.ARCHIVE
     make_archive(tiny_imdb, archive)
     archive.write_bytes(archive.read_bytes()[:-200])
-    monkeypatch.setattr(imdb, "SHA256", hashlib.sha256(archive.read_bytes()).hexdigest())
+    monkeypatch.setattr(aclimdb, "SHA256", hashlib.sha256(archive.read_bytes()).hexdigest())
     with pytest.raises(UserError, match="is corrupt or not a tar.gz"):
         dm_for(root).prepare_data()
-    assert sorted(p.name for p in root.iterdir()) == [imdb.ARCHIVE]
+    assert sorted(p.name for p in root.iterdir()) == [aclimdb.ARCHIVE]
 
 
 def test_download_from_mirror_then_extract(tiny_imdb, tmp_path, monkeypatch):
     served = tmp_path / "served.tar.gz"
-    monkeypatch.setattr(imdb, "SHA256", make_archive(tiny_imdb, served))
-    monkeypatch.setattr(imdb, "URLS", ("http://127.0.0.1:1/aclImdb_v1.tar.gz", served.as_uri()))
+    monkeypatch.setattr(aclimdb, "SHA256", make_archive(tiny_imdb, served))
+    monkeypatch.setattr(aclimdb, "URLS", ("http://127.0.0.1:1/aclImdb_v1.tar.gz", served.as_uri()))
     root = tmp_path / "data" / "imdb"
     dm = dm_for(root)
-    dm.setup("fit")
-    assert len(dm.test_set) == 24
+    dm.setup()
+    assert len(dm.splits["test"]) == 24
     assert sorted(p.name for p in root.iterdir()) == ["aclImdb", "aclImdb_v1.tar.gz", "cache"]
 
 
@@ -190,7 +173,7 @@ def test_offline_error_names_url_and_data_root(tmp_path, monkeypatch):
     s.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{s.getsockname()[1]}/aclImdb_v1.tar.gz"
     s.close()
-    monkeypatch.setattr(imdb, "URLS", (url,))
+    monkeypatch.setattr(aclimdb, "URLS", (url,))
     root = tmp_path / "imdb"
     with pytest.raises(DownloadError) as info:
         dm_for(root).prepare_data()
@@ -208,28 +191,50 @@ def test_no_data_and_download_disabled(tmp_path):
 
 
 def test_cache_is_reused_and_keyed_by_options(tiny_imdb, monkeypatch):
-    dm_for(tiny_imdb).setup("fit")
+    dm_for(tiny_imdb).setup()
     cache = tiny_imdb / "cache"
     assert len(list(cache.glob("imdb-*.pt"))) == 1
     calls = []
-    real_build = imdb.build_cache
-    monkeypatch.setattr(imdb, "build_cache", lambda *a: calls.append(a) or real_build(*a))
+    real_build = aclimdb.build_cache
+    monkeypatch.setattr(aclimdb, "build_cache", lambda *a: calls.append(a) or real_build(*a))
     # Truncation and split options are applied on load: no new tokenising.
     dm = dm_for(tiny_imdb, max_len=3, truncation="last", val_size=0.5, split_seed=7)
-    dm.setup("fit")
-    assert calls == [] and int(dm.train_set.lengths.max()) == 3
+    dm.setup()
+    assert calls == [] and int(dm.splits["train"].lengths.max()) == 3
     # A vocabulary option changes the ids: a second cache file.
-    dm_for(tiny_imdb, max_vocab=10).setup("fit")
+    dm_for(tiny_imdb, max_vocab=10).setup()
     assert len(calls) == 1 and len(list(cache.glob("imdb-*.pt"))) == 2
+
+
+def test_a_review_edited_in_place_is_not_served_from_the_cache(tiny_imdb):
+    dm = dm_for(tiny_imdb, max_len=None)
+    dm.setup()
+    review = tiny_imdb / "aclImdb" / "test" / "pos" / "3_9.txt"
+    review.write_text(review.read_text() + " wonderful wonderful")  # same folder mtime or not
+    edited = dm_for(tiny_imdb, max_len=None)
+    edited.setup()
+    assert len(list((tiny_imdb / "cache").glob("imdb-*.pt"))) == 2
+    before, after = (int(d.splits["test"].lengths.sum()) for d in (dm, edited))
+    assert after == before + 2
+
+
+def test_a_killed_cache_write_leaves_no_temporary_behind(tiny_imdb):
+    dm_for(tiny_imdb).setup()
+    (built,) = (tiny_imdb / "cache").iterdir()
+    built.unlink()  # as if the process was killed while saving it:
+    dead = 2**22 + 12345  # no such process
+    (built.parent / f".{built.name}.{dead}.x1y2.tmp").write_bytes(b"half a cache")
+    dm_for(tiny_imdb).setup()
+    assert [p.name for p in built.parent.iterdir()] == [built.name]
 
 
 def test_failed_cache_write_leaves_no_file(tiny_imdb, monkeypatch):
     def broken_save(obj, f):
-        pathlib.Path(f).write_bytes(b"half")
-        raise OSError("disk full")
+        f.write(b"half")
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(UserError, match="cannot write the token cache .*No space left"):
         dm_for(tiny_imdb).prepare_data()
     assert list((tiny_imdb / "cache").iterdir()) == []
 
@@ -237,7 +242,9 @@ def test_failed_cache_write_leaves_no_file(tiny_imdb, monkeypatch):
 def test_unwritable_cache_folder_is_one_clear_line(tiny_imdb, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    with pytest.raises(UserError, match=r"cannot write the token cache to .*a_file.*data\.cache_dir="):
+    with pytest.raises(
+        UserError, match=r"cannot write the token cache to .*a_file.*data\.cache_dir="
+    ):
         dm_for(tiny_imdb, cache_dir=str(blocker / "cache")).prepare_data()
 
 
@@ -247,21 +254,22 @@ def test_unwritable_cache_folder_is_one_clear_line(tiny_imdb, tmp_path):
 def test_val_split_is_fixed_by_seed_and_disjoint(tiny_imdb):
     def val_ids(seed):
         dm = dm_for(tiny_imdb, split_seed=seed, max_len=None)
-        dm.setup("fit")
-        return [tuple(t.tolist()) for t in dm.val_set.ids], dm
+        dm.setup()
+        return [tuple(t.tolist()) for t in dm.splits["val"].ids], dm
 
     a, dm = val_ids(0)
     assert a == val_ids(0)[0]
     assert a != val_ids(1)[0]
-    assert len(dm.val_set) == 4 and len(dm.train_set) == 20
+    val, train = dm.splits["val"], dm.splits["train"]
+    assert len(val) == 4 and len(train) == 20
     # Both splits hold views of the same cached reviews: no review is in both.
-    assert not {id(t) for t in dm.val_set.ids} & {id(t) for t in dm.train_set.ids}
-    assert len({id(t) for t in dm.val_set.ids + dm.train_set.ids}) == 24
+    assert not {id(t) for t in val.ids} & {id(t) for t in train.ids}
+    assert len({id(t) for t in val.ids + train.ids}) == 24
 
 
 def test_batches_are_padded_at_the_end_with_lengths(tiny_imdb):
     dm = dm_for(tiny_imdb)
-    dm.setup("fit")
+    dm.setup()
     seen = 0
     for x, y, lengths in dm.train_dataloader():
         assert x.dtype == torch.long and y.dtype == torch.long and lengths.dtype == torch.long
@@ -269,28 +277,10 @@ def test_batches_are_padded_at_the_end_with_lengths(tiny_imdb):
         for row, n in zip(x, lengths, strict=True):
             assert (row[:n] != PAD).all() and (row[n:] == PAD).all()
         seen += len(y)
-    assert seen == len(dm.train_set)
+    assert seen == len(dm.splits["train"])
     x, y, lengths = next(iter(dm.test_dataloader()))
     assert lengths.tolist() == sorted(lengths.tolist())  # eval batches sorted by length
     assert set(y.tolist()) <= {0, 1}
-
-
-def test_bucket_sampler_groups_lengths_and_reshuffles():
-    g = torch.Generator().manual_seed(0)
-    lengths = torch.randint(1, 500, (1000,), generator=g)
-    s = BucketBatchSampler(lengths, batch_size=10, shuffle=True, pool_batches=20, seed=3)
-    epoch0, epoch1 = list(s), list(s)
-    for batches in (epoch0, epoch1):
-        assert sorted(i for b in batches for i in b) == list(range(1000))
-    assert epoch0 != epoch1
-    s.set_epoch(0)
-    assert list(s) == epoch0  # the epoch number decides the order
-    spread = torch.tensor([float(lengths[b].max() - lengths[b].min()) for b in epoch0])
-    assert spread.median() < 30  # random batches of 10 would spread ~400
-    assert len(s) == 100
-    ev = list(BucketBatchSampler(lengths, 64, shuffle=False))
-    flat = torch.tensor([i for b in ev for i in b])
-    assert torch.equal(lengths[flat], lengths.sort(stable=True).values) and len(ev) == 16
 
 
 # --------------------------------------------------------------- checkpoint state, predict
@@ -298,7 +288,7 @@ def test_bucket_sampler_groups_lengths_and_reshuffles():
 
 def restored(tiny_imdb) -> tuple[IMDBDataModule, IMDBDataModule]:
     dm = dm_for(tiny_imdb, max_len=5, truncation="head+tail")
-    dm.setup("fit")
+    dm.setup()
     fresh = IMDBDataModule(root="/nonexistent/folder")  # predict never reads the data folder
     fresh.load_state_dict(dm.state_dict())
     return dm, fresh
@@ -307,51 +297,21 @@ def restored(tiny_imdb) -> tuple[IMDBDataModule, IMDBDataModule]:
 def test_state_dict_carries_vocab_and_tokeniser(tiny_imdb):
     dm, fresh = restored(tiny_imdb)
     assert fresh.vocab.itos == dm.vocab.itos
-    assert fresh.hparams.max_len == 5 and fresh.hparams.truncation == "head+tail"
+    assert fresh.max_len == 5 and fresh.truncation == "head+tail"
     text = "Great<br />film, AWFUL script and zyzzyva!"
     assert torch.equal(fresh.encode(text), dm.encode(text))
     assert len(fresh.encode(text)) == 5
     assert fresh.class_names == ["negative", "positive"]
 
 
-def test_encode_for_predict_text_file_and_stdin(tiny_imdb, tmp_path, monkeypatch):
+def test_encode_texts_pads_and_refuses_reviews_without_words(tiny_imdb):
     _, dm = restored(tiny_imdb)
-    x, lengths, names = dm.encode_for_predict({"text": "a great film"})
-    assert x.shape == (1, 3) and lengths.tolist() == [3]
+    x, lengths = dm.encode_texts(["a great film", "awful"])
+    assert x.shape == (2, 3) and lengths.tolist() == [3, 1]
     assert x[0].tolist() == dm.vocab.encode(["a", "great", "film"])
-    assert names == ["text: a great film"]
-    f = tmp_path / "reviews.txt"
-    f.write_text("awful film\n\nwonderful!\n")
-    x, lengths, names = dm.encode_for_predict({"file": str(f), "text": None})
-    assert lengths.tolist() == [2, 2] and [n.split(":")[0] for n in names] == ["line 1", "line 3"]
-    monkeypatch.setattr("sys.stdin", io.StringIO("boring\n"))
-    x, lengths, names = dm.encode_for_predict({"file": "-"})
-    assert x.tolist() == [dm.vocab.encode(["boring"])]
-
-
-@pytest.mark.parametrize(
-    ("request_", "message"),
-    [
-        ({"text": ""}, "text is empty"),
-        ({"text": "<br />..."}, "text is empty"),
-        ({}, "give exactly one of text="),
-        ({"text": "good", "file": "x.txt"}, "give exactly one of text="),
-        ({"image": "digit.png"}, "reads text"),
-        ({"file": "/no/such/reviews.txt"}, "does not exist"),
-    ],
-)
-def test_encode_for_predict_bad_input(tiny_imdb, request_, message):
-    _, dm = restored(tiny_imdb)
-    with pytest.raises(UserError, match=message):
-        dm.encode_for_predict(request_)
-
-
-def test_encode_for_predict_blank_file(tiny_imdb, tmp_path):
-    _, dm = restored(tiny_imdb)
-    f = tmp_path / "blank.txt"
-    f.write_text("\n  \n")
-    with pytest.raises(UserError, match="has no reviews to predict"):
-        dm.encode_for_predict({"file": str(f)})
+    assert x[1].tolist() == dm.vocab.encode(["awful"]) + [PAD, PAD]
+    with pytest.raises(UserError, match=r"input 2 has no words after tokenising \('<br />...'\)"):
+        dm.encode_texts(["good", "<br />..."])
 
 
 class _Writer:
@@ -381,20 +341,18 @@ def test_log_examples_writes_misclassified_reviews(tiny_imdb):
 # --------------------------------------------------------------- real data
 
 
-@needs_real
 def test_real_archive_counts_and_tokeniser_on_a_known_file():
     # Streams the archive (about 2 s) instead of extracting 50,000 files.
     counts: dict[str, int] = {}
     known = None
-    with tarfile.open(REAL_ARCHIVE, "r:gz") as tar:
+    with tarfile.open(real_data("imdb", "aclImdb_labeled.tar.gz"), "r:gz") as tar:
         for m in tar:
             if m.isfile() and m.name.endswith(".txt"):
                 key = "/".join(m.name.split("/")[1:3])
                 counts[key] = counts.get(key, 0) + 1
                 if m.name == "aclImdb/train/pos/0_9.txt":
                     known = tar.extractfile(m).read().decode()
-    assert counts == {"train/pos": 12500, "train/neg": 12500, "test/pos": 12500,
-                      "test/neg": 12500}
+    assert counts == {"train/pos": 12500, "train/neg": 12500, "test/pos": 12500, "test/neg": 12500}
     tokens = Tokenizer()(known)
     assert tokens[:8] == ["bromwell", "high", "is", "a", "cartoon", "comedy", "it", "ran"]
     assert "teachers'" not in tokens and "teachers" in tokens and "i'm" in tokens
@@ -403,58 +361,50 @@ def test_real_archive_counts_and_tokeniser_on_a_known_file():
     assert len(tokens) == 139
 
 
-@needs_real
 @pytest.mark.slow
 def test_real_data_end_to_end(tmp_path):
-    with tarfile.open(REAL_ARCHIVE, "r:gz") as tar:
+    with tarfile.open(real_data("imdb", "aclImdb_labeled.tar.gz"), "r:gz") as tar:
         tar.extractall(tmp_path, filter="data")
     dm = IMDBDataModule(root=str(tmp_path), val_size=2500)
-    dm.setup("fit")
-    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (22500, 2500, 25000)
-    assert dm.test_set.labels.sum() == 12500
-    assert dm.train_set.labels.sum() + dm.val_set.labels.sum() == 12500
+    dm.setup()
+    train, val, test = (dm.splits[k] for k in ("train", "val", "test"))
+    assert (len(train), len(val), len(test)) == (22500, 2500, 25000)
+    assert test.labels.sum() == 12500
+    assert train.labels.sum() + val.labels.sum() == 12500
     assert dm.model_kwargs == {"num_classes": 2, "vocab_size": 20000}
 
 
 # --------------------------------------------------------------- through the framework
 
 
-def compose_train(root, out, *overrides, experiment="imdb"):
-    from hydra import compose, initialize_config_dir
-
-    from seqmodels.cli import config_dir
-
-    with initialize_config_dir(config_dir(), version_base="1.3"):
-        return compose("train", overrides=[
-            f"experiment={experiment}", f"data.root={root}", f"paths.output_dir={out}",
-            *overrides,
-        ])
+def imdb_cfg(root, out, *overrides, experiment="imdb"):
+    return compose_train(f"experiment={experiment}", f"data.root={root}", *overrides,
+                         output_dir=out)  # fmt: skip
 
 
-SMALL = ("data.batch_size=4", "data.eval_batch_size=4", "data.val_size=8", "data.min_freq=1",
-         "model.hidden_size=8", "task.embedding_dim=8")  # the recipes' sizes are for real runs
-ONE_EPOCH = ("trainer=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
-             "trainer.num_sanity_val_steps=0", "trainer.enable_progress_bar=false",
-             "trainer.enable_model_summary=false")
-
-
-def test_recipes_compose_with_the_seed_and_best_settings(tiny_imdb, tmp_path):
-    seed = compose_train(tiny_imdb, tmp_path, experiment="imdb_seed")
-    assert seed.model._target_ == "seqmodels.nn.RNN" and seed.model.hidden_size == 32
-    assert seed.model.nonlinearity == "tanh" and seed.task.embedding_dim == 2
-    assert (seed.data.max_len, seed.data.truncation, seed.data.max_vocab) == (50, "last", 10000)
-    assert seed.data.batch_size == 32 and seed.trainer.max_epochs == 5
-    assert seed.task.optimizer._target_ == "torch.optim.Adam"
-    best = compose_train(tiny_imdb, tmp_path)
-    assert best.data._target_ == "seqmodels.data.imdb.IMDBDataModule"
-    assert best.task._target_ == "seqmodels.tasks.SequenceClassifier"
+SMALL = (
+    "data.batch_size=4",
+    "data.eval_batch_size=4",
+    "data.val_size=8",
+    "data.min_freq=1",
+    "model.hidden_size=8",
+    "task.embedding_dim=8",
+)  # the recipes' sizes are for real runs
+ONE_EPOCH = (
+    "trainer=cpu",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=3",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+)
 
 
 def test_fast_dev_run_of_the_imdb_recipe(tiny_imdb, tmp_path):
     from seqmodels.train import train
 
-    metrics = train(compose_train(tiny_imdb, tmp_path / "run", "trainer=debug", *SMALL))
-    assert 0.0 <= metrics["test/acc"] <= 1.0 and torch.isfinite(torch.tensor(metrics["test/loss"]))
+    metrics = train(imdb_cfg(tiny_imdb, tmp_path / "run", "trainer=debug", *SMALL))
+    assert {"test/acc", "test/loss"} <= metrics.keys()
 
 
 @pytest.fixture(scope="module")
@@ -470,11 +420,14 @@ def imdb_checkpoint(tmp_path_factory):
     calls = []
     real = IMDBDataModule.log_examples
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(IMDBDataModule, "log_examples",
-                   lambda self, *a, **kw: calls.append(a) or real(self, *a, **kw))
-        train(compose_train(root, tmp / "run", *ONE_EPOCH, *SMALL, "data.max_len=6"))
+        mp.setattr(
+            IMDBDataModule,
+            "log_examples",
+            lambda self, *a, **kw: calls.append(a) or real(self, *a, **kw),
+        )
+        train(imdb_cfg(root, tmp / "run", *ONE_EPOCH, *SMALL, "data.max_len=6"))
     # The classifier hands its first validation batch to the datamodule for TensorBoard.
-    (writer, x, lengths, preds, targets), = calls
+    ((writer, x, lengths, preds, targets),) = calls
     assert hasattr(writer, "add_text") and x.shape[0] == lengths.shape[0] == preds.shape[0]
     shutil.rmtree(root)  # predict must not need the data folder
     return tmp / "run" / "checkpoints" / "last.ckpt"
@@ -488,7 +441,7 @@ def test_predict_from_checkpoint_without_the_data_folder(imdb_checkpoint, tmp_pa
     from seqmodels.predict import predict
 
     out = io.StringIO()
-    (name, label, p), = predict(predict_cfg(imdb_checkpoint, text="A great film!"), out=out)
+    ((name, label, p),) = predict(predict_cfg(imdb_checkpoint, text="A great film!"), out=out)
     assert label in ("negative", "positive") and 0.5 <= p <= 1.0
     assert out.getvalue().split() == [label, f"{p:.3f}", "text:", "A", "great", "film!"]
     f = tmp_path / "reviews.txt"
@@ -509,7 +462,7 @@ def test_predict_from_checkpoint_without_the_data_folder(imdb_checkpoint, tmp_pa
 def test_predict_bad_input_through_the_checkpoint(imdb_checkpoint):
     from seqmodels.predict import predict
 
-    with pytest.raises(UserError, match="text is empty"):
+    with pytest.raises(UserError, match="input 1 has no words"):
         predict(predict_cfg(imdb_checkpoint, text="   "), out=io.StringIO())
     with pytest.raises(UserError, match="reads text"):
         predict(predict_cfg(imdb_checkpoint, image="digit.png"), out=io.StringIO())
@@ -521,16 +474,11 @@ def test_predict_refuses_a_language_model_checkpoint(tmp_path):
 
     text = tmp_path / "text.txt"
     text.write_text("to be or not to be, that is the question.\n" * 40)
-    from hydra import compose, initialize_config_dir
-
-    from seqmodels.cli import config_dir
-
-    with initialize_config_dir(config_dir(), version_base="1.3"):
-        cfg = compose("train", overrides=[
-            "task=chargen", f"data.path={text}", "data.batch_size=2", "data.seq_len=8",
-            "model.hidden_size=8", "task.embedding_dim=4", f"paths.output_dir={tmp_path / 'lm'}",
-            "~callbacks.lr_monitor", "logger=none", "run_name=lm", *ONE_EPOCH, "trainer.limit_val_batches=1", "test=false"])
-    train(cfg)
+    train(compose_train(
+        "task=chargen", f"data.path={text}", "data.batch_size=2", "data.seq_len=8",
+        "model.hidden_size=8", "task.embedding_dim=4", "logger=none", *ONE_EPOCH,
+        "trainer.limit_val_batches=1", "test=false", output_dir=tmp_path / "lm",
+    ))  # fmt: skip
     ckpt = tmp_path / "lm" / "checkpoints" / "last.ckpt"
     with pytest.raises(UserError, match="does not classify inputs.*seqmodels-sample"):
         predict(predict_cfg(ckpt, text="hello"), out=io.StringIO())
@@ -542,16 +490,18 @@ def test_predict_command_line(imdb_checkpoint, monkeypatch, capsys, tmp_path):
     from seqmodels import cli
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["seqmodels-predict", f"ckpt_path={imdb_checkpoint}",
-                                      "text=a great film"])
+    monkeypatch.setattr(
+        sys, "argv", ["seqmodels-predict", f"ckpt_path={imdb_checkpoint}", "text=a great film"]
+    )
     cli.predict()
     label, p, *name = capsys.readouterr().out.split()
     assert label in ("negative", "positive") and 0.5 <= float(p) <= 1.0
     assert name == ["text:", "a", "great", "film"]
-    monkeypatch.setattr(sys, "argv", ["seqmodels-predict", f"ckpt_path={imdb_checkpoint}",
-                                      "text=..."])
+    monkeypatch.setattr(
+        sys, "argv", ["seqmodels-predict", f"ckpt_path={imdb_checkpoint}", "text=..."]
+    )
     with pytest.raises(SystemExit) as info:
         cli.predict()
     assert info.value.code == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: text is empty") and "\n" not in err
+    assert err.startswith("error: input 1 has no words") and "\n" not in err

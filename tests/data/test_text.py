@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import pathlib
 import warnings
 from types import SimpleNamespace
 
 import pytest
 import torch
+from support import real_data
 
 from seqmodels.data import text as text_mod
 from seqmodels.data.text import CharTextDataModule, StreamBatches, read_text
 from seqmodels.errors import UserError
 
-SHAKESPEARE = pathlib.Path(__file__).resolve().parents[3] / "shared/data/tinyshakespeare/input.txt"
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 3
 
 
@@ -51,35 +50,46 @@ def test_stream_batches_refuse_too_many_streams():
 
 def test_datamodule_vocab_split_and_batches(tmp_path):
     path = write(tmp_path, TEXT)
-    dm = CharTextDataModule(path=str(path), batch_size=3, seq_len=5)
+    dm = CharTextDataModule(path=str(path), batch_size=3, seq_len=5, val_fraction=0.1,
+                            test_fraction=0.1)  # fmt: skip
     dm.prepare_data()
-    dm.setup("fit")
-    dm.setup("fit")  # idempotent
-    assert dm.vocab == "".join(sorted(set(TEXT)))
+    dm.setup()
+    dm.setup()  # idempotent
+    assert dm.chars == "".join(sorted(set(TEXT)))
     assert dm.model_kwargs == {"vocab_size": len(set(TEXT))}
-    split = int(len(TEXT) * 0.9)
-    n_train = (split - 1) // 3
+    val_at, test_at = int(len(TEXT) * 0.8), int(len(TEXT) * 0.9)
+    n_train = (val_at - 1) // 3
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (3, 5) and x.dtype == torch.long
     assert dm.decode(x[0]) == TEXT[:5] and dm.decode(y[0]) == TEXT[1:6]
     assert dm.decode(x[1]) == TEXT[n_train : n_train + 5]
+    # Validation, then test, follow the training text: held out by position.
     xv, _ = next(iter(dm.val_dataloader()))
-    assert dm.decode(xv[0]) == TEXT[split : split + 5]  # validation is the text's tail
-    # Every training character comes before every validation character.
+    assert dm.decode(xv[0]) == TEXT[val_at : val_at + 5]
+    xt, _ = next(iter(dm.test_dataloader()))
+    assert dm.decode(xt[0]) == TEXT[test_at : test_at + 5]
     assert sum(b[0].numel() for b in dm.train_dataloader()) == 3 * n_train
+
+
+def test_split_fractions_are_checked(tmp_path):
+    with pytest.raises(UserError, match="data.test_fraction=0 must be between 0 and 1"):
+        CharTextDataModule(path="x.txt", test_fraction=0)
+    with pytest.raises(UserError, match="leave no training text"):
+        CharTextDataModule(path="x.txt", val_fraction=0.5, test_fraction=0.5)
 
 
 def test_each_ddp_process_reads_its_own_contiguous_share(tmp_path):
     """Rank r's streams cover the r-th share of each split, in order; all ranks run alike."""
     path = write(tmp_path, TEXT)
-    dm = CharTextDataModule(path=str(path), batch_size=2, seq_len=4, val_batch_size=1)
-    dm.setup("fit")  # as train.py does, before the trainer exists: the whole text
+    dm = CharTextDataModule(path=str(path), batch_size=2, seq_len=4, val_batch_size=1,
+                            val_fraction=0.1, test_fraction=0.1)  # fmt: skip
+    dm.setup()  # as train.py does, before the trainer exists
     whole = [dm.decode(x[0]) for x, _ in dm.train_dataloader()]
-    split = int(len(TEXT) * 0.9)
+    split, end = int(len(TEXT) * 0.8), int(len(TEXT) * 0.9)
     shares = []
     for rank in range(2):
         dm.trainer = SimpleNamespace(global_rank=rank, world_size=2)
-        dm.setup("fit")  # Lightning's call in each process: cut again for this rank
+        dm.setup("fit")  # Lightning's call in each process: nothing to redo
         n = (split - 1) // 2
         share = TEXT[rank * n : rank * n + n + 1]
         per_stream = (len(share) - 1) // 2
@@ -89,7 +99,7 @@ def test_each_ddp_process_reads_its_own_contiguous_share(tmp_path):
         assert y_last == share[2 * per_stream]  # targets run one character ahead
         shares.append((len(dm.train_dataloader()), len(dm.val_dataloader())))
         xv, _ = next(iter(dm.val_dataloader()))
-        vn = (len(TEXT) - split - 1) // 2
+        vn = (end - split - 1) // 2
         assert dm.decode(xv[0]) == TEXT[split + rank * vn :][:4]
     assert shares[0] == shares[1]  # every process runs the same number of batches
     assert len(whole) > shares[0][0]
@@ -109,8 +119,14 @@ def test_vocabulary_survives_a_checkpoint_without_the_file(tmp_path):
 def test_encode_lists_characters_outside_the_vocabulary(tmp_path):
     dm = CharTextDataModule(path=str(write(tmp_path, TEXT)))
     dm.setup("fit")
-    with pytest.raises(UserError, match=r"prime has 2 character\(s\) outside .*'Q' 'Z'"):
-        dm.encode("QZQ Speak", what="prime")
+    with pytest.raises(UserError, match=r"'QZQ Speak' has 2 character\(s\) outside .*'Q' 'Z'"):
+        dm.encode("QZQ Speak")
+
+
+def test_binary_file_is_refused(tmp_path):
+    dm = CharTextDataModule(path=str(write(tmp_path, TEXT.encode() + b"\x00\x01\x02")))
+    with pytest.raises(UserError, match=r"is a binary file \(a NUL byte at offset \d+\), not text"):
+        dm.setup()
 
 
 def test_empty_file_is_one_clear_error(tmp_path):
@@ -142,7 +158,7 @@ def test_invalid_utf8_is_replaced_with_one_warning(tmp_path):
         dm.setup("fit")
         dm.setup("fit")
     assert len([w for w in caught if "invalid UTF-8" in str(w.message)]) == 1  # warned once
-    assert "\ufffd" in dm.vocab
+    assert "\ufffd" in dm.chars
 
 
 def test_invalid_utf8_strict_names_the_byte_offset(tmp_path):
@@ -166,15 +182,14 @@ def test_offline_download_names_the_override(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
-@pytest.mark.skipif(not SHAKESPEARE.is_file(), reason=f"real data not present: {SHAKESPEARE}")
 def test_tiny_shakespeare_local_copy_is_verified_and_used():
     # root= a folder that already holds input.txt: download() checks the md5 and
     # returns at once, no network.
-    dm = CharTextDataModule(root=str(SHAKESPEARE.parent), batch_size=32, seq_len=100)
+    folder = real_data("tinyshakespeare", "input.txt").parent
+    dm = CharTextDataModule(root=str(folder), batch_size=32, seq_len=100)
     dm.prepare_data()
-    dm.setup("fit")
-    assert len(dm.vocab) == 65 and dm.vocab[:2] == "\n "
-    x, y = dm.train_set[0]
+    dm.setup()
+    assert dm.vocab_size == 65 and dm.chars[:2] == "\n "
+    x, y = next(iter(dm.train_dataloader()))
     assert dm.decode(x[0, :14]) == "First Citizen:"
-    n_val = 1115394 - int(1115394 * 0.9)
-    assert dm.val_set.x.numel() == (n_val - 1) // 32 * 32
+    assert [len(dm.splits[k]) for k in ("train", "val", "test")] == [1003854, 55770, 55770]

@@ -10,9 +10,9 @@ import pytest
 import torch
 from conftest import grads, loss_of, states
 
+from seqmodels.errors import UserError
 from seqmodels.nn import GRU, LSTM, RNN, gemm
 from seqmodels.nn import fused as fused_mod
-from seqmodels.errors import UserError
 from seqmodels.nn.auto import choose_engine
 from seqmodels.nn.engines import reverse_within
 from seqmodels.nn.native import kernel_problem

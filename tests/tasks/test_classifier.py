@@ -11,8 +11,9 @@ ENCODER = {"_target_": "seqmodels.nn.GRU", "hidden_size": 8, "bidirectional": Tr
 
 def classifier(pooling: str, **kwargs) -> SequenceClassifier:
     torch.manual_seed(0)
-    return SequenceClassifier(ENCODER, num_classes=3, vocab_size=20, embedding_dim=6,
-                              pooling=pooling, **kwargs).eval()
+    return SequenceClassifier(
+        ENCODER, num_classes=3, vocab_size=20, embedding_dim=6, pooling=pooling, **kwargs
+    ).eval()
 
 
 @pytest.mark.parametrize("pooling", ["last", "mean", "max", "meanmax"])
@@ -58,10 +59,47 @@ def test_bad_dropout_is_a_clear_error(key, value):
 
 def test_embedding_init_range_draws_a_small_uniform_embedding():
     torch.manual_seed(0)
-    model = SequenceClassifier(ENCODER, num_classes=2, vocab_size=500, embedding_dim=4,
-                               embedding_init_range=0.05)
+    model = SequenceClassifier(
+        ENCODER, num_classes=2, vocab_size=500, embedding_dim=4, embedding_init_range=0.05
+    )
     weight = model.input_adapter.weight
     assert torch.equal(weight[0], torch.zeros(4))  # PAD
     assert weight[1:].abs().max() <= 0.05 and weight[1:].std() > 0.02  # U(-0.05, 0.05): std 0.029
     default = SequenceClassifier(ENCODER, num_classes=2, vocab_size=500, embedding_dim=4)
     assert default.input_adapter.weight[1:].std() > 0.5  # torch's N(0, 1)
+
+
+@pytest.mark.parametrize("task", ["parity", "chargen"])
+def test_grad_norm_is_written_at_the_step_it_was_computed(task, small_data, tmp_path, monkeypatch):
+    """train/grad_norm at logged step s must be the norm computed at step s."""
+    from support import compose_train, small_data_overrides
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from seqmodels.tasks import base
+    from seqmodels.train import train
+
+    computed_at = []
+
+    def norm_of_this_step(parameters):
+        trainer = module_of[0].trainer
+        computed_at.append(trainer.global_step)
+        return torch.tensor(float(trainer.global_step))  # the value says when it was computed
+
+    module_of = []
+    real_init = base.TaskModule.on_fit_start
+
+    def remember(self):
+        module_of.append(self)
+        return real_init(self)
+
+    monkeypatch.setattr(base, "grad_norm", norm_of_this_step)
+    monkeypatch.setattr(base.TaskModule, "on_fit_start", remember)
+    train(compose_train(f"task={task}", *small_data_overrides(task, small_data),
+                        "trainer.max_epochs=1", "trainer.limit_train_batches=12",
+                        "trainer.log_every_n_steps=5", "trainer.limit_val_batches=1",
+                        "test=false", "trainer.enable_progress_bar=false",
+                        output_dir=tmp_path))  # fmt: skip
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    logged = [(e.step, e.value) for e in events.Scalars("train/grad_norm")]
+    assert logged == [(4, 4.0), (9, 9.0)] and computed_at == [4, 9]

@@ -1,4 +1,5 @@
-"""LanguageModel: truncated BPTT state carrying, streaming generation, sampling math."""
+"""LanguageModel (truncated BPTT state carrying) and generation.py (streaming generation,
+sampling math), on small LanguageModels."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from torch.nn import functional as F
 
 from seqmodels.data.text import CharTextDataModule, StreamBatches
 from seqmodels.errors import UserError
-from seqmodels.sample import (
+from seqmodels.tasks.generation import (
     CellStepper,
     FoldedLSTMStepper,
     generate,
@@ -157,6 +158,7 @@ def test_generation_leaves_no_autograd_mode_and_keeps_training_mode():
     [
         ({"temperature": 0.0}, r"temperature=0.0 must be > 0"),
         ({"temperature": -1.0}, r"temperature=-1.0 must be > 0"),
+        ({"temperature": float("inf")}, r"temperature=inf must be > 0"),
         ({"length": -1}, r"length=-1 must be an integer >= 0"),
         ({"top_k": -2}, r"top_k=-2 must be an integer >= 0"),
     ],
@@ -171,17 +173,17 @@ def test_sample_text_checks_the_prime_against_the_vocabulary(tmp_path):
     path = tmp_path / "t.txt"
     path.write_text("to be or not to be, that is the question\n" * 4)
     dm = CharTextDataModule(path=str(path))
-    dm.setup("fit")
+    dm.setup()
     torch.manual_seed(0)
     model = LanguageModel({"_target_": "seqmodels.nn.LSTM", "hidden_size": 16},
                           vocab_size=dm.vocab_size, embedding_dim=8).eval()  # fmt: skip
-    with pytest.raises(UserError, match=r"prime 'ROMEO: to' has 5 character\(s\) outside .*"
+    with pytest.raises(UserError, match=r"'ROMEO: to' has 5 character\(s\) outside .*"
                                         r"':' 'E' 'M' 'O' 'R'"):  # fmt: skip
         sample_text(model, dm, "ROMEO: to", 10)
     with pytest.raises(UserError, match="prime is empty"):
         sample_text(model, dm, "", 10)
     text = "".join(sample_text(model, dm, "to be", 50, temperature=0.8, seed=0))
-    assert len(text) == 50 and set(text) <= set(dm.vocab)
+    assert len(text) == 50 and set(text) <= set(dm.chars)
     assert "".join(sample_text(model, dm, "to be", 0)) == ""
 
 

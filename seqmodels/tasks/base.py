@@ -1,0 +1,72 @@
+"""TaskModule: what every seqmodels LightningModule shares.
+
+- Hyperparameters as plain data (dicts, lists, numbers), so a checkpoint
+  rebuilds its module without the config files.
+- The optimizer and LR schedule from config dicts (optim.py).
+- The total gradient norm, computed before clipping on the steps whose logs
+  Lightning writes, and logged as `train/grad_norm` at that same step.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from seqmodels.tasks.encoder import plain_config
+from seqmodels.tasks.optim import configure_optimizers
+
+
+class TaskModule(L.LightningModule):
+    def save_plain_hyperparameters(self, default_optimizer: Mapping[str, Any]) -> None:
+        """Save the calling __init__'s arguments as plain data (call it from __init__).
+
+        An `encoder` given as a ready nn.Module is not saved: such a module is for
+        use from Python, and a checkpoint of it needs its class to load anyway.
+        """
+        frame = inspect.currentframe()
+        assert frame is not None and frame.f_back is not None
+        caller = frame.f_back
+        ignore = [k for k, v in caller.f_locals.items() if isinstance(v, nn.Module)]
+        self.save_hyperparameters(ignore=ignore, frame=caller, logger=False)
+        for key, value in list(self.hparams.items()):
+            self.hparams[key] = plain_config(value)
+        if not self.hparams.get("optimizer"):
+            self.hparams["optimizer"] = dict(default_optimizer)
+
+    def configure_optimizers(self) -> Any:
+        return configure_optimizers(self, self.hparams["optimizer"], self.hparams.get("scheduler"))
+
+    @property
+    def datamodule(self) -> Any:
+        """The trainer's datamodule (seqmodels.data's contract), None outside trainer.fit/test."""
+        return getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+
+    def writes_logs(self) -> bool:
+        """True on the optimizer steps whose step-level logs Lightning writes to the logger.
+
+        Lightning writes them at global steps n-1, 2n-1, ... (n = log_every_n_steps);
+        during a training step, and in the hooks around its optimizer step,
+        `global_step` is still that step's number.
+        """
+        every = self.trainer.log_every_n_steps  # type: ignore[attr-defined]  # set in Trainer()
+        return (self.global_step + 1) % max(1, every) == 0
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Total L2 norm of the gradients, before clipping changes them.
+        if self.writes_logs():
+            norm = grad_norm(self.parameters())
+            if norm is not None:
+                self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+
+
+def grad_norm(parameters: Any) -> torch.Tensor | None:
+    """The total L2 norm of the parameters' gradients (None when none has one)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return None
+    return torch.nn.utils.get_total_norm(grads)

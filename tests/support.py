@@ -1,0 +1,113 @@
+"""Helpers shared by the test modules: real data, config composition, small datasets.
+
+Real data (IMDB, MNIST, Tiny Shakespeare, vic_elec) is found through one
+variable, SEQMODELS_TEST_DATA (default: ../shared/data beside the checkout);
+tests that need it skip with that name in the reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from seqmodels.cli import config_dir
+
+CONFIGS = Path(config_dir())
+REAL_DATA = Path(
+    os.environ.get("SEQMODELS_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+
+
+def real_data(*parts: str) -> Path:
+    """A path under the real-data folder; skips the test when it is not there."""
+    path = REAL_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (set SEQMODELS_TEST_DATA to its folder)")
+    return path
+
+
+def options(group: str) -> list[str]:
+    """The option names of a config group (configs/<group>/*.yaml)."""
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+def compose_train(*overrides: str, output_dir: str | Path, hydra: bool = False) -> DictConfig:
+    """The `seqmodels-train` config for these overrides, with its outputs under output_dir."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
+        cfg = compose("train", overrides=list(overrides), return_hydra_config=hydra)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        cfg.paths.data_dir = str(Path(output_dir) / "data")
+        if OmegaConf.is_interpolation(cfg, "run_name"):  # ${hydra:...} needs a Hydra run
+            cfg.run_name = "run"
+    return cfg
+
+
+def run_dirs(root: Path) -> list[Path]:
+    """Every run folder (one with a .hydra/ config) under root, sorted."""
+    return sorted(p.parent for p in root.rglob(".hydra"))
+
+
+# -- small datasets in the real layouts ----------------------------------------------------
+
+POS = ["a great film, wonderful acting!", "loved it<br /><br />Great story and great cast",
+       "wonderful, moving and funny", "one of the best films I've seen"]  # fmt: skip
+NEG = ["an awful, boring film", "terrible acting<br />I hated it", "boring boring boring?",
+       "the worst film; awful script"]  # fmt: skip
+
+
+def write_tiny_imdb(folder: Path, per_label: int = 12) -> Path:
+    """folder/{train,test}/{pos,neg}/<id>_<rating>.txt: 48 short reviews."""
+    for split in ("train", "test"):
+        for label, texts, rating in (("pos", POS, 9), ("neg", NEG, 2)):
+            d = folder / split / label
+            d.mkdir(parents=True)
+            for i in range(per_label):
+                # Vary the length so the bucketing has something to sort.
+                words = " ".join([texts[i % len(texts)]] * (1 + i % 5))
+                if split == "test" and i == 0:
+                    words += " zyzzyva"  # a test-only word: must map to UNK
+                (d / f"{i}_{rating}.txt").write_text(words, encoding="utf-8")
+    return folder
+
+
+def write_synthetic_mnist(root: Path, n_train: int = 48, n_test: int = 16, gz: bool = True,
+                          seed: int = 0) -> dict[str, np.ndarray]:  # fmt: skip
+    """Four small IDX files with MNIST's names: random uint8 digits, labels 0..9."""
+    from seqmodels.data.idx import write_idx
+    from seqmodels.data.mnist import FILES
+
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        images_name, labels_name = FILES[split]
+        arrays[images_name] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        arrays[labels_name] = (np.arange(n) % 10).astype(np.uint8)
+    for name, a in arrays.items():
+        write_idx(Path(root) / (name if gz else name.removesuffix(".gz")), a)
+    return arrays
+
+
+TEXT = (
+    "to be, or not to be, that is the question:\n"
+    "whether 'tis nobler in the mind to suffer\n"
+    "the slings and arrows of outrageous fortune,\n"
+) * 12
+
+
+# Overrides that point every task at the small datasets above (see small_data fixture).
+def small_data_overrides(task: str, root: Path) -> list[str]:
+    return {
+        "parity": ["data.num_train=64", "data.num_val=16", "data.num_test=16", "data.batch_size=4"],
+        "imdb": [f"data.root={root / 'imdb'}", "data.val_size=4", "data.min_freq=1",
+                 "data.batch_size=4", "data.eval_batch_size=4"],
+        "mnist": [f"data.root={root / 'mnist'}", "data.verify=false", "data.val_size=8",
+                  "data.batch_size=4"],
+        "chargen": [f"data.path={root / 'text.txt'}", "data.batch_size=4", "data.seq_len=16",
+                    "data.val_fraction=0.1", "data.test_fraction=0.1"],
+    }[task]  # fmt: skip
