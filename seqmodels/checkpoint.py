@@ -1,53 +1,168 @@
-"""What a seqmodels checkpoint carries, and how to get a run back from one.
+"""What a seqmodels checkpoint carries, how it is written, and how a run comes back from one.
 
-Besides Lightning's own content (weights, the module's hyperparameters, the
-datamodule's `state_dict()` such as a vocabulary), every checkpoint written by
-`seqmodels-train` carries the run's composed config under
-`checkpoint["seqmodels_config"]`. With it, eval, predict and sample rebuild the
-task module and the datamodule without the config files or the data folder.
+Besides Lightning's own content (weights, optimizer and scheduler states, loop
+progress, callback states, the module's hyperparameters, the datamodule's
+`state_dict()` such as a vocabulary), every checkpoint written by
+`seqmodels-train` carries:
+
+- `seqmodels_config`: the run's composed config, so eval, predict and sample
+  rebuild the task module and the datamodule without the config files or the
+  data folder;
+- `rng_states`: torch's, numpy's and Python's generator states (CUDA's where
+  present). A resumed run puts them back at the start of its first training
+  epoch, so that epoch draws the same dropout masks as it did in the run that
+  was killed; the data order itself depends only on (seed, epoch).
+
+Files are written whole or not at all (`AtomicCheckpointIO`: a temporary file
+beside the target, then a rename), so a kill at any moment leaves the previous
+`last.ckpt` loadable. `LastCheckpoint` rewrites `last.ckpt` at the end of every
+epoch (and every N steps when asked), whatever the monitored metric did.
 """
 
 from __future__ import annotations
 
 import os
+import random
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from hydra.utils import get_class, instantiate
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from seqmodels.data.files import atomic_write
 from seqmodels.errors import UserError
 
 CONFIG_KEY = "seqmodels_config"
+RNG_KEY = "rng_states"
 
 
-class SaveRunConfig(L.Callback):
-    """Writes the run's composed config into every checkpoint."""
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """torch.save into a temporary file in the checkpoint's own folder, then a rename.
+
+    (Lightning's own save goes through a temporary file in the system's temp
+    folder; on another filesystem its final move is a copy, which a kill can cut.)
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO.save_checkpoint takes no storage_options")
+        with atomic_write(path) as f:
+            torch.save(checkpoint, f)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """`last.ckpt`: the newest state, for `resume=`, after every epoch and every N steps.
+
+    Lightning's `save_last=True` rewrites last.ckpt only when a top-k checkpoint
+    is saved at the same step, so with `save_top_k: 1` it holds the last
+    improving epoch, not the last epoch. This callback keeps one file,
+    `last.ckpt`, rewritten at the end of every epoch, and also every
+    `every_n_train_steps` steps when that is set.
+    """
+
+    def __init__(self, dirpath: str, every_n_train_steps: int | None = None) -> None:
+        super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1,
+                         every_n_train_steps=every_n_train_steps, enable_version_counter=False)  # fmt: skip
+        self._every_n_epochs = 1  # on top of the step trigger, which Lightning makes exclusive
+
+    @property
+    def state_key(self) -> str:
+        return "LastCheckpoint"
+
+
+class RunState(L.Callback):
+    """Writes the run's config and the RNG states into every checkpoint; on resume,
+    puts the RNG states back at the start of the first training epoch."""
 
     def __init__(self, cfg: DictConfig) -> None:
         self.config = OmegaConf.to_container(cfg, resolve=True)
+        self._rng_to_restore: dict[str, Any] | None = None
 
     def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict) -> None:
         checkpoint[CONFIG_KEY] = self.config
+        checkpoint[RNG_KEY] = rng_states()
+
+    def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict) -> None:
+        # Not now: the sanity check and loader set-up between loading and the first
+        # epoch draw from the generators too, which the killed run did not do here.
+        self._rng_to_restore = checkpoint.get(RNG_KEY)
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        if self._rng_to_restore is not None:
+            set_rng_states(self._rng_to_restore)
+            self._rng_to_restore = None
 
 
-def read_checkpoint(ckpt_path: str | os.PathLike | None) -> dict[str, Any]:
+def rng_states() -> dict[str, Any]:
+    """The generators' states as tensors and plain values (what weights_only loading accepts)."""
+    # numpy's global (legacy) generator: what user code calling np.random.* draws from
+    state: Any = np.random.get_state(legacy=True)  # noqa: NPY002
+    name, keys, pos, has_gauss, gauss = state
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": (
+            name,
+            torch.from_numpy(keys.astype(np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(gauss),
+        ),  # fmt: skip
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    name, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))  # noqa: NPY002
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def read_checkpoint(ckpt_path: str | os.PathLike | None, key: str = "ckpt_path") -> dict[str, Any]:
+    """A seqmodels checkpoint's content; one-line UserErrors for every way a file can be wrong."""
     if not ckpt_path:
-        raise UserError("no checkpoint given: pass ckpt_path=/path/to/run/checkpoints/last.ckpt")
+        raise UserError(f"no checkpoint given: pass {key}=/path/to/run/checkpoints/last.ckpt")
     if not os.path.isfile(ckpt_path):
-        raise UserError(f"checkpoint not found: {ckpt_path} (pass ckpt_path= a .ckpt file)")
+        raise UserError(f"{key}={ckpt_path}: checkpoint not found (give a .ckpt file)")
     try:
         # Our own checkpoints hold plain config dicts next to the tensors.
         checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     except Exception as err:  # a truncated or foreign file: say which, not how torch failed
-        raise UserError(f"cannot read checkpoint {ckpt_path}: {err}") from err
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"{key}={ckpt_path}: cannot read the checkpoint ({first[:120]}); "
+            "the file is damaged or not a checkpoint"
+        ) from None
     if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint:
         raise UserError(
-            f"{ckpt_path} is not a seqmodels checkpoint (no '{CONFIG_KEY}' in it); "
+            f"{key}={ckpt_path} is not a seqmodels checkpoint (no '{CONFIG_KEY}' in it); "
             "use a .ckpt written by seqmodels-train"
         )
     return checkpoint
+
+
+def check_same_model(ckpt_path: str | os.PathLike, cfg: DictConfig, key: str = "ckpt_path") -> None:
+    """Refuse, in one line, a checkpoint whose task, data or model differs from this run's."""
+    saved = read_checkpoint(ckpt_path, key)[CONFIG_KEY]
+    for part in ("data", "task", "model"):
+        theirs = (saved.get(part) or {}).get("_target_")
+        ours = cfg[part]._target_
+        if theirs != ours:
+            raise UserError(
+                f"{key}={ckpt_path} holds a {part} of {theirs}, but this run builds {ours}: "
+                f"start from a checkpoint of the same task and model (or drop {key}=)"
+            )
 
 
 def load_run(ckpt_path: str | os.PathLike | None) -> tuple[DictConfig, L.LightningModule, Any]:

@@ -2,27 +2,47 @@
 
 Each entry point composes its config from the configs shipped with the package
 (`configs/` in a checkout, `seqmodels/configs/` once installed), so the
-commands work from any folder. A user's mistake (`UserError`, a bad config
-value rejected while building an object, a GPU asked for and not there) is
-printed as one line, `error: ...`, and the command exits with status 1; set
-HYDRA_FULL_ERROR=1 to see the traceback instead.
+commands work from any folder.
+
+A user's mistake (a `UserError`, a bad value rejected while building an object,
+a GPU asked for and not there) is printed as one line, `error: ...`, and the
+command exits with status 1; Ctrl-C prints one line and exits with 130. A run
+that fails before its first checkpoint leaves no run folder behind (a resumed
+run's folder is never removed). HYDRA_FULL_ERROR=1 shows the traceback instead.
+
+`seqmodels-train resume=<run folder> [overrides]` continues a run in place:
+its own overrides (from `<run>/.hydra/overrides.yaml`), then the new ones, in
+the same folder, from its `checkpoints/last.ckpt` (see seqmodels.train).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import secrets
+import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from seqmodels import evaluate as evaluate_command
+from seqmodels import predict as predict_command
+from seqmodels import sample as sample_command
+from seqmodels import train as train_command
 from seqmodels.errors import UserError
+
+# A short random tag beside the time in every run folder's name: two runs started
+# in the same second still get two folders. Cached: one value per composed config.
+OmegaConf.register_new_resolver("run_id", lambda: secrets.token_hex(3), use_cache=True)
 
 
 def config_dir() -> str:
@@ -35,31 +55,69 @@ def config_dir() -> str:
 def user_error_message(err: BaseException) -> str | None:
     """The one line to show for a user's mistake, or None for a bug (keep the traceback)."""
     in_instantiate = False
-    while err is not None:
-        if isinstance(err, (UserError, MisconfigurationException)):
-            return str(err)
-        if isinstance(err, InstantiationException):
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, (UserError, MisconfigurationException)):
+            return str(cause)
+        if isinstance(cause, InstantiationException):
             in_instantiate = True
-        elif isinstance(err, ValueError) and in_instantiate:
-            return str(err)  # an object's constructor rejected a config value
+        elif isinstance(cause, ValueError) and in_instantiate:
+            return str(cause)  # an object's constructor rejected a config value
         elif not in_instantiate:
             return None
-        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+        cause = cause.__cause__ or cause.__context__
     return None
+
+
+@contextmanager
+def one_line_errors(cleanup: Callable[[], None] | None = None) -> Iterator[None]:
+    """Turn a user's mistake into `error: ...` (exit 1) and Ctrl-C into one line (exit 130)."""
+    full = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    try:
+        yield
+    except KeyboardInterrupt:
+        if cleanup:
+            cleanup()
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:
+        message = user_error_message(err)
+        if message is None or full:
+            raise
+        if cleanup:
+            cleanup()
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)
+
+
+# What a seqmodels-train run folder holds before its first checkpoint (and Hydra's <job>.log).
+RUN_FOLDER_NAMES = {".hydra", "checkpoints", "tensorboard", "csv", "hparams.yaml"}
+
+
+def remove_unfinished_run() -> None:
+    """Delete this command's run folder when it holds nothing but what the run wrote
+    before its first checkpoint (a folder with anything else in it is left alone)."""
+    if not HydraConfig.initialized():
+        return
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.RUN or hc.job.config_name != "train":
+        return
+    if any(o.startswith("resume=") for o in hc.overrides.task):
+        return  # a resumed run's folder holds its history
+    run = Path(hc.runtime.output_dir)
+    names = {p.name for p in run.iterdir()} if run.is_dir() else set()
+    ours = all(n in RUN_FOLDER_NAMES or n.endswith(".log") or n.startswith("events.out.tfevents")
+               for n in names)  # fmt: skip
+    if ours and not any(run.rglob("*.ckpt")):
+        shutil.rmtree(run, ignore_errors=True)
 
 
 def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
     def wrap(work: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         @functools.wraps(work)
         def task(cfg: DictConfig) -> Any:
-            try:
+            with one_line_errors(cleanup=remove_unfinished_run):
                 return work(cfg)
-            except Exception as err:
-                message = user_error_message(err)
-                if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
-                    raise
-                print(f"error: {message}", file=sys.stderr)
-                sys.exit(1)
 
         return hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)(
             task
@@ -68,38 +126,72 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
     return wrap
 
 
-@entry_point("train")
-def train(cfg: DictConfig) -> float | None:
-    """seqmodels-train: fit, then test the best checkpoint. Returns the swept metric."""
-    from seqmodels.train import train as run
+# -- resume ------------------------------------------------------------------------------
 
-    metrics = run(cfg)
+
+def resume_argv(argv: list[str]) -> list[str]:
+    """seqmodels-train resume=<run> [overrides] -> the run's own overrides, then these.
+
+    The run goes on in its own folder (hydra.run.dir) from checkpoints/last.ckpt.
+    A search's sweeper settings are left out: a resumed trial is a single run.
+    """
+    given = [a for a in argv[1:] if a.startswith("resume=")]
+    if not given:
+        return argv
+    run = Path(given[-1].split("=", 1)[1]).expanduser().resolve()
+    saved = run / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        raise UserError(
+            f"resume={run}: not the folder of a seqmodels-train run (no .hydra/overrides.yaml "
+            "in it); give the run folder that holds checkpoints/ and .hydra/"
+        )
+    if not (run / "checkpoints" / "last.ckpt").is_file():
+        raise UserError(
+            f"resume={run}: there is no checkpoints/last.ckpt to resume from (the run stopped "
+            "before its first epoch ended); start it again without resume="
+        )
+    original = OmegaConf.load(saved)
+    assert isinstance(original, ListConfig)
+    keep = [str(o) for o in original
+            if not str(o).startswith(("resume=", "hparams_search=", "hydra/sweeper", "hydra."))]  # fmt: skip
+    rest = [a for a in argv[1:] if not a.startswith("resume=")]
+    folder = "'" + str(run).replace("'", "\\'") + "'"  # quoted for Hydra's override grammar
+    return [argv[0], *keep, *rest, f"resume={folder}", f"hydra.run.dir={folder}"]
+
+
+# -- the commands ------------------------------------------------------------------------
+
+
+@entry_point("train")
+def _train(cfg: DictConfig) -> float | None:
+    metrics = train_command.train(cfg)
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
+
+
+def train() -> float | None:
+    """seqmodels-train: fit, then test the best checkpoint. Returns the swept metric."""
+    with one_line_errors():
+        sys.argv = resume_argv(sys.argv)
+    return _train()
 
 
 @entry_point("eval")
 def evaluate(cfg: DictConfig) -> None:
     """seqmodels-eval ckpt_path=...: the test metrics of a checkpoint."""
-    from seqmodels.evaluate import evaluate as run
-
-    run(cfg)
+    evaluate_command.evaluate(cfg)
 
 
 @entry_point("predict")
 def predict(cfg: DictConfig) -> None:
     """seqmodels-predict ckpt_path=... text="..." | file=reviews.txt | file=- | image=...: labels."""
-    from seqmodels.predict import predict as run
-
-    run(cfg)
+    predict_command.predict(cfg)
 
 
 @entry_point("sample")
 def sample(cfg: DictConfig) -> None:
     """seqmodels-sample ckpt_path=... prime="ROMEO:" length=1000 temperature=0.8: stream text."""
-    from seqmodels.sample import sample_checkpoint
-
-    sample_checkpoint(
+    sample_command.sample_checkpoint(
         cfg.ckpt_path, prime=cfg.prime, length=cfg.length, temperature=cfg.temperature,
         top_k=cfg.top_k, seed=cfg.seed,
     )  # fmt: skip

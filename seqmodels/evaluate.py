@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from seqmodels.checkpoint import load_run
-from seqmodels.train import check_accelerator
+from seqmodels.train import check_accelerator, run_stage
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -27,7 +27,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         if state:
             datamodule.load_state_dict(state)
     trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
-    results = trainer.test(module, datamodule=datamodule, verbose=False)
+    results = run_stage(trainer.test, trainer, module, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in results[0].items()}
-    print("test metrics: " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+    if trainer.is_global_zero:  # once, not once per DDP process
+        print("test metrics: " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
     return metrics

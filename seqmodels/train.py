@@ -1,26 +1,48 @@
 """Train a task module on a datamodule, as the composed config says, then test it.
 
 This is the body of `seqmodels-train`; `seqmodels.cli` is the thin Hydra
-entry point around it. Data flows one way: config → datamodule → task module
-(built with the sizes the data decides) → Lightning Trainer.
+entry point around it. Data flows one way: config -> datamodule -> task module
+(built with the sizes the data decides) -> Lightning Trainer.
+
+Before anything is built, the config is checked against the objects it builds
+(config_check.py), the accelerator against the machine, and a checkpoint to
+start from against the run's task and model: a mistake is one line, not a
+traceback after the model was built. Every input file is read by the
+datamodule's setup() before the first training step.
+
+`resume=<run folder>` (see cli.py) continues the run in place from its
+`checkpoints/last.ckpt`: same folder, same TensorBoard run (events the killed
+process wrote after that checkpoint are purged from view), and the same
+batches and random draws as the uninterrupted run (checkpoint.RunState).
+`ckpt_path=` starts a new run from a checkpoint's weights and loop state.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import (
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ProgressBar,
+)
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from seqmodels.checkpoint import SaveRunConfig
+from seqmodels.checkpoint import AtomicCheckpointIO, RunState, check_same_model, read_checkpoint
+from seqmodels.config_check import check_config, check_optimizer
 from seqmodels.errors import UserError
+from seqmodels.tasks.base import Diverged
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +56,12 @@ def check_accelerator(trainer_cfg: Mapping[str, Any]) -> None:
             f"is False (torch {torch.__version__}); use trainer=cpu, or trainer=default to use "
             "whatever is there"
         )
+
+
+def set_numerics(cfg: DictConfig) -> None:
+    """Process-wide numeric settings of a run (see configs/train.yaml)."""
+    if cfg.get("flush_denormal") is not None:
+        torch.set_flush_denormal(bool(cfg.flush_denormal))
 
 
 def instantiate_all(group: Mapping[str, Any] | None) -> list[Any]:
@@ -54,64 +82,71 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     return datamodule, module
 
 
-def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
-    """The run's choices as flat `a/b/c: scalar` pairs for TensorBoard's HParams tab."""
-    flat: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}/")
-        elif isinstance(node, (bool, int, float, str)) or node is None:
-            flat[prefix.rstrip("/")] = node if node is not None else "None"
-        else:
-            flat[prefix.rstrip("/")] = str(node)
-
-    walk(
-        {
-            k: OmegaConf.to_container(cfg[k], resolve=True)
-            for k in ("task", "model", "data")
-            if k in cfg
-        },
-        "",
-    )
-    flat["seed"] = cfg.get("seed")
-    return flat
+def start_checkpoint(cfg: DictConfig) -> str | None:
+    """The checkpoint fit starts from: the run's last.ckpt for resume=, else ckpt_path=."""
+    if cfg.get("resume"):
+        path = str(Path(cfg.resume) / "checkpoints" / "last.ckpt")
+        check_same_model(path, cfg, key="resume")
+        return path
+    if cfg.get("ckpt_path"):
+        check_same_model(cfg.ckpt_path, cfg)
+        return str(cfg.ckpt_path)
+    return None
 
 
-def set_numerics(cfg: DictConfig) -> None:
-    """Process-wide numeric settings of a run (see configs/train.yaml)."""
-    if cfg.get("flush_denormal") is not None:
-        torch.set_flush_denormal(bool(cfg.flush_denormal))
+def make_loggers(cfg: DictConfig, resume_from: str | None) -> list[Logger]:
+    loggers = []
+    for c in (cfg.get("logger") or {}).values():
+        if not (isinstance(c, Mapping) and "_target_" in c):
+            continue
+        extra = {}
+        if resume_from and c["_target_"].endswith("TensorBoardLogger"):
+            # Hide what the killed process logged after its last checkpoint.
+            extra["purge_step"] = int(read_checkpoint(resume_from, "resume")["global_step"])
+        loggers.append(instantiate(c, **extra))
+    return loggers
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     check_accelerator(cfg.trainer)
+    check_config(cfg)
+    check_optimizer(cfg)
+    start = start_checkpoint(cfg)
     set_numerics(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
     datamodule, module = build(cfg)
-    loggers: list[Logger] = instantiate_all(cfg.get("logger"))
-    callbacks = [*instantiate_all(cfg.get("callbacks")), SaveRunConfig(cfg)]
+    loggers = make_loggers(cfg, start if cfg.get("resume") else None)
+    callbacks = [*instantiate_all(cfg.get("callbacks")), RunState(cfg)]
     # A switch on the command line wins over the callbacks group: no progress bar
     # with `trainer.enable_progress_bar=false`, no LR monitor with `logger=none`.
     if not cfg.trainer.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     if not loggers:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
 
     if cfg.get("train", True):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        run_stage(trainer.fit, trainer, module, datamodule=datamodule, ckpt_path=start)
+        check_early_stop(trainer)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     best = best_checkpoint(trainer)
     if cfg.get("test", True):
         if not best:
             log.warning("no best checkpoint (no checkpoint callback?); testing the last weights")
-        trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
-        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        run_stage(trainer.test, trainer, module, datamodule=datamodule, ckpt_path=best or None)
+        tested = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+        bad = {k: v for k, v in tested.items() if not math.isfinite(v)}
+        if bad:
+            raise Diverged(
+                f"the test metrics are not finite ({', '.join(f'{k}={v}' for k, v in bad.items())}) "
+                f"for {best or 'the last weights'}: the model diverged; see its validation curves"
+            )
+        metrics.update(tested)
 
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
@@ -127,6 +162,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def run_stage(stage: Any, trainer: L.Trainer, *args: Any, **kwargs: Any) -> Any:
+    """trainer.fit or trainer.test; Ctrl-C, which Lightning turns into exit(1), stays Ctrl-C."""
+    try:
+        return stage(*args, **kwargs)
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+
+
+def check_early_stop(trainer: L.Trainer) -> None:
+    for callback in trainer.callbacks:  # type: ignore[attr-defined]
+        if isinstance(callback, EarlyStopping):
+            if callback.stopping_reason == EarlyStoppingReason.NON_FINITE_METRIC:
+                raise Diverged(f"training diverged: {callback.stopping_reason_message}")
+
+
 def best_checkpoint(trainer: L.Trainer) -> str:
     """The path of the best checkpoint by the monitored metric, or "" when there is none."""
     for callback in trainer.checkpoint_callbacks:
@@ -135,7 +187,30 @@ def best_checkpoint(trainer: L.Trainer) -> str:
     return ""
 
 
+def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The run's choices as flat `a/b/c: scalar` pairs for TensorBoard's HParams tab."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}/")
+        elif isinstance(node, (bool, int, float, str)) or node is None:
+            flat[prefix.rstrip("/")] = node if node is not None else "None"
+        else:
+            flat[prefix.rstrip("/")] = str(node)
+
+    walk({k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("task", "model", "data")
+          if k in cfg}, "")  # fmt: skip
+    flat["seed"] = cfg.get("seed")
+    return flat
+
+
 def report(metrics: Mapping[str, float], best: str, trainer: L.Trainer) -> None:
+    for callback in trainer.callbacks:  # type: ignore[attr-defined]
+        if isinstance(callback, EarlyStopping) and callback.stopping_reason_message:
+            print(f"stopped early after epoch {callback.stopped_epoch}: "
+                  f"{callback.stopping_reason_message.strip()}")  # fmt: skip
     tests = {k: v for k, v in metrics.items() if k.startswith("test/")}
     if tests:
         print("test metrics: " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(tests.items())))

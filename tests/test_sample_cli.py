@@ -99,7 +99,11 @@ def test_bad_input_is_one_clear_line(checkpoint, run_cli, override, message):
 
 def test_missing_checkpoint_is_one_clear_line(run_cli, tmp_path):
     result = run_cli("sample", f"ckpt_path={tmp_path / 'none.ckpt'}")
-    assert result.code == 1 and result.err.startswith("error: checkpoint not found")
+    assert (
+        result.code == 1
+        and result.err.startswith("error: ckpt_path=")
+        and "checkpoint not found" in result.err
+    )
 
 
 def test_a_classifier_checkpoint_is_refused(run_cli, tmp_path):

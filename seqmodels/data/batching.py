@@ -33,6 +33,16 @@ def run_seed() -> int:
     return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
 
+def loader_generator() -> torch.Generator:
+    """A DataLoader's own generator, for every DataLoader the datamodules make.
+
+    Without one, every `iter(loader)` draws its worker seed from torch's global
+    generator, so the moment Lightning creates an iterator (which differs
+    between a run and its resumption) would shift the dropout masks after it.
+    """
+    return torch.Generator().manual_seed(run_seed())
+
+
 def process_share(trainer: Any) -> tuple[int, int]:
     """(rank, world size) of this process: (0, 1) outside a distributed trainer."""
     if trainer is None:

@@ -26,6 +26,7 @@ from seqmodels.data.batching import (
     BucketBatchSampler,
     EpochSampler,
     Sequences,
+    loader_generator,
     pad_collate,
     process_share,
     run_seed,
@@ -156,10 +157,10 @@ class IMDBDataModule(L.LightningDataModule):
                                world_size=world, even=train)  # fmt: skip
         batch_size = self.batch_size if train else (self.eval_batch_size or self.batch_size)
         if train and not self.bucket:
-            return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
+            return DataLoader(dataset, batch_size=batch_size, sampler=sampler, generator=loader_generator(),
                               collate_fn=pad_collate, num_workers=self.num_workers)  # fmt: skip
         batches = BucketBatchSampler(sampler, dataset.lengths, batch_size, self.pool_batches)
-        return DataLoader(dataset, batch_sampler=batches, collate_fn=pad_collate,
+        return DataLoader(dataset, batch_sampler=batches, collate_fn=pad_collate, generator=loader_generator(),
                           num_workers=self.num_workers)  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:

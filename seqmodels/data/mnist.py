@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from seqmodels.data.batching import EpochSampler, process_share, run_seed
+from seqmodels.data.batching import EpochSampler, loader_generator, process_share, run_seed
 from seqmodels.data.download import ChecksumError, DownloadError, check_checksum, download
 from seqmodels.data.idx import read_idx
 from seqmodels.data.splits import holdout
@@ -222,6 +222,7 @@ class MNISTDataModule(L.LightningDataModule):
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
+            generator=loader_generator(),
             num_workers=w,
             persistent_workers=w > 0,
             pin_memory=torch.cuda.is_available(),

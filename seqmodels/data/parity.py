@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from seqmodels.data.batching import EpochSampler, process_share, run_seed
+from seqmodels.data.batching import EpochSampler, loader_generator, process_share, run_seed
 from seqmodels.errors import UserError
 
 ALPHABETS = {"digits": (1, 10), "bits": (0, 1)}
@@ -120,7 +120,7 @@ class ParityDataModule(L.LightningDataModule):
         dataset = self.splits[split]
         sampler = EpochSampler(len(dataset), shuffle=train, seed=run_seed(), rank=rank,
                                world_size=world, even=train)  # fmt: skip
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, generator=loader_generator(),
                           num_workers=self.num_workers)  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:

@@ -35,7 +35,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from seqmodels.data.batching import process_share
+from seqmodels.data.batching import loader_generator, process_share
 from seqmodels.data.download import download
 from seqmodels.errors import UserError
 
@@ -275,7 +275,8 @@ class CharTextDataModule(L.LightningDataModule):
         if split != "train":
             b = min(self.val_batch_size or b, len(ids) - 1)
         # batch_size=None: each item is already a batch, and they come in order.
-        return DataLoader(InOrder(StreamBatches(ids, b, self.seq_len)), batch_size=None)
+        return DataLoader(InOrder(StreamBatches(ids, b, self.seq_len)), batch_size=None,
+                          generator=loader_generator())  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

@@ -3,13 +3,18 @@
 - Hyperparameters as plain data (dicts, lists, numbers), so a checkpoint
   rebuilds its module without the config files.
 - The optimizer and LR schedule from config dicts (optim.py).
-- The total gradient norm, computed before clipping on the steps whose logs
-  Lightning writes, and logged as `train/grad_norm` at that same step.
+- The total gradient norm, computed before clipping at every step, and logged
+  as `train/grad_norm` on the steps whose logs Lightning writes.
+- Divergence stops the run: a non-finite gradient norm stops it before the
+  optimizer applies it, a non-finite loss right after its step, and weights
+  that are not finite are never written to a checkpoint. The error names the
+  step, the epoch, the last checkpoint and what to try.
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,8 +22,13 @@ import lightning as L
 import torch
 from torch import nn
 
+from seqmodels.errors import UserError
 from seqmodels.tasks.encoder import plain_config
 from seqmodels.tasks.optim import configure_optimizers
+
+
+class Diverged(UserError):
+    """Training produced a non-finite loss, gradient or weight."""
 
 
 class TaskModule(L.LightningModule):
@@ -56,12 +66,45 @@ class TaskModule(L.LightningModule):
         every = self.trainer.log_every_n_steps  # type: ignore[attr-defined]  # set in Trainer()
         return (self.global_step + 1) % max(1, every) == 0
 
+    # -- divergence -------------------------------------------------------------------
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Total L2 norm of the gradients, before clipping changes them.
+        norm = grad_norm(self.parameters())
+        if norm is None:
+            return
+        if not torch.isfinite(norm):
+            raise Diverged(self.divergence_message(f"the gradient norm is {float(norm)}"))
         if self.writes_logs():
-            norm = grad_norm(self.parameters())
-            if norm is not None:
-                self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+            self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, Mapping) else outputs
+        if isinstance(loss, torch.Tensor) and not torch.isfinite(loss.detach()).all():
+            raise Diverged(self.divergence_message(f"the training loss is {float(loss)}"))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        bad = [n for n, p in self.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise Diverged(self.divergence_message(f"{bad[0]} holds non-finite values"))
+
+    def divergence_message(self, what: str) -> str:
+        trainer = self.trainer
+        written = [getattr(cb, attr, "") for cb in trainer.checkpoint_callbacks
+                   for attr in ("best_model_path", "last_model_path")]  # fmt: skip
+        written = [p for p in written if p and os.path.isfile(p)]
+        last = max(written, key=os.path.getmtime) if written else ""  # the newest: all are finite
+        where = f"the last checkpoint is {last}" if last else "no checkpoint was written before it"
+        lr = self.hparams["optimizer"].get("lr")
+        clip = trainer.gradient_clip_val
+        tips = [
+            f"a lower task.optimizer.lr (now {lr})"
+            if lr is not None
+            else "a lower task.optimizer.lr"
+        ]
+        tips.append(f"a lower trainer.gradient_clip_val (now {clip})" if clip
+                    else "trainer.gradient_clip_val=1.0")  # fmt: skip
+        return (f"training diverged at step {self.global_step} (epoch {self.current_epoch}): {what}; "
+                f"{where}; try {' or '.join(tips)}")  # fmt: skip
 
 
 def grad_norm(parameters: Any) -> torch.Tensor | None:

@@ -505,3 +505,18 @@ def test_predict_command_line(imdb_checkpoint, monkeypatch, capsys, tmp_path):
     assert info.value.code == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: input 1 has no words") and "\n" not in err
+
+
+def test_under_ddp_each_process_reads_its_own_reviews(tiny_imdb):
+    from types import SimpleNamespace
+
+    dm = dm_for(tiny_imdb, val_size=5)
+    dm.setup()
+    seen = {"train": [], "val": []}
+    for rank in range(2):
+        dm.trainer = SimpleNamespace(global_rank=rank, world_size=2)
+        for split, loader in (("train", dm.train_dataloader()), ("val", dm.val_dataloader())):
+            for batch in loader.batch_sampler:
+                seen[split] += batch
+    assert len(seen["train"]) == len(set(seen["train"])) == 18  # 19 reviews: 9 each, disjoint
+    assert sorted(seen["val"]) == list(range(5))  # 5 reviews, 2 processes: each once
