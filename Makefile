@@ -38,8 +38,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	@for s in scripts/bench_*.py; do echo "== $$s"; $(BIN)/python $$s || exit 1; done
 
+# Served on localhost only; `make tensorboard TB_HOST=0.0.0.0` serves the network.
+TB_HOST ?= 127.0.0.1
 tensorboard: $(STAMP)
-	$(BIN)/tensorboard --logdir outputs --bind_all
+	@echo "open http://$(TB_HOST):6006/#custom_scalars (train vs validation per chart)"
+	$(BIN)/tensorboard --logdir outputs --host $(TB_HOST)
 
 clean:
 	rm -rf outputs multirun .pytest_cache .ruff_cache .mypy_cache

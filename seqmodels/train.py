@@ -22,27 +22,25 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import (
-    EarlyStopping,
-    LearningRateMonitor,
-    ModelCheckpoint,
-    ProgressBar,
-)
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from seqmodels.checkpoint import AtomicCheckpointIO, RunState, check_same_model, read_checkpoint
 from seqmodels.config_check import check_config, check_optimizer
 from seqmodels.errors import UserError
 from seqmodels.tasks.base import Diverged
+from seqmodels.tensorboard import TensorBoardLogger as SeqmodelsTensorBoardLogger
 
 log = logging.getLogger(__name__)
 
@@ -120,18 +118,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = make_loggers(cfg, start if cfg.get("resume") else None)
     callbacks = [*instantiate_all(cfg.get("callbacks")), RunState(cfg)]
     # A switch on the command line wins over the callbacks group: no progress bar
-    # with `trainer.enable_progress_bar=false`, no LR monitor with `logger=none`.
+    # with `trainer.enable_progress_bar=false`.
     if not cfg.trainer.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    if not loggers:
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
 
+    started = time.monotonic()
     if cfg.get("train", True):
         run_stage(trainer.fit, trainer, module, datamodule=datamodule, ckpt_path=start)
         check_early_stop(trainer)
+    minutes = (time.monotonic() - started) / 60
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     best = best_checkpoint(trainer)
@@ -148,14 +146,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
             )
         metrics.update(tested)
 
+    best_val = best_score(trainer)
     for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            # Under their own names: logged at step 0, they would bend the val/ curves.
-            final = {
-                f"hparams/{k}": v for k, v in metrics.items() if k.startswith(("val/", "test/"))
-            }
-            logger.log_hyperparams(flat_hparams(cfg), metrics=final)
-            logger.save()
+        if isinstance(logger, SeqmodelsTensorBoardLogger) and trainer.is_global_zero:
+            logger.log_run(run_row(cfg, module, trainer, minutes), best_val, trainer.global_step)
 
     if trainer.is_global_zero:
         report(metrics, best, trainer)
@@ -187,23 +181,43 @@ def best_checkpoint(trainer: L.Trainer) -> str:
     return ""
 
 
-def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
-    """The run's choices as flat `a/b/c: scalar` pairs for TensorBoard's HParams tab."""
-    flat: dict[str, Any] = {}
+def best_score(trainer: L.Trainer) -> dict[str, float]:
+    """{"val/best_<metric>": value} of the monitored metric, for the HParams table."""
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.monitor:
+            if callback.best_model_score is not None:
+                name = callback.monitor.split("/", 1)[-1]
+                return {f"val/best_{name}": float(callback.best_model_score)}
+    return {}
 
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}/")
-        elif isinstance(node, (bool, int, float, str)) or node is None:
-            flat[prefix.rstrip("/")] = node if node is not None else "None"
-        else:
-            flat[prefix.rstrip("/")] = str(node)
 
-    walk({k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("task", "model", "data")
-          if k in cfg}, "")  # fmt: skip
-    flat["seed"] = cfg.get("seed")
-    return flat
+def run_row(cfg: DictConfig, module: L.LightningModule, trainer: L.Trainer,
+            minutes: float) -> dict[str, Any]:  # fmt: skip
+    """The run's values of the HParams table's columns (seqmodels.tensorboard.HPARAMS)."""
+    if HydraConfig.initialized():
+        task = HydraConfig.get().runtime.choices.get("task", "")
+    else:
+        task = cfg.data._target_.rsplit(".", 1)[-1].removesuffix("DataModule").lower()
+    optimizer = cfg.task.get("optimizer") or {}
+    row = {
+        "task": task,
+        "model": cfg.model._target_.rsplit(".", 1)[-1],
+        "hidden_size": cfg.model.get("hidden_size"),
+        "lr": optimizer.get("lr"),
+        "params": sum(p.numel() for p in module.parameters() if p.requires_grad),
+        "num_layers": cfg.model.get("num_layers"),
+        "bidirectional": cfg.model.get("bidirectional"),
+        "engine": cfg.model.get("engine"),
+        "optimizer": str(optimizer.get("_target_", "")).rsplit(".", 1)[-1],
+        "weight_decay": optimizer.get("weight_decay", 0.0),
+        "batch_size": cfg.data.get("batch_size"),
+        "max_epochs": cfg.trainer.get("max_epochs"),
+        "precision": str(cfg.trainer.get("precision")),
+        "seed": cfg.get("seed"),
+        "epochs": trainer.current_epoch,
+        "train_minutes": round(minutes, 2),
+    }
+    return {k: v for k, v in row.items() if v is not None}
 
 
 def report(metrics: Mapping[str, float], best: str, trainer: L.Trainer) -> None:
@@ -218,4 +232,5 @@ def report(metrics: Mapping[str, float], best: str, trainer: L.Trainer) -> None:
         print(f"best checkpoint: {best}")
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
-            print(f"tensorboard: tensorboard --logdir {logger.log_dir}")
+            print(f"tensorboard: tensorboard --logdir {logger.log_dir} (then open "
+                  "http://localhost:6006/#custom_scalars)")  # fmt: skip

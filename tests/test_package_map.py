@@ -16,9 +16,10 @@ ALLOWED = {
     "nn": {"errors"},
     "data": {"errors"},
     "config_check": {"errors"},
+    "tensorboard": set(),
     "tasks": {"errors", "nn", "data"},
     "checkpoint": {"errors", "data"},
-    "train": {"errors", "checkpoint", "config_check", "tasks", "data"},
+    "train": {"errors", "checkpoint", "config_check", "tasks", "data", "tensorboard"},
     "evaluate": {"errors", "checkpoint", "train"},
     "predict": {"errors", "checkpoint", "data"},
     "sample": {"errors", "checkpoint", "data", "tasks"},
@@ -39,7 +40,11 @@ def imports_of(tree: ast.AST) -> list[tuple[str, bool]]:
     for node in ast.walk(tree):
         names = []
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("seqmodels"):
-            names = [node.module] if node.module != "seqmodels" else [f"seqmodels.{a.name}" for a in node.names]
+            names = (
+                [node.module]
+                if node.module != "seqmodels"
+                else [f"seqmodels.{a.name}" for a in node.names]
+            )
         elif isinstance(node, ast.Import):
             names = [a.name for a in node.names if a.name.startswith("seqmodels")]
         for name in names:

@@ -46,7 +46,7 @@ def test_resume_continues_the_run_in_its_own_folder(run_cli, tmp_path):
     assert cfg.data.num_train == 256 and cfg.trainer.max_epochs == 4
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(run / "tensorboard"))
+    events = EventAccumulator(str(run))
     events.Reload()
     assert [e.step for e in events.Scalars("val/acc")] == [7, 15, 23, 31]  # one run, 4 epochs
 

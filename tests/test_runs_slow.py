@@ -107,7 +107,7 @@ def test_ddp_counts_every_test_example_once_and_prints_once(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("test metrics:") == 1  # rank 0 only
     (folder,) = run_dirs(tmp_path / "ddp")
-    events = EventAccumulator(str(folder / "tensorboard"))
+    events = EventAccumulator(str(folder))
     events.Reload()
     ddp = {k: events.Scalars(k)[-1].value for k in ("test/acc", "test/loss")}
     best = next((folder / "checkpoints").glob("epoch_*.ckpt"))

@@ -122,7 +122,7 @@ def test_a_classifier_checkpoint_is_refused(run_cli, tmp_path):
 def test_each_validation_epoch_logs_a_text_sample_to_tensorboard(checkpoint):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(checkpoint.parents[1] / "tensorboard"))
+    events = EventAccumulator(str(checkpoint.parents[1]))
     events.Reload()
     assert {"val/loss", "val/bpc", "val/ppl"} <= set(events.Tags()["scalars"])
     (sample,) = events.Tensors("val/sample/text_summary")  # one epoch, one sample

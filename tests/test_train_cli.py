@@ -47,25 +47,19 @@ def test_run_folder_holds_config_checkpoints_and_events(run_cli, tmp_path):
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert "best checkpoint:" in result.out and "tensorboard --logdir" in result.out
 
-    events = EventAccumulator(str(run / "tensorboard"))
+    events = EventAccumulator(str(run))
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    for tag in (
-        "train/loss_step",
-        "train/loss_epoch",
-        "train/acc",
-        "val/loss",
-        "val/acc",
-        "test/acc",
-        "train/grad_norm",
-        "lr-Adam",
-    ):
+    for tag in ("train/loss_step", "train/loss", "train/acc", "val/loss", "val/acc", "test/acc",
+                "train/grad_norm", "train/lr", "val/best_acc", "grad_flow/first_over_last"):  # fmt: skip
         assert tag in scalars, f"{tag} missing from {sorted(scalars)}"
-    assert [e.step for e in events.Scalars("val/acc")] == [9, 19]  # once per epoch
-    assert "hparams/test/acc" in scalars  # the final metrics, for the HParams tab
-    # The HParams tab: one session with the run's choices and its final metrics.
+    assert "epoch" not in scalars and not any(t.startswith("hparams/") for t in scalars)
+    steps = [e.step for e in events.Scalars("val/acc")]
+    assert steps == [9, 19] == [e.step for e in events.Scalars("train/loss")]  # once per epoch
+    assert [e.step for e in events.Scalars("grad_flow/first_over_last")] == steps
+    # The HParams tab: the experiment (columns), and one session with the run's values.
     plugins = events.PluginTagToContent("hparams")
-    assert "_hparams_/session_start_info" in plugins
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(plugins)
 
 
 def test_multirun_trains_each_job_in_its_own_folder(run_cli, tmp_path):

@@ -26,8 +26,9 @@ Then, by task:
 Optional hooks (checked with `provides(datamodule, Hook)`):
 - `TextInputs.encode_texts(texts) -> (x, lengths or None)`: seqmodels-predict text=/file=.
 - `ImageInputs.encode_images(images) -> x`, with `image_shape`: seqmodels-predict image=.
-- `RendersExamples.log_examples(writer, x, lengths, preds, targets, global_step)`:
-  validation examples drawn in TensorBoard.
+- `RendersExamples`: `example_batch()`, the same few validation examples every
+  epoch, as a batch; `log_examples(writer, batch, probs, global_step)` draws
+  them in TensorBoard with the model's class probabilities.
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ class ImageInputs(Protocol):
 
 
 class RendersExamples(Protocol):
-    def log_examples(self, writer: Any, x: Tensor, lengths: Tensor | None, preds: Tensor,
-                     targets: Tensor, global_step: int) -> None: ...  # fmt: skip
+    def example_batch(self) -> Any: ...
+    def log_examples(self, writer: Any, batch: Any, probs: Tensor, global_step: int) -> None: ...
 
 
 def missing(datamodule: Any, protocol: type) -> list[str]:

@@ -14,7 +14,9 @@ similar length (little compute spent on padding) in an order drawn from
 from __future__ import annotations
 
 import pathlib
+import re
 from collections.abc import Sequence
+from typing import Any
 
 import lightning as L
 import torch
@@ -118,7 +120,7 @@ class IMDBDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return  # idempotent: every split is built on the first call
-        _, path = self._cache()
+        folder, path = self._cache()
         if not path.exists():
             self.prepare_data()
         cache = aclimdb.load_cache(path)
@@ -128,6 +130,11 @@ class IMDBDataModule(L.LightningDataModule):
         self.splits["train"] = Sequences([ids[i] for i in fit.tolist()], labels[fit], lengths[fit])
         self.splits["val"] = Sequences([ids[i] for i in val.tolist()], labels[val], lengths[val])
         self.splits["test"] = Sequences(*self._split(cache, "test"))
+        # The validation reviews drawn in TensorBoard: the same ones every epoch.
+        g = torch.Generator().manual_seed(self.split_seed)
+        self.examples = torch.randperm(len(val), generator=g)[: self.EXAMPLES]
+        files = [cache["train_files"][int(val[i])] for i in self.examples]
+        self.example_texts = [aclimdb.read_review(folder, name) for name in files]
 
     def _split(self, cache: dict, split: str):
         """(ids per review, truncated; labels; lengths) of one split of the cache."""
@@ -222,14 +229,48 @@ class IMDBDataModule(L.LightningDataModule):
         x, _, lengths = pad_collate([(ids, torch.tensor(0)) for ids in encoded])
         return x, lengths
 
-    def log_examples(self, writer, x, lengths, preds, targets, global_step: int, k: int = 5):
-        """A few misclassified validation reviews as text, with their true and predicted labels."""
-        wrong = (preds != targets).nonzero().flatten()[:k].tolist()
-        if not wrong or self.vocab is None:
-            return
-        rows = []
-        for i in wrong:
-            words = self.decode(x[i, : int(lengths[i])])
-            rows.append(f"**true {self.class_names[int(targets[i])]}, predicted "
-                        f"{self.class_names[int(preds[i])]}**: {words}")  # fmt: skip
-        writer.add_text("val/misclassified", "\n\n".join(rows), global_step)
+    EXAMPLES = 32  # validation reviews tracked in TensorBoard
+    SHOWN = 6  # of them, misclassified ones written out per epoch
+
+    def example_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The tracked validation reviews as a batch (x, y, lengths)."""
+        val = self.splits["val"]
+        return pad_collate([val[int(i)] for i in self.examples])
+
+    def log_examples(self, writer: Any, batch: Any, probs: torch.Tensor, global_step: int) -> None:
+        """The tracked reviews the model gets wrong, as written, with its probability."""
+        _, targets, _ = batch
+        preds = probs.argmax(-1)
+        wrong = (preds != targets).nonzero().flatten().tolist()
+        rows = [
+            f"**{len(wrong)} of {len(targets)}** tracked validation reviews are misclassified "
+            "after this epoch (the same reviews every epoch, drawn with data.split_seed). "
+            "A review is shown as written; **[…]** marks the words the model did not read "
+            f"(data.max_len={self.max_len}, data.truncation={self.truncation})."
+        ]
+        for i in wrong[: self.SHOWN]:
+            truth, guess = self.class_names[int(targets[i])], self.class_names[int(preds[i])]
+            rows.append(f"**true {truth}, predicted {guess} ({float(probs[i, preds[i]]):.2f})**: "
+                        + self.render(self.example_texts[i]))  # fmt: skip
+        writer.add_text("val/misclassified", "\n\n---\n\n".join(rows), global_step)
+
+    def render(self, text: str) -> str:
+        """A review as markdown, `**[…]**` where the model's window cut it."""
+        spans = self.tokenizer.spans(text)
+        n, keep = len(spans), self.max_len
+        if keep is None or n <= keep:
+            pieces = [text]
+        elif self.truncation == "first":
+            pieces = [text[: spans[keep - 1][1]], ""]
+        elif self.truncation == "last":
+            pieces = ["", text[spans[n - keep][0] :]]
+        else:  # head+tail
+            head = keep // 2
+            pieces = [text[: spans[head - 1][1]], text[spans[n - (keep - head)][0] :]]
+        return " **[…]** ".join(_markdown(p) for p in pieces).strip()
+
+
+def _markdown(text: str) -> str:
+    """Plain review text, safe in TensorBoard's markdown: no HTML breaks, no markup."""
+    text = re.sub(r"<br\s*/?>", " ", text, flags=re.IGNORECASE)
+    return re.sub(r"([\\`*_{}\[\]<>#|])", r"\\\1", " ".join(text.split()))

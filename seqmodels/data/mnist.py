@@ -20,6 +20,7 @@ validation; the official 10,000 test images are the test set.
 """
 
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -255,17 +256,28 @@ class MNISTDataModule(L.LightningDataModule):
             self.permutation.copy_(perm)  # in place: datasets built in setup share it
 
     # -- TensorBoard -------------------------------------------------------------------
-    def log_examples(self, writer, x, lengths, preds, targets, global_step, max_digits=32):
-        """A grid of validation digits, each captioned `predicted/true` (green when right)."""
-        preds = preds.argmax(-1) if preds.ndim == 2 else preds  # accept logits too
-        n = min(max_digits, len(x))
-        digits = from_sequence(x[:n].cpu(), self.mode, self.permutation).numpy()
-        pairs = list(zip(preds[:n].tolist(), targets[:n].tolist(), strict=True))
+    EXAMPLES = 32  # validation digits drawn in TensorBoard each epoch
+
+    def example_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first 32 validation digits: the same ones every epoch, (x, y)."""
+        val = self.splits["val"]
+        n = min(self.EXAMPLES, len(val))
+        x, y = zip(*(val[i] for i in range(n)), strict=True)
+        return torch.stack(x), torch.stack(y)
+
+    def log_examples(self, writer: Any, batch: Any, probs: torch.Tensor, global_step: int) -> None:
+        """A grid of the digits, each captioned `predicted/true` (green when right)."""
+        x, targets, _ = batch
+        preds = probs.argmax(-1)
+        digits = from_sequence(x.cpu(), self.mode, self.permutation).numpy()
+        pairs = list(zip(preds.tolist(), targets.tolist(), strict=True))
         writer.add_image("val/digits", digit_grid(digits, pairs), global_step, dataformats="HWC")
-        wrong = [f"{i}: predicted {p}, true {t}" for i, (p, t) in enumerate(pairs) if p != t]
+        wrong = [f"{i}: predicted {p} ({float(probs[i, p]):.2f}), true {t}"
+                 for i, (p, t) in enumerate(pairs) if p != t]  # fmt: skip
         writer.add_text(
             "val/digits",
-            f"{n - len(wrong)}/{n} right (captions: predicted/true, grid in reading order). "
+            f"{len(pairs) - len(wrong)}/{len(pairs)} right (the same validation digits every "
+            "epoch; captions: predicted/true, grid in reading order). "
             + ("Wrong: " + "; ".join(wrong) if wrong else ""),
             global_step,
         )

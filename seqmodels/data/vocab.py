@@ -40,6 +40,14 @@ class Tokenizer:
             text = text.lower()
         return self._word.findall(text)
 
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) in `text` of each token __call__ returns (for showing a review as
+        the model read it). Breaks are blanked rather than removed so offsets hold."""
+        if self.strip_html:
+            text = _BREAK.sub(lambda m: " " * len(m.group()), text)
+        word = re.compile(self._word.pattern, re.IGNORECASE) if self.lowercase else self._word
+        return [m.span() for m in word.finditer(text)]
+
     def state_dict(self) -> dict:
         return {"lowercase": self.lowercase, "strip_html": self.strip_html}
 

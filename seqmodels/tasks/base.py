@@ -4,7 +4,10 @@
   rebuilds its module without the config files.
 - The optimizer and LR schedule from config dicts (optim.py).
 - The total gradient norm, computed before clipping at every step, and logged
-  as `train/grad_norm` on the steps whose logs Lightning writes.
+  as `train/grad_norm` on the steps whose logs Lightning writes, with the
+  learning rate as `train/lr` (the same tag whatever the optimizer).
+- The run's TensorBoard dashboard (Custom Scalars): each task names its charts
+  (`charts()`), train and validation of one metric together.
 - Divergence stops the run: a non-finite gradient norm stops it before the
   optimizer applies it, a non-finite loss right after its step, and weights
   that are not finite are never written to a checkpoint. The error names the
@@ -56,6 +59,29 @@ class TaskModule(L.LightningModule):
         """The trainer's datamodule (seqmodels.data's contract), None outside trainer.fit/test."""
         return getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
 
+    def media_step(self) -> int:
+        """The step at which Lightning writes this validation epoch's scalars (images and
+        text of the epoch go at the same step)."""
+        return max(self.global_step - 1, 0)
+
+    def charts(self) -> dict[str, list[str]]:
+        """Custom Scalars charts, title -> tags drawn together; tasks put theirs first."""
+        return {
+            "learning rate": ["train/lr"],
+            "gradient norm (before clipping)": ["train/grad_norm"],
+            "gradient through time: log10 first step / last step": ["grad_flow/first_over_last"],
+        }
+
+    def gradient_flow(self, batch: Any) -> torch.Tensor:
+        """(directions, T): ||dL/dh_t|| of the encoder's top layer on `batch` (gradflow.py)."""
+        raise NotImplementedError
+
+    def on_fit_start(self) -> None:
+        if self.trainer.is_global_zero:
+            for logger in self.loggers:
+                if hasattr(logger, "log_layout"):  # seqmodels.tensorboard.TensorBoardLogger
+                    logger.log_layout(self.charts())
+
     def writes_logs(self) -> bool:
         """True on the optimizer steps whose step-level logs Lightning writes to the logger.
 
@@ -63,6 +89,8 @@ class TaskModule(L.LightningModule):
         during a training step, and in the hooks around its optimizer step,
         `global_step` is still that step's number.
         """
+        if self._trainer is None:  # stepped by hand, outside a Trainer: nothing is written
+            return False
         every = self.trainer.log_every_n_steps  # type: ignore[attr-defined]  # set in Trainer()
         return (self.global_step + 1) % max(1, every) == 0
 
@@ -76,6 +104,9 @@ class TaskModule(L.LightningModule):
             raise Diverged(self.divergence_message(f"the gradient norm is {float(norm)}"))
         if self.writes_logs():
             self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+            self.log(
+                "train/lr", float(optimizer.param_groups[0]["lr"]), on_step=True, on_epoch=False
+            )
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         loss = outputs["loss"] if isinstance(outputs, Mapping) else outputs

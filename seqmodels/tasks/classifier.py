@@ -34,6 +34,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from seqmodels.data import RendersExamples, provides
 from seqmodels.errors import UserError
+from seqmodels.nn.gradflow import state_gradient_norms
 from seqmodels.tasks.base import TaskModule
 from seqmodels.tasks.encoder import build_encoder, encoder_output_size
 
@@ -103,7 +104,6 @@ class SequenceClassifier(TaskModule):
                 f"{stage}_acc",
                 MulticlassAccuracy(num_classes, average="micro", validate_args=False),
             )
-        self._examples: tuple[Tensor, Tensor | None, Tensor, Tensor] | None = None
 
     # -- model ---------------------------------------------------------------
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
@@ -158,11 +158,7 @@ class SequenceClassifier(TaskModule):
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        _, preds = self._step(batch, "val")
-        if batch_idx == 0:  # keep a few inputs for the datamodule to render
-            x, y, lengths = self._unpack(batch)
-            lengths = lengths.cpu() if lengths is not None else None
-            self._examples = (x.cpu(), lengths, preds.cpu(), y.cpu())
+        self._step(batch, "val")
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "test")
@@ -174,8 +170,9 @@ class SequenceClassifier(TaskModule):
     # -- logging -------------------------------------------------------------
     def _log_epoch(self, stage: str) -> None:
         # Logging the metric objects: Lightning computes them at the epoch's end and resets them.
-        name = "train/loss_epoch" if stage == "train" else f"{stage}/loss"  # beside train/loss_step
-        self.log(name, getattr(self, f"{stage}_loss"), prog_bar=stage != "train")
+        # train/loss is the epoch's mean, the curve to compare with val/loss; the
+        # per-step view is train/loss_step.
+        self.log(f"{stage}/loss", getattr(self, f"{stage}_loss"), prog_bar=stage != "train")
         self.log(f"{stage}/acc", getattr(self, f"{stage}_acc"), prog_bar=True)
 
     def on_train_epoch_end(self) -> None:
@@ -186,10 +183,24 @@ class SequenceClassifier(TaskModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
-        examples, self._examples = self._examples, None
         dm = self.datamodule
-        if examples is None or not provides(dm, RendersExamples) or self.trainer.sanity_checking:
+        writers = [lg.experiment for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
+        if not writers or not provides(dm, RendersExamples) or self.trainer.sanity_checking:
             return
-        for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                dm.log_examples(logger.experiment, *examples, global_step=self.global_step)
+        if not self.trainer.is_global_zero:
+            return
+        x, y, lengths = self._unpack(dm.example_batch())  # the same examples every epoch
+        probs = self.predict_step((x.to(self.device), None if lengths is None
+                                   else lengths.to(self.device))).cpu()  # fmt: skip
+        for writer in writers:
+            dm.log_examples(writer, (x, y, lengths), probs, global_step=self.media_step())
+
+    # -- TensorBoard ---------------------------------------------------------
+    def charts(self) -> dict[str, list[str]]:
+        return {"loss": ["train/loss", "val/loss"], "accuracy": ["train/acc", "val/acc"],
+                **super().charts()}  # fmt: skip
+
+    def gradient_flow(self, batch: Any) -> Tensor:
+        x, y, lengths = self._unpack(batch)
+        loss = lambda: nn.functional.cross_entropy(self(x, lengths), y)  # noqa: E731
+        return state_gradient_norms(self.encoder, loss, lengths)

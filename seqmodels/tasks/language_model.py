@@ -28,6 +28,7 @@ from torchmetrics import MeanMetric
 
 from seqmodels.data import CharacterText, provides
 from seqmodels.errors import UserError
+from seqmodels.nn.gradflow import state_gradient_norms
 from seqmodels.tasks.base import TaskModule
 from seqmodels.tasks.encoder import build_encoder, encoder_output_size
 from seqmodels.tasks.generation import default_prime, sample_text
@@ -80,6 +81,7 @@ class LanguageModel(TaskModule):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder_output_size(self.encoder), vocab_size)
 
+        self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
         # Truncated BPTT: the detached final state of the previous batch, per stage.
@@ -103,8 +105,9 @@ class LanguageModel(TaskModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss = self._step(batch, "train")
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=batch[1].numel())  # fmt: skip
+        self.train_loss.update(loss.detach(), weight=batch[1].numel())
+        if self.writes_logs():  # the per-step view; train/loss is the epoch's mean
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
@@ -127,9 +130,12 @@ class LanguageModel(TaskModule):
     def _log_nats(self, stage: str, metric: MeanMetric) -> None:
         nats = metric.compute()
         metric.reset()
-        self.log(f"{stage}/loss", nats, prog_bar=True)
+        self.log(f"{stage}/loss", nats, prog_bar=stage != "train")
         self.log(f"{stage}/bpc", nats / math.log(2))
         self.log(f"{stage}/ppl", torch.exp(nats))
+
+    def on_train_epoch_end(self) -> None:
+        self._log_nats("train", self.train_loss)
 
     def on_validation_epoch_end(self) -> None:
         self._log_nats("val", self.val_loss)
@@ -154,4 +160,18 @@ class LanguageModel(TaskModule):
         )  # fmt: skip
         # A fenced block keeps the line breaks in TensorBoard's markdown view.
         for writer in writers:
-            writer.add_text("val/sample", "```\n" + text + "\n```", self.global_step)
+            writer.add_text("val/sample", "```\n" + text + "\n```", self.media_step())
+
+    # -- TensorBoard ---------------------------------------------------------
+    def charts(self) -> dict[str, list[str]]:
+        return {"loss (nats per character)": ["train/loss", "val/loss"],
+                "bits per character": ["train/bpc", "val/bpc"], **super().charts()}  # fmt: skip
+
+    def gradient_flow(self, batch: tuple[Tensor, Tensor]) -> Tensor:
+        x, y = batch  # from a zero state: the measurement sees this batch's steps only
+
+        def loss() -> Tensor:
+            logits, _ = self(x)
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+        return state_gradient_norms(self.encoder, loss)

@@ -322,20 +322,33 @@ class _Writer:
         self.texts.append((tag, text, global_step))
 
 
-def test_log_examples_writes_misclassified_reviews(tiny_imdb):
-    dm, _ = restored(tiny_imdb)
-    x, y, lengths = next(iter(dm.val_dataloader()))
-    preds = y.clone()
-    preds[0] = 1 - y[0]
+def test_tracked_reviews_are_the_same_and_shown_as_written(tiny_imdb):
+    dm = dm_for(tiny_imdb, val_size=6, max_len=6, truncation="head+tail")
+    dm.setup()
+    again = dm_for(tiny_imdb, val_size=6, max_len=6, truncation="head+tail")
+    again.setup()
+    x, y, lengths = dm.example_batch()
+    assert torch.equal(x, again.example_batch()[0])  # the same reviews, run after run
+    assert len(y) == 6 and lengths.max() <= 6
+    probs = torch.nn.functional.one_hot(1 - y, 2).float() * 0.9 + 0.05  # all wrong, p = 0.95
     w = _Writer()
-    dm.log_examples(w, x, lengths, preds, y, global_step=7)
-    assert len(w.texts) == 1
-    tag, text, step = w.texts[0]
+    dm.log_examples(w, (x, y, lengths), probs, global_step=7)
+    ((tag, text, step),) = w.texts
     assert tag == "val/misclassified" and step == 7
-    assert text.count("**true") == 1 and dm.decode(x[0, : lengths[0]]) in text
-    w2 = _Writer()
-    dm.log_examples(w2, x, lengths, y, y, global_step=8)
-    assert w2.texts == []  # nothing misclassified, nothing logged
+    assert text.startswith("**6 of 6** tracked validation reviews are misclassified")
+    assert text.count("(0.95)**") == 6
+    long = max(dm.example_texts, key=len)  # e.g. "wonderful, moving and funny" x 5
+    assert dm.tokenizer(long)[:3] == dm.decode(dm.encode(long)[:3]).split()
+    shown = dm.render(long)
+    # As written (capitals, punctuation), the middle the model skipped marked once.
+    assert shown.count("**[…]**") == (len(dm.tokenizer(long)) > 6)
+    assert shown.replace(" **[…]** ", " ").split()[0] == long.split()[0]
+
+
+def test_token_spans_match_the_tokens():
+    tok = Tokenizer()
+    text = "Loved it!<br /><br />Costner's BEST film?<br/>Isn't it... 10/10"
+    assert [text[a:b].lower() for a, b in tok.spans(text)] == tok(text)
 
 
 # --------------------------------------------------------------- real data
@@ -426,9 +439,10 @@ def imdb_checkpoint(tmp_path_factory):
             lambda self, *a, **kw: calls.append(a) or real(self, *a, **kw),
         )
         train(imdb_cfg(root, tmp / "run", *ONE_EPOCH, *SMALL, "data.max_len=6"))
-    # The classifier hands its first validation batch to the datamodule for TensorBoard.
-    ((writer, x, lengths, preds, targets),) = calls
-    assert hasattr(writer, "add_text") and x.shape[0] == lengths.shape[0] == preds.shape[0]
+    # The classifier hands the tracked reviews and its probabilities to the datamodule.
+    ((writer, (x, y, lengths), probs),) = calls
+    assert hasattr(writer, "add_text") and x.shape[0] == lengths.shape[0] == probs.shape[0]
+    torch.testing.assert_close(probs.sum(-1), torch.ones(len(y)))
     shutil.rmtree(root)  # predict must not need the data folder
     return tmp / "run" / "checkpoints" / "last.ckpt"
 

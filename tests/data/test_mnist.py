@@ -181,14 +181,15 @@ class RecordingWriter:
 
 
 @pytest.mark.parametrize("mode", ["row", "pixel_permuted"])
-def test_log_examples_draws_the_digits(root, mode):
+def test_log_examples_draws_the_same_digits_every_epoch(root, mode):
     dm = dm_for(root, mode=mode)
     dm.setup("fit")
-    x, y = next(iter(dm.val_dataloader()))
-    preds = y.clone()
-    preds[1] = (y[1] + 1) % 10
+    x, y = dm.example_batch()
+    assert len(y) == 8 and torch.equal(x, dm.example_batch()[0])  # val_size=8: all of them
+    probs = torch.nn.functional.one_hot(y, 10).float()
+    probs[1] = torch.nn.functional.one_hot((y[1] + 1) % 10, 10).float() * 0.75
     writer = RecordingWriter()
-    dm.log_examples(writer, x, None, preds, y, global_step=7)
+    dm.log_examples(writer, (x, y, None), probs, global_step=7)
     grid, step = writer.images["val/digits"]
     assert step == 7 and grid.dtype == np.uint8 and grid.ndim == 3 and grid.shape[2] == 3
     # first tile: the digit itself, upscaled 2x, under a 12-pixel caption strip
@@ -196,10 +197,8 @@ def test_log_examples_draws_the_digits(root, mode):
     tile = grid[2 + 12 : 2 + 12 + 56 : 2, 2 : 2 + 56 : 2, 0]
     assert np.abs(tile.astype(int) - digit).max() <= 1
     text, _ = writer.texts["val/digits"]
-    assert (
-        text.startswith("3/4 right (captions: predicted/true")
-        and f"1: predicted {preds[1].item()}, true {y[1].item()}" in text
-    )
+    assert text.startswith("7/8 right (the same validation digits every epoch")
+    assert f"1: predicted {(y[1].item() + 1) % 10} (0.75), true {y[1].item()}" in text
     # the captions are drawn in colour: green for right, red for wrong
     caption = grid[2:14, 2 + 60 : 2 + 60 + 56].reshape(-1, 3)
     assert (caption[:, 0] > 200).any() and not (caption[:, 1] > 200).any()
@@ -210,9 +209,9 @@ def test_log_examples_with_real_tensorboard(root, tmp_path):
 
     dm = dm_for(root, mode="pixel")
     dm.setup("fit")
-    x, y = next(iter(dm.val_dataloader()))
+    x, y = dm.example_batch()
     with SummaryWriter(tmp_path / "tb") as writer:
-        dm.log_examples(writer, x, None, torch.randn(len(y), 10), y, 0)  # logits are accepted
+        dm.log_examples(writer, (x, y, None), torch.rand(len(y), 10).softmax(-1), 0)
     assert list((tmp_path / "tb").glob("events.out.tfevents*"))
 
 
@@ -309,6 +308,6 @@ def test_checkpoint_carries_the_permutation(root, tmp_path, monkeypatch):
     assert "test/acc" in trainer.test(module, datamodule=dm, verbose=False)[0]
 
     # The validation epoch drew the digit grid into TensorBoard.
-    events = EventAccumulator(str(out / "tensorboard"))
+    events = EventAccumulator(str(out))
     events.Reload()
     assert "val/digits" in events.Tags()["images"]

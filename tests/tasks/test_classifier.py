@@ -99,7 +99,7 @@ def test_grad_norm_is_written_at_the_step_it_was_computed(task, small_data, tmp_
                         "trainer.log_every_n_steps=5", "trainer.limit_val_batches=1",
                         "test=false", "trainer.enable_progress_bar=false",
                         output_dir=tmp_path))  # fmt: skip
-    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events = EventAccumulator(str(tmp_path))
     events.Reload()
     logged = [(e.step, e.value) for e in events.Scalars("train/grad_norm")]
     assert logged == [(4, 4.0), (9, 9.0)]  # value = the step it was computed at
