@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -63,9 +64,13 @@ class TensorBoardLogger(LightningTensorBoardLogger):
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         super().log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step)
 
-    def log_layout(self, charts: Mapping[str, Sequence[str]]) -> None:
-        """One Custom Scalars category: each chart plots all of its tags together."""
-        layout = {"this run": {title: ["Multiline", list(tags)] for title, tags in charts.items()}}
+    def log_layout(self, charts: Mapping[str, Mapping[str, Sequence[str]]]) -> None:
+        """Custom Scalars, category -> chart title -> tags: each chart plots its tags together."""
+        # TensorBoard reads a chart's tags as regular expressions: anchor them, or
+        # "train/loss" would draw train/loss_step too.
+        layout = {category: {title: ["Multiline", [f"^{re.escape(t)}$" for t in tags]]
+                             for title, tags in group.items()}
+                  for category, group in charts.items()}  # fmt: skip
         self.experiment.add_custom_scalars(layout)
 
     def log_run(self, hparams: Mapping[str, Any], metrics: Mapping[str, float], step: int) -> None:

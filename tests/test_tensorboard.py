@@ -21,10 +21,12 @@ def events_of(run):
 
 
 def layout_of(events):
+    """The Custom Scalars layout: [(category, chart title, tags)] in order."""
     (event,) = events.Tensors("custom_scalars__config__")[-1:]
     layout = layout_pb2.Layout()
     layout.ParseFromString(event.tensor_proto.string_val[0])
-    return {chart.title: list(chart.multiline.tag) for c in layout.category for chart in c.chart}
+    return [(c.title, chart.title, [t.strip("^$").replace("\\", "") for t in chart.multiline.tag])
+            for c in layout.category for chart in c.chart]  # fmt: skip
 
 
 def hparams_of(events):
@@ -57,10 +59,11 @@ def test_media_go_at_the_validation_scalars_step(run_cli, small_data, tmp_path, 
     got = events.Images(tag) if kind == "images" else events.Tensors(tag)
     assert [e.step for e in got] == val_steps
     assert [e.step for e in events.Images("grad_flow/steps")] == val_steps
-    charts = layout_of(events)
     main = {"mnist": ("accuracy", ["train/acc", "val/acc"]),
             "chargen": ("bits per character", ["train/bpc", "val/bpc"])}[task]  # fmt: skip
-    assert list(charts)[:2] == [next(iter(charts)), main[0]] and charts[main[0]] == main[1]
+    # The dashboard opens on train vs validation: the loss, then the task's main metric.
+    assert layout_of(events)[:2] == [("train vs validation", "loss", ["train/loss", "val/loss"]),
+                                     ("train vs validation", *main)]  # fmt: skip
 
 
 @pytest.mark.slow
@@ -79,10 +82,11 @@ def test_a_sweep_as_tensorboard_shows_it(run_cli, tmp_path):
         scalars = set(events.Tags()["scalars"])
         assert "train/lr" in scalars and not any(t.startswith(("lr-", "hparams/")) for t in scalars)
         assert "epoch" not in scalars
-        charts = layout_of(events)
-        assert charts["loss"] == ["train/loss", "val/loss"] and charts["learning rate"] == [
-            "train/lr"
-        ]
+        charts = {title: tags for _, title, tags in layout_of(events)}
+        assert charts["loss"] == ["train/loss", "val/loss"]  # train and val on one chart
+        (event,) = events.Tensors("custom_scalars__config__")[-1:]
+        assert b"^train/loss$" in event.tensor_proto.string_val[0]  # not train/loss_step
+        assert charts["learning rate"] == ["train/lr"]
         val_steps = [e.step for e in events.Scalars("val/acc")]
         assert [e.step for e in events.Images("grad_flow/steps")] == val_steps
         assert [e.step for e in events.Scalars("grad_flow/first_over_last")] == val_steps

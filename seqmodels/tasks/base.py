@@ -64,13 +64,17 @@ class TaskModule(L.LightningModule):
         text of the epoch go at the same step)."""
         return max(self.global_step - 1, 0)
 
-    def charts(self) -> dict[str, list[str]]:
-        """Custom Scalars charts, title -> tags drawn together; tasks put theirs first."""
-        return {
+    def charts(self) -> dict[str, dict[str, list[str]]]:
+        """Custom Scalars: category -> chart title -> the tags drawn together.
+
+        Tasks put "train vs validation" first: "loss" and their main metric, under
+        the same titles in every task, so runs of several tasks share charts.
+        """
+        return {"optimisation": {
             "learning rate": ["train/lr"],
             "gradient norm (before clipping)": ["train/grad_norm"],
             "gradient through time: log10 first step / last step": ["grad_flow/first_over_last"],
-        }
+        }}  # fmt: skip
 
     def gradient_flow(self, batch: Any) -> torch.Tensor:
         """(directions, T): ||dL/dh_t|| of the encoder's top layer on `batch` (gradflow.py)."""

@@ -196,8 +196,9 @@ class SequenceClassifier(TaskModule):
             dm.log_examples(writer, (x, y, lengths), probs, global_step=self.media_step())
 
     # -- TensorBoard ---------------------------------------------------------
-    def charts(self) -> dict[str, list[str]]:
-        return {"loss": ["train/loss", "val/loss"], "accuracy": ["train/acc", "val/acc"],
+    def charts(self) -> dict[str, dict[str, list[str]]]:
+        return {"train vs validation": {"loss": ["train/loss", "val/loss"],
+                                        "accuracy": ["train/acc", "val/acc"]},
                 **super().charts()}  # fmt: skip
 
     def gradient_flow(self, batch: Any) -> Tensor:

@@ -163,9 +163,10 @@ class LanguageModel(TaskModule):
             writer.add_text("val/sample", "```\n" + text + "\n```", self.media_step())
 
     # -- TensorBoard ---------------------------------------------------------
-    def charts(self) -> dict[str, list[str]]:
-        return {"loss (nats per character)": ["train/loss", "val/loss"],
-                "bits per character": ["train/bpc", "val/bpc"], **super().charts()}  # fmt: skip
+    def charts(self) -> dict[str, dict[str, list[str]]]:
+        return {"train vs validation": {"loss": ["train/loss", "val/loss"],  # nats per character
+                                        "bits per character": ["train/bpc", "val/bpc"]},
+                **super().charts()}  # fmt: skip
 
     def gradient_flow(self, batch: tuple[Tensor, Tensor]) -> Tensor:
         x, y = batch  # from a zero state: the measurement sees this batch's steps only
