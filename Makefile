@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	@# compat: the checkout on sys.path, so Hydra finds the plugin in hydra_plugins/
+	$(BIN)/python -m pip install -q -e ".[dev,slurm]" --config-settings editable_mode=compat
 	touch $(STAMP)
 
 train: $(STAMP)
@@ -31,9 +32,9 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check seqmodels tests scripts
-	$(BIN)/ruff format --check seqmodels tests scripts
-	$(BIN)/mypy seqmodels
+	$(BIN)/ruff check seqmodels hydra_plugins tests scripts
+	$(BIN)/ruff format --check seqmodels hydra_plugins tests scripts
+	$(BIN)/mypy seqmodels hydra_plugins
 
 bench: $(STAMP)
 	@for s in scripts/bench_*.py; do echo "== $$s"; $(BIN)/python $$s || exit 1; done

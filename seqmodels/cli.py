@@ -165,8 +165,10 @@ def resume_argv(argv: list[str]) -> list[str]:
 @entry_point("train")
 def _train(cfg: DictConfig) -> float | None:
     metrics = train_command.train(cfg)
-    metric = cfg.get("optimized_metric")
-    return metrics.get(metric) if metric else None
+    # A sweep's value: optimized_metric, or the best validation value of the
+    # monitored metric (that of the checkpoint the run tested).
+    metric = cfg.get("optimized_metric") or "val/best_" + cfg.monitor.metric.split("/", 1)[-1]
+    return metrics.get(metric)
 
 
 def train() -> float | None:

@@ -147,6 +147,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics.update(tested)
 
     best_val = best_score(trainer)
+    metrics.update(best_val)
     for logger in trainer.loggers:
         if isinstance(logger, SeqmodelsTensorBoardLogger) and trainer.is_global_zero:
             logger.log_run(run_row(cfg, module, trainer, minutes), best_val, trainer.global_step)

@@ -1,0 +1,1 @@
+"""seqmodels' Optuna sweeper for Hydra: searches kept in a database (see sweeper.py)."""
