@@ -50,6 +50,13 @@ def process_share(trainer: Any) -> tuple[int, int]:
     return int(trainer.global_rank), int(trainer.world_size)
 
 
+def split_sampler(n: int, train: bool, trainer: Any) -> EpochSampler:
+    """A split's sampler: for training shuffled by (seed, epoch) into equal per-process
+    shares; for evaluation in order, every example read by exactly one process."""
+    rank, world = process_share(trainer)
+    return EpochSampler(n, shuffle=train, seed=run_seed(), rank=rank, world_size=world, even=train)
+
+
 class EpochSampler(Sampler[int]):
     """The indices of `n` items that process `rank` of `world_size` reads in one epoch.
 

@@ -26,12 +26,10 @@ from seqmodels.data import aclimdb
 from seqmodels.data.batching import (
     TRUNCATION,
     BucketBatchSampler,
-    EpochSampler,
     Sequences,
     loader_generator,
     pad_collate,
-    process_share,
-    run_seed,
+    split_sampler,
     truncate,
 )
 from seqmodels.data.splits import holdout
@@ -159,16 +157,14 @@ class IMDBDataModule(L.LightningDataModule):
     def _loader(self, split: str) -> DataLoader:
         train = split == "train"
         dataset = self.splits[split]
-        rank, world = process_share(self.trainer)
-        sampler = EpochSampler(len(dataset), shuffle=train, seed=run_seed(), rank=rank,
-                               world_size=world, even=train)  # fmt: skip
-        batch_size = self.batch_size if train else (self.eval_batch_size or self.batch_size)
+        sampler = split_sampler(len(dataset), train, self.trainer)
+        size = self.batch_size if train else (self.eval_batch_size or self.batch_size)
+        common = dict(collate_fn=pad_collate, generator=loader_generator(),
+                      num_workers=self.num_workers)  # fmt: skip
         if train and not self.bucket:
-            return DataLoader(dataset, batch_size=batch_size, sampler=sampler, generator=loader_generator(),
-                              collate_fn=pad_collate, num_workers=self.num_workers)  # fmt: skip
-        batches = BucketBatchSampler(sampler, dataset.lengths, batch_size, self.pool_batches)
-        return DataLoader(dataset, batch_sampler=batches, collate_fn=pad_collate, generator=loader_generator(),
-                          num_workers=self.num_workers)  # fmt: skip
+            return DataLoader(dataset, batch_size=size, sampler=sampler, **common)
+        batches = BucketBatchSampler(sampler, dataset.lengths, size, self.pool_batches)
+        return DataLoader(dataset, batch_sampler=batches, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

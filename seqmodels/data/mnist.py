@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from seqmodels.data.batching import EpochSampler, loader_generator, process_share, run_seed
+from seqmodels.data.batching import loader_generator, split_sampler
 from seqmodels.data.download import ChecksumError, DownloadError, check_checksum, download
 from seqmodels.data.idx import read_idx
 from seqmodels.data.splits import holdout
@@ -214,15 +214,12 @@ class MNISTDataModule(L.LightningDataModule):
             self.splits["test"] = Digits(*self._load("test"), self.mode, self.permutation)
 
     def _loader(self, split: str) -> DataLoader:
-        w, train = self.num_workers, split == "train"
-        rank, world = process_share(self.trainer)
+        w = self.num_workers
         dataset = self.splits[split]
-        sampler = EpochSampler(len(dataset), shuffle=train, seed=run_seed(), rank=rank,
-                               world_size=world, even=train)  # fmt: skip
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=sampler,
+            sampler=split_sampler(len(dataset), split == "train", self.trainer),
             generator=loader_generator(),
             num_workers=w,
             persistent_workers=w > 0,

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from seqmodels.data.batching import EpochSampler, loader_generator, process_share, run_seed
+from seqmodels.data.batching import loader_generator, split_sampler
 from seqmodels.errors import UserError
 
 ALPHABETS = {"digits": (1, 10), "bits": (0, 1)}
@@ -115,13 +115,14 @@ class ParityDataModule(L.LightningDataModule):
             self.splits[split] = TensorDataset(*tensors)
 
     def _loader(self, split: str) -> DataLoader:
-        rank, world = process_share(self.trainer)
-        train = split == "train"
         dataset = self.splits[split]
-        sampler = EpochSampler(len(dataset), shuffle=train, seed=run_seed(), rank=rank,
-                               world_size=world, even=train)  # fmt: skip
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, generator=loader_generator(),
-                          num_workers=self.num_workers)  # fmt: skip
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=split_sampler(len(dataset), split == "train", self.trainer),
+            generator=loader_generator(),
+            num_workers=self.num_workers,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
