@@ -159,8 +159,8 @@ class IMDBDataModule(L.LightningDataModule):
         dataset = self.splits[split]
         sampler = split_sampler(len(dataset), train, self.trainer)
         size = self.batch_size if train else (self.eval_batch_size or self.batch_size)
-        common = dict(collate_fn=pad_collate, generator=loader_generator(),
-                      num_workers=self.num_workers)  # fmt: skip
+        common: dict[str, Any] = dict(collate_fn=pad_collate, generator=loader_generator(),
+                                      num_workers=self.num_workers)  # fmt: skip
         if train and not self.bucket:
             return DataLoader(dataset, batch_size=size, sampler=sampler, **common)
         batches = BucketBatchSampler(sampler, dataset.lengths, size, self.pool_batches)
