@@ -36,9 +36,10 @@ class OptunaPruning(L.Callback):
         from hydra.core.hydra_config import HydraConfig
         from hydra.utils import instantiate
 
-        # The storage keeps trials, not the pruner: build the sweep's own.
+        # The storage keeps trials, not the pruner: build the sweep's own (none: never prune).
         settings = HydraConfig.get().sweeper if HydraConfig.initialized() else {}
         pruner = instantiate(settings["pruner"]) if settings.get("pruner") else None
+        pruner = pruner or optuna.pruners.NopPruner()
         study = optuna.load_study(study_name=name, storage=url, pruner=pruner)
         self.trial = optuna.trial.Trial(study, int(trial_id))
 
