@@ -132,3 +132,22 @@ def test_submitit_local_runs_a_sweep_of_two_jobs(tmp_path):
         assert (run / "checkpoints" / "last.ckpt").is_file()
         assert list(run.glob("events.out.tfevents*"))
     assert list((runs[0].parent / ".submitit").iterdir())  # submitit's job files, in the sweep
+
+
+def test_the_pruning_callback_reports_each_validation_epoch(tmp_path, monkeypatch):
+    from support import compose_train
+
+    from seqmodels.tasks.optuna_pruning import STORAGE_ENV, STUDY_ENV, TRIAL_ENV
+    from seqmodels.train import train
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s", storage=url, direction="maximize")
+    trial = study.ask()
+    for key, value in ((STORAGE_ENV, url), (STUDY_ENV, "s"), (TRIAL_ENV, str(trial._trial_id))):
+        monkeypatch.setenv(key, value)
+    train(compose_train("+callbacks.optuna_pruning._target_=seqmodels.tasks.optuna_pruning.OptunaPruning",
+                        "+callbacks.optuna_pruning.monitor=val/acc", "trainer.max_epochs=3",
+                        "data.num_train=256", "logger=none", "trainer.enable_progress_bar=false",
+                        "monitor.stop_at=null", output_dir=tmp_path / "run"))  # fmt: skip
+    reported = optuna.load_study(study_name="s", storage=url).trials[0].intermediate_values
+    assert sorted(reported) == [0, 1, 2] and all(0 <= v <= 1 for v in reported.values())
