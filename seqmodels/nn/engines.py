@@ -117,8 +117,11 @@ def run_fused(cells, x: Tensor, states: list[Any], lengths: Tensor | None):
             s = tuple(t.float() for t in s) if isinstance(s, tuple) else s.float()
         with torch.autocast(x.device.type, enabled=False):
             if isinstance(cell, LSTMCell):
-                w, b = cell.i2h.weight, cell.i2h.bias
-                hs, h_n, c_n = fused.LSTMRecurrence.apply(x_d, w, b, s[0], s[1], last)
+                args = (x_d, cell.i2h.weight, cell.i2h.bias, s[0], s[1], last)
+                if torch.is_grad_enabled() and any(a is not None and a.requires_grad for a in args):
+                    hs, h_n, c_n = fused.LSTMRecurrence.apply(*args)
+                else:  # nothing to differentiate: no need to store the backward's factors
+                    hs, h_n, c_n = fused.lstm_inference(*args)
                 finals.append((h_n, c_n))
             else:
                 gx = gemm.linear(x_d, cell.weight_ih, cell.i2h.bias)  # all steps' input part

@@ -20,6 +20,7 @@ from torch import nn
 
 from seqmodels.errors import UserError
 
+
 def _suffixes(num_layers: int, num_directions: int):
     for layer in range(num_layers):
         for d in range(num_directions):
