@@ -54,16 +54,16 @@ def _sum_outer(dg: Tensor, inp: Tensor) -> Tensor:
 # and lines up the pairs that one op can multiply at once: [i, f] * [g, c_{t-1}].
 # The bias rides in the product as a column against a row of ones in [x_t; 1; h_{t-1}]:
 # no per-step bias copy, and the weight gradient's column there is the bias gradient.
-_TORCH_TO_OIFG = (3, 0, 1, 2)  # row blocks of torch's (i, f, g, o) in the order o, i, f, g
-_OIFG_TO_TORCH = (1, 2, 3, 0)
 
 
 def _lstm_weight(weight: Tensor, bias: Tensor | None) -> Tensor:
-    """i2h's weight (4H, I+H) and bias -> (4H, I+1+H): columns [W_ih | b | W_hh], rows o, i, f, g."""
+    """i2h's weight (4H, I+H) and bias -> (4H, I+1+H): columns [W_ih | b | W_hh], rows o, i, f, g.
+
+    o, i, f, g is torch's i, f, g, o rolled by one gate (roll back with -H).
+    """
     H, I = weight.shape[0] // 4, weight.shape[1] - weight.shape[0] // 4  # noqa: E741
     b = weight.new_zeros(4 * H, 1) if bias is None else bias.unsqueeze(1)
-    w = torch.cat((weight[:, :I], b, weight[:, I:]), 1)
-    return w.view(4, H, -1)[list(_TORCH_TO_OIFG)].view(4 * H, -1)
+    return torch.cat((weight[:, :I], b, weight[:, I:]), 1).roll(H, 0)
 
 
 def _lstm_steps(w: Tensor, xh: Tensor, c0: Tensor, ends: dict, R: Tensor | None):
@@ -216,7 +216,7 @@ class LSTMRecurrence(torch.autograd.Function):
             else:
                 dh = torch.mm(back, dz, out=dxh[t])[J:]
             dw.addmm_(dz, xh_t[t])
-        dw = dw.view(4, H, J + H)[list(_OIFG_TO_TORCH)].view(4 * H, J + H)
+        dw = dw.roll(-H, 0)  # rows o, i, f, g -> torch's i, f, g, o
         db = dw[:, I].clone() if ctx.has_bias else None
         dw = torch.cat((dw[:, :I], dw[:, J:]), 1)
         dx = None if dxh is None else dxh[:, :I].transpose(1, 2)
