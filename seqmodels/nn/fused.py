@@ -82,21 +82,19 @@ def _lstm_steps(w: Tensor, xh: Tensor, c0: Tensor, ends: dict, R: Tensor | None)
     J = xh.shape[1] - H
     z = xh.new_empty(4 * H, B)  # pre-activations o, i, f, g
     z_ofi, z_g = z[: 3 * H].view(3, H, B), z[3 * H :]
-    # per step parity: [tanh c_t, g_t, c_{t-1}]; a step's c_t is the next one's c_{t-1}
+    # per step parity: [tanh c_t, g_t, c_{t-1}]; a step's c_t is the next one's c_{t-1}.
+    # Every view the loop uses is made here, once (indexing costs ~1 us a view).
     x = xh.new_empty(2, 3, H, B)
     x[0, 2] = c0
-    tanh_c, g, c_prev, g_c = x[:, 0], x[:, 1], x[:, 2], x[:, 1:]
+    tanh_c, g, c_prev, g_c = ([x[p, s] for p in (0, 1)] for s in (0, 1, 2, slice(1, None)))
     prod = xh.new_empty(2, H, B)  # [i g, f c_{t-1}]
+    ig, fc = prod
     if R is None:
-        ofi = [xh.new_empty(3, H, B)] * T  # o, i, f
-    else:
-        ofi = R[:, 2:5].unbind(0)  # sigmoid writes o, i, f where P_f, P_g, f go
-        P_o, P_if, P_g, Q = (
-            R[:, 0].unbind(0),
-            R[:, 1:3].unbind(0),
-            R[:, 3].unbind(0),
-            R[:, 5].unbind(0),
-        )
+        a = xh.new_empty(3, H, B)
+        ofi, o, i, i_f = [a] * T, [a[0]] * T, [a[1]] * T, [a[1:]] * T
+    else:  # sigmoid writes o, i, f where P_f, P_g, f go
+        ofi, o, i, i_f = (R[:, s].unbind(0) for s in (slice(2, 5), 2, 3, slice(3, 5)))
+        P_o, P_if, P_g, Q = (R[:, s].unbind(0) for s in (0, slice(1, 3), 3, 5))
     xs, hs = xh.unbind(0), xh[1:, J:].unbind(0)
     h_n = c_n = None
     if ends:
@@ -104,18 +102,17 @@ def _lstm_steps(w: Tensor, xh: Tensor, c0: Tensor, ends: dict, R: Tensor | None)
     for t in range(T):
         k, n = t & 1, (t + 1) & 1
         torch.mm(w, xs[t], out=z)
-        a = ofi[t]
-        torch.sigmoid(z_ofi, out=a)
+        torch.sigmoid(z_ofi, out=ofi[t])
         torch.tanh(z_g, out=g[k])
-        torch.mul(a[1:], g_c[k], out=prod)
-        c = torch.add(prod[0], prod[1], out=c_prev[n])
-        torch.tanh(c, out=tanh_c[k])
-        h = torch.mul(a[0], tanh_c[k], out=hs[t])
+        torch.mul(i_f[t], g_c[k], out=prod)
+        c = torch.add(ig, fc, out=c_prev[n])
+        tc = torch.tanh(c, out=tanh_c[k])
+        h = torch.mul(o[t], tc, out=hs[t])
         if R is not None:
-            torch.addcmul(a[0], h, tanh_c[k], value=-1, out=Q[t])
-            torch.addcmul(h, h, a[0], value=-1, out=P_o[t])
-            torch.addcmul(prod, prod, a[1:], value=-1, out=P_if[t])  # overwrites o
-            torch.addcmul(a[1], prod[0], g[k], value=-1, out=P_g[t])  # overwrites i
+            torch.addcmul(o[t], h, tc, value=-1, out=Q[t])
+            torch.addcmul(h, h, o[t], value=-1, out=P_o[t])
+            torch.addcmul(prod, prod, i_f[t], value=-1, out=P_if[t])  # overwrites o
+            torch.addcmul(i[t], ig, g[k], value=-1, out=P_g[t])  # overwrites i
         if t in ends:
             torch.where(ends[t], h, h_n, out=h_n)
             torch.where(ends[t], c, c_n, out=c_n)
@@ -202,6 +199,8 @@ class LSTMRecurrence(torch.autograd.Function):
         dw = xh.new_zeros(4 * H, J + H)
         P_o, P_ifg_f, Q = R[:, 0].unbind(0), R[:, 1:5].unbind(0), R[:, 5].unbind(0)
         xh_t = xh[:T].transpose(1, 2).unbind(0)  # [x_t; 1; h_{t-1}]^T, (B, J+H)
+        if dxh is not None:
+            dxh_t, dh_t = dxh.unbind(0), dxh[:, J:].unbind(0)
         for t in range(T - 1, -1, -1):
             if dhs is not None:
                 dh = dh + dhs[t].t()
@@ -214,7 +213,8 @@ class LSTMRecurrence(torch.autograd.Function):
             if dxh is None:
                 dh = torch.mm(back, dz)
             else:
-                dh = torch.mm(back, dz, out=dxh[t])[J:]
+                torch.mm(back, dz, out=dxh_t[t])
+                dh = dh_t[t]
             dw.addmm_(dz, xh_t[t])
         dw = dw.roll(-H, 0)  # rows o, i, f, g -> torch's i, f, g, o
         db = dw[:, I].clone() if ctx.has_bias else None
