@@ -7,7 +7,7 @@ reset_after GRU) and give the same numbers:
   The readable reference every other engine is tested against.
 - `fused`: a hand-written recurrence per direction (fused.py): one product
   with the weight and a few pointwise ops per step, BPTT written out, the
-  weight gradient as one GEMM over all steps.
+  weight gradient in products outside autograd's graph.
 - `native`: torch's own fused kernels (`torch._VF.rnn_tanh/rnn_relu/lstm/gru`:
   cuDNN on CUDA, oneDNN/aten on CPU) called with views of i2h (see native.py).
 
