@@ -8,11 +8,13 @@ compilation, every dtype torch's kernels and plain ops support):
 - CPU, one time step (a sampler feeding (B, 1, I) with a carried state):
   `loop`, the fewest ops per call: native and fused pay a setup that only
   many steps amortise.
-- CPU LSTM, large calls (B*H >= 4096 and T*B*H >= 2^20, in fp32; pixel MNIST,
-  the character LM): `fused`. native's oneDNN kernel allocates its workspace
-  afresh on every call, and memory that size comes from the OS and is paid for
-  again in page faults; fused keeps its buffers (buffers.py). Each fused step
-  runs some 15 torch ops, a fixed cost that a step of B*H >= 4096 amortises.
+- CPU LSTM over long sequences (T >= 256, B*H >= 8192, in fp32; pixel MNIST):
+  `fused`. native's oneDNN kernel allocates its workspace afresh on every
+  call, and memory that size comes from the OS and is paid for again in page
+  faults; fused keeps its buffers (buffers.py). Each fused step runs some 15
+  torch ops, one thread's fixed cost that only a large step amortises, and
+  more threads shrink the products but not those ops: below these sizes a
+  gain measured at 1 thread did not hold at 2 (scripts/bench_lstm.py).
 - other CPU LSTM calls, and any under autocast (oneDNN's bf16 kernel beats
   fused, which computes in fp32): `native`, with lengths on the padded batch
   (see native.py).
@@ -33,8 +35,8 @@ from torch import Tensor
 
 from seqmodels.nn.native import kernel_problem
 
-FUSED_LSTM_MIN_STEP = 4096  # B * H: one step's work
-FUSED_LSTM_MIN_CALL = 1 << 20  # T * B * H: the memory a call writes for its backward
+FUSED_LSTM_MIN_STEPS = 256  # T
+FUSED_LSTM_MIN_STEP_SIZE = 8192  # B * H: one step's work
 
 
 def choose_engine(layer, x: Tensor, lengths: Tensor | None) -> str:
@@ -45,9 +47,8 @@ def choose_engine(layer, x: Tensor, lengths: Tensor | None) -> str:
     elif T == 1:
         return "loop"
     elif kind == "lstm":
-        step = B * layer.hidden_size
-        large = step >= FUSED_LSTM_MIN_STEP and T * step >= FUSED_LSTM_MIN_CALL
-        engine = "fused" if large and not torch.is_autocast_enabled("cpu") else "native"
+        long = T >= FUSED_LSTM_MIN_STEPS and B * layer.hidden_size >= FUSED_LSTM_MIN_STEP_SIZE
+        engine = "fused" if long and not torch.is_autocast_enabled("cpu") else "native"
     else:
         engine = "fused"
     if engine == "native" and kernel_problem(kind, x) is not None:

@@ -136,15 +136,16 @@ def test_auto_choice_on_cpu():
         assert choose_engine(layer, x1, None) == "loop"  # one step: fewest ops per call
 
 
-def test_auto_picks_fused_for_large_cpu_lstm_calls():
-    """fused from B*H >= 4096 and T*B*H >= 2^20 in fp32 (pixel MNIST, the char LM)."""
-    pixel, lm, row = torch.empty(128, 784, 1), torch.empty(64, 100, 64), torch.empty(128, 28, 28)
-    lengths = torch.full((128,), 784)
+def test_auto_picks_fused_for_long_cpu_lstm_calls():
+    """fused from T >= 256 and B*H >= 8192 in fp32 (pixel MNIST); native below."""
+    pixel, lm = torch.empty(128, 784, 1), torch.empty(64, 100, 64)
     assert choose_engine(LSTM(1, 128), pixel, None) == "fused"
-    assert choose_engine(LSTM(1, 128, bidirectional=True), pixel, lengths) == "fused"
-    assert choose_engine(LSTM(64, 256, num_layers=2), lm, None) == "fused"
-    assert choose_engine(LSTM(28, 128, num_layers=2), row, None) == "native"  # T*B*H < 2^20
-    assert choose_engine(LSTM(1, 16), pixel, None) == "native"  # B*H < 4096
+    assert (
+        choose_engine(LSTM(1, 128, bidirectional=True), pixel, torch.full((128,), 700)) == "fused"
+    )
+    assert choose_engine(LSTM(1, 64), torch.empty(128, 256, 1), None) == "fused"
+    assert choose_engine(LSTM(64, 256, num_layers=2), lm, None) == "native"  # T < 256
+    assert choose_engine(LSTM(1, 32), pixel, None) == "native"  # B*H < 8192
     with torch.autocast("cpu", dtype=torch.bfloat16):  # oneDNN's bf16 kernel, where it runs
         want = "fused" if kernel_problem("lstm", pixel) else "native"
         assert choose_engine(LSTM(1, 128), pixel, None) == want
