@@ -3,9 +3,8 @@
 A long recurrence stores a few hundred MB per call for its backward (pixel MNIST's
 LSTM: 784 steps x 128 sequences). Fresh memory from the OS costs a page fault
 per 4 KiB on first touch, and glibc hands blocks this large back to the OS on
-free, so every training step would pay for all of it again; those faults took
-more time than the arithmetic they served. `empty` instead hands out a kept
-buffer that nothing refers to any more.
+free, so every training step would pay for all of it again, a large share of
+the step. `empty` instead hands out a kept buffer that nothing refers to any more.
 
 "Nothing refers to it" is read off the buffer's storage: every tensor that views
 it (an output the caller still holds, a tensor saved for a backward that has not
