@@ -10,6 +10,9 @@ dataset smaller than the real one).
     .venv/bin/python scripts/bench_epoch.py experiment=mnist_row
     .venv/bin/python scripts/bench_epoch.py --epoch-steps 430 experiment=mnist_pixel \\
         data.root=/tmp/mnist_standin data.verify=false
+
+`--losses` also prints every step's training loss (warm-up steps included), so two
+runs that differ only in model.engine can be checked for the same loss curve.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ def main() -> None:
         help="steps per epoch to project to (0: the train dataloader's length)",
     )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--losses", action="store_true", help="print every step's training loss")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -58,6 +62,7 @@ def main() -> None:
         datamodule, module = build(cfg)
 
         times: list[float] = []
+        losses: list[float] = []
 
         class StepTimer(L.Callback):
             def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
@@ -66,6 +71,9 @@ def main() -> None:
             def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
                 if batch_idx >= args.warmup:
                     times.append(time.perf_counter() - self.start)
+                if args.losses:
+                    loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+                    losses.append(float(loss))
 
         trainer_cfg = {k: v for k, v in cfg.trainer.items() if k != "_target_"}
         trainer_cfg.update(
@@ -96,6 +104,8 @@ def main() -> None:
     )
     epoch = step * epoch_steps
     print(f"  epoch of {epoch_steps} steps: {epoch:.0f} s = {epoch / 60:.1f} min (training only)")
+    if args.losses:
+        print("  losses: " + " ".join(f"{v:.7f}" for v in losses))
 
 
 if __name__ == "__main__":

@@ -8,33 +8,49 @@ compilation, every dtype torch's kernels and plain ops support):
 - CPU, one time step (a sampler feeding (B, 1, I) with a carried state):
   `loop`, the fewest ops per call: native and fused pay a setup that only
   many steps amortise.
-- CPU LSTM: `native`, oneDNN's LSTM kernel (with lengths on the padded batch,
-  see native.py), which the hand-written LSTM recurrence does not beat.
+- CPU LSTM over long sequences (T >= 256, B*H >= 8192, in fp32; pixel MNIST):
+  `fused`. native's oneDNN kernel allocates its workspace afresh on every
+  call, and memory that size comes from the OS and is paid for again in page
+  faults; fused keeps its buffers (buffers.py). Each fused step runs some 15
+  torch ops, one thread's fixed cost that only a large step amortises, and
+  more threads shrink the products but not those ops: below these sizes a
+  gain measured at 1 thread did not hold at 2 (scripts/bench_lstm.py).
+- other CPU LSTM calls, and any under autocast (oneDNN's bf16 kernel beats
+  fused, which computes in fp32): `native`, with lengths on the padded batch
+  (see native.py).
 - everything else on CPU (GRU, RNN, with or without lengths): `fused`, which
   runs torch's GRU/RNN formulation faster than torch's own CPU kernels do.
 - `native` is never picked where its kernel cannot run here (see
   native.kernel_problem: oneDNN has no bf16 LSTM on CPUs without AVX-512):
   `fused` instead.
 
-The measurements behind the rule are `scripts/bench_nn.py`'s; the README
-keeps the table.
+The measurements behind the rule are `scripts/bench_nn.py`'s and
+`scripts/bench_lstm.py`'s; the README keeps the tables.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from seqmodels.nn.native import kernel_problem
 
+FUSED_LSTM_MIN_STEPS = 256  # T
+FUSED_LSTM_MIN_STEP_SIZE = 8192  # B * H: one step's work
+
 
 def choose_engine(layer, x: Tensor, lengths: Tensor | None) -> str:
     kind = layer.native_kernel()
+    B, T = x.shape[0], x.shape[1]  # x is batch-first here: (B, T, I)
     if x.is_cuda:
         engine = "fused" if kind is None else "native"
-    elif x.shape[1] == 1:  # x is batch-first here: (B, T, I)
+    elif T == 1:
         return "loop"
+    elif kind == "lstm":
+        long = T >= FUSED_LSTM_MIN_STEPS and B * layer.hidden_size >= FUSED_LSTM_MIN_STEP_SIZE
+        engine = "fused" if long and not torch.is_autocast_enabled("cpu") else "native"
     else:
-        engine = "native" if kind == "lstm" else "fused"
+        engine = "fused"
     if engine == "native" and kernel_problem(kind, x) is not None:
         return "fused"
     return engine

@@ -7,7 +7,7 @@ reset_after GRU) and give the same numbers:
   The readable reference every other engine is tested against.
 - `fused`: a hand-written recurrence per direction (fused.py): one product
   with the weight and a few pointwise ops per step, BPTT written out, the
-  weight gradient as one GEMM over all steps.
+  weight gradient in products outside autograd's graph.
 - `native`: torch's own fused kernels (`torch._VF.rnn_tanh/rnn_relu/lstm/gru`:
   cuDNN on CUDA, oneDNN/aten on CPU) called with views of i2h (see native.py).
 
@@ -117,14 +117,18 @@ def run_fused(cells, x: Tensor, states: list[Any], lengths: Tensor | None):
             s = tuple(t.float() for t in s) if isinstance(s, tuple) else s.float()
         with torch.autocast(x.device.type, enabled=False):
             if isinstance(cell, LSTMCell):
-                w, b = cell.i2h.weight, cell.i2h.bias
-                hs, h_n, c_n = fused.LSTMRecurrence.apply(x_d, w, b, s[0], s[1], last)
+                args = (x_d, cell.i2h.weight, cell.i2h.bias, s[0], s[1], last)
+                if torch.is_grad_enabled() and any(a is not None and a.requires_grad for a in args):
+                    hs, h_n, c_n = fused.LSTMRecurrence.apply(*args)
+                else:  # nothing to differentiate: no need to store the backward's factors
+                    hs, h_n, c_n = fused.lstm_inference(*args)
                 finals.append((h_n, c_n))
             else:
                 gx = gemm.linear(x_d, cell.weight_ih, cell.i2h.bias)  # all steps' input part
                 if isinstance(cell, GRUCell):
-                    args = (cell.weight_hh, cell.bias_hn, cell.reset_after)
-                    hs = fused.GRURecurrence.apply(gx, s, *args)
+                    hs = fused.GRURecurrence.apply(
+                        gx, s, cell.weight_hh, cell.bias_hn, cell.reset_after
+                    )
                 elif isinstance(cell, RNNCell):
                     hs = fused.RNNRecurrence.apply(gx, s, cell.weight_hh, cell.nonlinearity)
                 else:

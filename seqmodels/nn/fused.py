@@ -3,21 +3,25 @@
 What depends on h must be unrolled step by step; everything else is done for
 all steps at once:
 
-    forward:  per step one product with the weight (gemm.StepLinear: oneDNN's
-              matmul on CPU) and a few pointwise ops
+    forward:  per step one product with the weight and a few pointwise ops
     backward: per step one product with the transposed weight and a few
               pointwise ops; the weight gradient sum_t dz_t^T [x_t, h_{t-1}] is
-              ONE GEMM over all T*B rows after the loop
+              one GEMM over all T*B rows after the loop (GRU, RNN) or one per
+              step (LSTM, see LSTMRecurrence)
 
-Autograd over a Python loop would instead run T small weight-gradient GEMMs and
-record ~10 graph nodes per step; this is what cuDNN/oneDNN do, in Python.
+Autograd over a Python loop would instead record ~10 graph nodes per step; this
+is what cuDNN/oneDNN do, in Python.
 
-Shapes are time-major, (T, B, features), so every step's slice is contiguous.
+GRU and RNN run batch-major, (T, B, features), with their products on oneDNN
+(gemm.StepLinear). The LSTM runs feature-major, (T, features, B), with torch's
+matmul, computes in its forward what its backward needs, and keeps its large
+buffers from call to call (buffers.py): see the LSTM section below.
 The backward is not itself differentiable (no double backward), like cuDNN's.
 
 Tried and not kept (README, "Speed"): TorchScript of the per-step pointwise
 ops, and torch.compile of one step or of the whole loop; neither was faster
-once its own overhead was paid.
+once its own overhead was paid (nor was torch.compile of the feature-major
+LSTM step's pointwise ops, the one kernel that would replace its ten).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from seqmodels.nn import buffers
 from seqmodels.nn.gemm import StepLinear
 
 
@@ -41,15 +46,103 @@ def _sum_outer(dg: Tensor, inp: Tensor) -> Tensor:
     return dg.reshape(-1, dg.shape[-1]).t() @ inp.reshape(-1, inp.shape[-1])
 
 
-def _final_state_grads(last: Tensor | None, dh_n: Tensor):
-    """Where the final state's gradient enters the backward loop: {step: (B, 1) mask}.
+# ---------------------------------------------------------------- LSTM
+# The LSTM runs feature-major: every per-step tensor is (features, B), so each gate of
+# the product's output (4H, B) is one contiguous (H, B) block and every pointwise op
+# below reads and writes whole blocks (batch-major, a gate is a strided column slice,
+# and torch's pointwise ops run several times slower on those). Its rows are ordered
+# o, i, f, g (torch's are i, f, g, o), which puts the three sigmoid gates side by side
+# and lines up the pairs that one op can multiply at once: [i, f] * [g, c_{t-1}].
+# The bias rides in the product as a column against a row of ones in [x_t; 1; h_{t-1}]:
+# no per-step bias copy, and the weight gradient's column there is the bias gradient.
 
-    Without lengths every sequence ends at step T-1, and the loop simply starts
-    from (dh_n, dc_n); with lengths, sequence b ends at step last[b].
+
+def _lstm_weight(weight: Tensor, bias: Tensor | None) -> Tensor:
+    """i2h's weight (4H, I+H) and bias -> (4H, I+1+H): columns [W_ih | b | W_hh], rows o, i, f, g.
+
+    o, i, f, g is torch's i, f, g, o rolled by one gate (roll back with -H).
     """
+    H, I = weight.shape[0] // 4, weight.shape[1] - weight.shape[0] // 4  # noqa: E741
+    b = weight.new_zeros(4 * H, 1) if bias is None else bias.unsqueeze(1)
+    return torch.cat((weight[:, :I], b, weight[:, I:]), 1).roll(H, 0)
+
+
+def _lstm_steps(w: Tensor, xh: Tensor, c0: Tensor, ends: dict, R: Tensor | None):
+    """The forward loop over xh (T+1, I+1+H, B), whose rows [x_t; 1] are filled and whose
+    h rows receive h_t (xh[t+1]); c0 (H, B). Returns (h_n, c_n), (H, B) each.
+
+    With R (T, 6, H, B), each step also stores what its backward needs, computed here
+    while it is in cache: R[t] = [P_o, P_i, P_f, P_g, f, Q], where dz_gate = P_gate * dc
+    (dh for o), Q = o (1 - tanh^2 c) carries dh into dc, and f carries dc back a step.
+    Each is one op from values at hand: P_o = o (1 - o) tanh c = h - h o,
+    [P_i, P_f] = [i g, f c_{t-1}] (1 - [i, f]), P_g = i (1 - g^2) = i - (i g) g.
+    `ends` {t: (1, B) mask} marks where sequences end (lengths): their state is kept.
+    """
+    T = xh.shape[0] - 1
+    H, B = c0.shape
+    J = xh.shape[1] - H
+    z = xh.new_empty(4 * H, B)  # pre-activations o, i, f, g
+    z_ofi, z_g = z[: 3 * H].view(3, H, B), z[3 * H :]
+    # per step parity: [tanh c_t, g_t, c_{t-1}]; a step's c_t is the next one's c_{t-1}.
+    # Every view the loop uses is made here, once (indexing costs ~1 us a view).
+    x = xh.new_empty(2, 3, H, B)
+    x[0, 2] = c0
+    tanh_c, g, c_prev, g_c = ([x[p, s] for p in (0, 1)] for s in (0, 1, 2, slice(1, None)))
+    prod = xh.new_empty(2, H, B)  # [i g, f c_{t-1}]
+    ig, fc = prod
+    if R is None:
+        a = xh.new_empty(3, H, B)
+        ofi, o, i, i_f = (a,) * T, (a[0],) * T, (a[1],) * T, (a[1:],) * T
+    else:  # sigmoid writes o, i, f where P_f, P_g, f go
+        ofi, o, i, i_f = (R[:, s].unbind(0) for s in (slice(2, 5), 2, 3, slice(3, 5)))
+        P_o, P_if, P_g, Q = (R[:, s].unbind(0) for s in (0, slice(1, 3), 3, 5))
+    xs, hs = xh.unbind(0), xh[1:, J:].unbind(0)
+    h_n, c_n = xh.new_empty(H, B), xh.new_empty(H, B)  # filled at each sequence's end
+    for t in range(T):
+        k, n = t & 1, (t + 1) & 1
+        torch.mm(w, xs[t], out=z)
+        torch.sigmoid(z_ofi, out=ofi[t])
+        torch.tanh(z_g, out=g[k])
+        torch.mul(i_f[t], g_c[k], out=prod)
+        c = torch.add(ig, fc, out=c_prev[n])
+        tc = torch.tanh(c, out=tanh_c[k])
+        h = torch.mul(o[t], tc, out=hs[t])
+        if R is not None:
+            torch.addcmul(o[t], h, tc, value=-1, out=Q[t])
+            torch.addcmul(h, h, o[t], value=-1, out=P_o[t])
+            torch.addcmul(prod, prod, i_f[t], value=-1, out=P_if[t])  # overwrites o
+            torch.addcmul(i[t], ig, g[k], value=-1, out=P_g[t])  # overwrites i
+        if t in ends:
+            torch.where(ends[t], h, h_n, out=h_n)
+            torch.where(ends[t], c, c_n, out=c_n)
+    if not ends:  # h_n apart from hs, whose last step it is (as torch.nn returns them)
+        h_n, c_n = xh[T, J:].clone(), c_prev[T & 1]
+    return h_n, c_n
+
+
+def _lstm_input(x: Tensor, h0: Tensor, H: int) -> Tensor:
+    """xh (T+1, I+1+H, B) with [x_t; 1] in place and h0 in xh[0]'s h rows."""
+    T, B, I = x.shape  # noqa: E741
+    xh = buffers.empty((T + 1, I + 1 + H, B), x)
+    xh[:T, :I] = x.transpose(1, 2)
+    xh[:T, I] = 1
+    xh[0, I + 1 :] = h0.t()
+    return xh
+
+
+def _ends(last: Tensor | None) -> dict:
+    """{step: (1, B) mask of the sequences whose last valid step it is} (empty without lengths)."""
     if last is None:
         return {}
-    return {t: (last == t).to(dh_n.dtype).unsqueeze(1) for t in last.unique().tolist()}
+    return {t: (last == t).view(1, -1) for t in last.unique().tolist()}
+
+
+def lstm_inference(x: Tensor, weight: Tensor, bias: Tensor | None, h0: Tensor, c0: Tensor,
+                   last: Tensor | None):  # fmt: skip
+    """LSTMRecurrence's forward without autograd (nothing is stored for a backward)."""
+    xh = _lstm_input(x, h0, h0.shape[-1])
+    h_n, c_n = _lstm_steps(_lstm_weight(weight, bias), xh, c0.t(), _ends(last), None)
+    return xh[1:, x.shape[-1] + 1 :].transpose(1, 2), h_n.t(), c_n.t()
 
 
 class LSTMRecurrence(torch.autograd.Function):
@@ -57,96 +150,80 @@ class LSTMRecurrence(torch.autograd.Function):
     -> hs (T,B,H), h_n, c_n (B,H).
 
     weight and bias are the cell's i2h (gates i, f, g, o); h_n and c_n are the
-    states after step last[b] of each sequence (T-1 when last is None).
+    states after step last[b] of each sequence (T-1 when last is None). hs is a
+    view of a feature-major buffer (strides (.., 1, B)).
+
+    Per step, forward: one product and 10 pointwise ops (see _lstm_steps);
+    backward: 3 pointwise ops and two products, dh = W_hh^T dz and the weight
+    gradient's share dz [x_t; 1; h_{t-1}]^T (accumulated step by step: the
+    feature-major layout has no single (4H, T*B) matrix to take it in one GEMM,
+    and a step's product runs as fast per flop as one over many steps would).
+    Products are torch's matmul, which takes out= (each step's output lands in
+    place); on the Intel CPU measured it matched or beat oneDNN's on these shapes
+    (not measured on AMD CPUs, where the README found MKL behind oneDNN).
     """
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, h0: Tensor,
                 c0: Tensor, last: Tensor | None):  # fmt: skip
+        ctx.set_materialize_grads(False)  # an unused output (hs, often) has no gradient to add
         T, B, I = x.shape  # noqa: E741
         H = h0.shape[-1]
-        # tanh(z) = 2 sigmoid(2z) - 1: with the g rows doubled, one sigmoid (fused into
-        # the product) gives i, f, o and v = sigmoid(2 z_g) = (1 + g) / 2. torch's CPU
-        # tanh costs several times sigmoid's per element.
-        scale = weight.new_ones(4 * H, 1)
-        scale[2 * H : 3 * H] = 2
-        b = None if bias is None else bias * scale[:, 0]
-        step = StepLinear(weight * scale, b, B, activation="sigmoid")
-        # xh[t] = [x_t, h_{t-1}]: each step's product reads one contiguous block and
-        # writes h_t into the next; the backward's weight gradient is one GEMM over it.
-        xh = x.new_empty(T + 1, B, I + H)
-        xh[:T, :, :I] = x
-        xh[0, :, I:] = h0
-        # The cell state is carried as m = -2c, so that tanh(c) = 1 - 2 sigmoid(m).
-        m = x.new_empty(T + 1, B, H)
-        torch.mul(c0, -2, out=m[0])
-        s = x.new_empty(T, B, H)  # sigmoid(m_t)
-        xs, hs, ms, ss = xh.unbind(0), xh[1:, :, I:].unbind(0), m.unbind(0), s.unbind(0)
-        acts = []
-        for t in range(T):
-            a = step(xs[t])
-            acts.append(a)
-            i, f, v, o = a.split(H, 1)
-            # c_t = f c_{t-1} + i g with g = 2v - 1, so m_t = f m_{t-1} - 4 i v + 2 i
-            m_t = torch.addcmul(torch.mul(f, ms[t]), i, v, value=-4)
-            torch.add(m_t, i, alpha=2, out=ms[t + 1])
-            torch.sigmoid(ms[t + 1], out=ss[t])
-            torch.addcmul(o, o, ss[t], value=-2, out=hs[t])  # h_t = o tanh(c_t)
-        if last is None:
-            h_n, m_n = xh[T, :, I:].clone(), m[T]
-        else:
-            seq = torch.arange(B, device=x.device)
-            h_n, m_n = xh[last + 1, seq, I:], m[last + 1, seq]
-        # the step activations as separate tensors (stacking them would cost a copy);
-        # saved like the rest so that autograd frees them after the backward
-        ctx.save_for_backward(xh, weight, m, s, *acts)
-        ctx.last, ctx.has_bias = last, bias is not None
-        return xh[1:, :, I:], h_n, m_n.mul(-0.5)
+        w = _lstm_weight(weight, bias)
+        xh = _lstm_input(x, h0, H)
+        R = buffers.empty((T, 6, H, B), x)
+        ends = _ends(last)
+        h_n, c_n = _lstm_steps(w, xh, c0.t(), ends, R)
+        ctx.save_for_backward(xh, R, w)
+        ctx.ends, ctx.has_bias = ends, bias is not None
+        return xh[1:, I + 1 :].transpose(1, 2), h_n.t(), c_n.t()
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, dhs: Tensor, dh_n: Tensor, dc_n: Tensor):
-        xh, weight, m, s, *acts = ctx.saved_tensors
-        T, B, H = s.shape
-        I = xh.shape[-1] - H  # noqa: E741
+    def backward(ctx: Any, dhs: Tensor | None, dh_n: Tensor | None, dc_n: Tensor | None):
+        xh, R, w = ctx.saved_tensors
+        T, _, H, B = R.shape
+        J = xh.shape[1] - H
+        I = J - 1  # noqa: E741
         need_dx = ctx.needs_input_grad[0]
-        # [dx_t | dh_{t-1}] = dz_t W in one product per step (only dh without dx)
-        back = StepLinear((weight if need_dx else weight[:, I:]).t(), None, B)
-        dz = xh.new_empty(T, B, 4 * H)  # gradient of the pre-activations z = [x, h] W^T + b
-        dz_i, dz_f, dz_g, dz_o = (q.unbind(0) for q in dz.view(T, B, 4, H).unbind(2))
-        dx = xh.new_empty(T, B, I) if need_dx else None
-        inject = _final_state_grads(ctx.last, dh_n)
-        if inject:
-            dh_next, dc_next = torch.zeros_like(dh_n), torch.zeros_like(dc_n)
-        else:
-            dh_next, dc_next = dh_n, dc_n
-        one, neg_one, zero = xh.new_ones(()), xh.new_full((), -1.0), xh.new_zeros(())
-        hs, ms, ss = xh[1:, :, I:].unbind(0), m.unbind(0), s.unbind(0)
+        # [dx_t; d1; dh_{t-1}] = W^T dz_t in one product (only dh without dx)
+        back = (w if need_dx else w[:, J:]).t().contiguous()
+        dxh = buffers.empty((T, J + H, B), xh) if need_dx else None
+        e = xh.new_empty(5, H, B)  # [dz_o, dz_i, dz_f, dz_g, dc_{t-1}]
+        dz, dz_o, dz_ifg_dc, dc_next = e[:4].view(4 * H, B), e[0], e[1:], e[4]
+        dc = xh.new_empty(H, B)
+        zeros = xh.new_zeros(H, B)
+        dh_nT = zeros if dh_n is None else dh_n.t()
+        dc_nT = zeros if dc_n is None else dc_n.t()
+        # with lengths: where each sequence's final-state gradient enters the loop
+        inject = {t: m.to(xh.dtype) for t, m in ctx.ends.items()}
+        dh = zeros if inject else dh_nT
+        dc_next.copy_(zeros if inject else dc_nT)
+        dw = xh.new_zeros(4 * H, J + H)
+        P_o, P_ifg_f, Q = R[:, 0].unbind(0), R[:, 1:5].unbind(0), R[:, 5].unbind(0)
+        xh_t = xh[:T].transpose(1, 2).unbind(0)  # [x_t; 1; h_{t-1}]^T, (B, J+H)
+        if dxh is not None:
+            dxh_t, dh_t = dxh.unbind(0), dxh[:, J:].unbind(0)
         for t in range(T - 1, -1, -1):
-            a = acts[t]
-            i, f, v, o = a.split(H, 1)
-            p_i, p_f, p_v, p_o = torch.addcmul(a, a, a, value=-1).split(H, 1)  # a (1 - a)
-            dh = torch.add(dhs[t], dh_next)
+            if dhs is not None:
+                dh = dh + dhs[t].t()
             if t in inject:
-                dh = torch.addcmul(dh, dh_n, inject[t])
-                dc_next = torch.addcmul(dc_next, dc_n, inject[t])
-            tanh_c = torch.add(one, ss[t], alpha=-2)
-            torch.mul(torch.mul(p_o, tanh_c), dh, out=dz_o[t])
-            # dc = dc_{t+1} f_{t+1} + dh o (1 - tanh^2 c), and o tanh(c) = h
-            dc = torch.addcmul(dc_next, dh, torch.addcmul(o, hs[t], tanh_c, value=-1))
-            torch.mul(torch.mul(p_i, torch.add(neg_one, v, alpha=2)), dc, out=dz_i[t])  # g = 2v-1
-            torch.addcmul(zero, torch.mul(p_f, ms[t]), dc, value=-0.5, out=dz_f[t])  # c = -m/2
-            torch.addcmul(zero, torch.mul(p_v, i), dc, value=4, out=dz_g[t])  # 1-g^2 = 4v(1-v)
-            dc_next = torch.mul(dc, f)
-            d = back(dz[t])
-            if dx is not None:
-                dx[t] = d[:, :I]
-                dh_next = d[:, I:]
+                dh = torch.addcmul(dh, dh_nT, inject[t])
+                torch.addcmul(dc_next, dc_nT, inject[t], out=dc_next)
+            torch.addcmul(dc_next, dh, Q[t], out=dc)
+            torch.mul(P_ifg_f[t], dc, out=dz_ifg_dc)  # dz_i, dz_f, dz_g and dc f
+            torch.mul(P_o[t], dh, out=dz_o)
+            if dxh is None:
+                dh = torch.mm(back, dz)
             else:
-                dh_next = d
-        dw = _sum_outer(dz, xh[:T])  # [dW_ih | dW_hh] in one GEMM
-        db = dz.view(T * B, 4 * H).sum(0) if ctx.has_bias else None
-        return dx, dw, db, dh_next, dc_next, None
+                torch.mm(back, dz, out=dxh_t[t])
+                dh = dh_t[t]
+            dw.addmm_(dz, xh_t[t])
+        dw = dw.roll(-H, 0)  # rows o, i, f, g -> torch's i, f, g, o
+        db = dw[:, I].clone() if ctx.has_bias else None
+        dw = torch.cat((dw[:, :I], dw[:, J:]), 1)
+        dx = None if dxh is None else dxh[:, :I].transpose(1, 2)
+        return dx, dw, db, dh.t(), dc_next.t(), None
 
 
 class GRURecurrence(torch.autograd.Function):

@@ -11,7 +11,7 @@ import torch
 from conftest import grads, loss_of, states
 
 from seqmodels.errors import UserError
-from seqmodels.nn import GRU, LSTM, RNN, gemm
+from seqmodels.nn import GRU, LSTM, RNN, buffers, gemm
 from seqmodels.nn import fused as fused_mod
 from seqmodels.nn.auto import choose_engine
 from seqmodels.nn.engines import reverse_within
@@ -136,6 +136,21 @@ def test_auto_choice_on_cpu():
         assert choose_engine(layer, x1, None) == "loop"  # one step: fewest ops per call
 
 
+def test_auto_picks_fused_for_long_cpu_lstm_calls():
+    """fused from T >= 256 and B*H >= 8192 in fp32 (pixel MNIST); native below."""
+    pixel, lm = torch.empty(128, 784, 1), torch.empty(64, 100, 64)
+    assert choose_engine(LSTM(1, 128), pixel, None) == "fused"
+    assert (
+        choose_engine(LSTM(1, 128, bidirectional=True), pixel, torch.full((128,), 700)) == "fused"
+    )
+    assert choose_engine(LSTM(1, 64), torch.empty(128, 256, 1), None) == "fused"
+    assert choose_engine(LSTM(64, 256, num_layers=2), lm, None) == "native"  # T < 256
+    assert choose_engine(LSTM(1, 32), pixel, None) == "native"  # B*H < 8192
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # oneDNN's bf16 kernel, where it runs
+        want = "fused" if kernel_problem("lstm", pixel) else "native"
+        assert choose_engine(LSTM(1, 128), pixel, None) == want
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
 @pytest.mark.parametrize("cls", [LSTM, GRU])
 @pytest.mark.parametrize("lengths", [None, [5, 3]])
@@ -175,15 +190,131 @@ def test_engines_train_under_autocast(engine, kind, with_lengths):
     torch.testing.assert_close(out.float(), ref, atol=5e-2, rtol=0)  # bf16: ~3 digits
 
 
-def test_no_grad_inference_and_state_carry():
-    layer = GRU(3, 4, num_layers=2, engine="fused")
+@pytest.mark.parametrize("cls", [GRU, LSTM])
+def test_no_grad_inference_and_state_carry(cls):
+    layer = cls(3, 4, num_layers=2, engine="fused")
     x = torch.randn(2, 7, 3)
     with torch.no_grad():
         out, h = layer(x)
         o1, h1 = layer(x[:, :3])
         o2, h2 = layer(x[:, 3:], h1)
     torch.testing.assert_close(torch.cat((o1, o2), 1), out, atol=1e-6, rtol=0)
-    torch.testing.assert_close(h2, h, atol=1e-6, rtol=0)
+    for a, b in zip(states(h2), states(h), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_fused_lstm_without_grad_gives_the_training_forward(with_lengths):
+    """Under no_grad the fused LSTM skips what only a backward needs (fused.lstm_inference)."""
+    torch.manual_seed(0)
+    layer = LSTM(3, 5, num_layers=2, bidirectional=True, engine="fused")
+    x = torch.randn(4, 6, 3)
+    lengths = torch.tensor([6, 1, 4, 3]) if with_lengths else None
+    out, s = layer(x, lengths=lengths)
+    with torch.no_grad():
+        out_ng, s_ng = layer(x, lengths=lengths)
+    torch.testing.assert_close(out_ng, out, atol=1e-6, rtol=0)
+    for a, b in zip(states(s_ng), states(s), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("with_lengths", [False, True])
+@pytest.mark.parametrize("used", ["out", "h", "c", "h+c"])
+def test_fused_lstm_gradients_of_some_outputs(used, with_lengths):
+    """A loss on some outputs only (pooling="last" uses h_n alone): the others get no
+    gradient (None in the backward) and must count as zero."""
+    torch.manual_seed(2)
+    ref = LSTM(3, 5, engine="loop")
+    layer = LSTM(3, 5, engine="fused")
+    layer.load_state_dict(ref.state_dict())
+    x = torch.randn(4, 6, 3)
+    lengths = torch.tensor([6, 1, 4, 3]) if with_lengths else None
+    results = []
+    for m in (ref, layer):
+        xg = x.clone().requires_grad_()
+        out, (h, c) = m(xg, lengths=lengths)
+        parts = {"out": out.square().sum(), "h": (h * h.detach()).sum(), "c": 2 * c.sum()}
+        sum(parts[k] for k in used.split("+")).backward()
+        results.append((grads(m), xg.grad))
+        m.zero_grad(set_to_none=True)
+    (g_r, dx_r), (g_o, dx_o) = results
+    for name in g_r:
+        torch.testing.assert_close(g_o[name], g_r[name], atol=1e-5, rtol=0, msg=name)
+    torch.testing.assert_close(dx_o, dx_r, atol=1e-5, rtol=0)
+
+
+@pytest.fixture
+def kept_buffers(monkeypatch):
+    """Every buffer of the fused LSTM goes through buffers.empty's keep-and-reuse path."""
+    monkeypatch.setattr(buffers, "MIN_BYTES", 0)
+    buffers.release()
+    yield
+    buffers.release()
+
+
+@pytest.mark.parametrize("with_lengths", [False, True])
+@pytest.mark.parametrize("num_layers,bi", [(1, False), (2, True)])
+def test_fused_lstm_on_kept_buffers_agrees_with_loop(kept_buffers, num_layers, bi, with_lengths):
+    """Buffers kept from one call serve the next: three calls in a row, each equal to loop."""
+    torch.manual_seed(4)
+    ref = LSTM(3, 5, num_layers=num_layers, bidirectional=bi, engine="loop")
+    other = LSTM(3, 5, num_layers=num_layers, bidirectional=bi, engine="fused")
+    other.load_state_dict(ref.state_dict())
+    lengths = torch.tensor([6, 1, 4, 3]) if with_lengths else None
+    for _ in range(3):
+        assert_same_run(other, ref, torch.randn(4, 6, 3), None, lengths)
+    assert buffers._kept, "the fused LSTM should have kept its buffers"
+
+
+def test_kept_buffers_are_not_reused_while_in_use(kept_buffers):
+    """Two graphs alive at once, a graph kept with retain_graph=True and backpropagated
+    again after another call, and an output the caller still holds: no later call
+    writes over any of them."""
+    torch.manual_seed(5)
+    ref = LSTM(3, 5, engine="loop")
+    layer = LSTM(3, 5, engine="fused")
+    layer.load_state_dict(ref.state_dict())
+    xs = [torch.randn(4, 6, 3) for _ in range(3)]
+
+    def loss(m, x):
+        out, s = m(x)
+        return loss_of(out, s), out
+
+    params = list(layer.parameters())
+    expected = [torch.autograd.grad(loss(ref, x)[0], list(ref.parameters())) for x in xs]
+    loss_a, out_a = loss(layer, xs[0])
+    out_a_then = out_a.detach().clone()
+    loss_b, _ = loss(layer, xs[1])  # while a's graph is alive
+    grads_b = torch.autograd.grad(loss_b, params)
+    grads_a = torch.autograd.grad(loss_a, params, retain_graph=True)
+    loss_c, _ = loss(layer, xs[2])  # after a's backward, its graph retained
+    grads_c = torch.autograd.grad(loss_c, params)
+    grads_a2 = torch.autograd.grad(loss_a, params)  # a again
+    assert torch.equal(out_a, out_a_then)
+    for got, want in [(grads_a, expected[0]), (grads_b, expected[1]), (grads_c, expected[2]),
+                      (grads_a2, expected[0])]:  # fmt: skip
+        for g, e in zip(got, want, strict=True):
+            torch.testing.assert_close(g, e, atol=1e-5, rtol=0)
+
+
+def test_buffers_hand_out_only_memory_nothing_refers_to(monkeypatch):
+    monkeypatch.setattr(buffers, "MIN_BYTES", 0)
+    monkeypatch.setattr(buffers, "KEEP", 3)
+    buffers.release()
+    like = torch.empty(0)
+    a = buffers.empty((4, 5), like)
+    b = buffers.empty((4, 5), like)  # a is in use: other memory
+    assert b.data_ptr() != a.data_ptr()
+    view, ptr = a[1:], a.data_ptr()
+    del a
+    assert buffers.empty((20,), like).data_ptr() != ptr  # a view of a is still alive
+    del view
+    assert buffers.empty((2, 10), like).data_ptr() == ptr  # now it is free
+    assert buffers.empty((41,), like).numel() == 41  # nothing kept is large enough
+    assert len(buffers._kept) <= 3
+    assert buffers.empty((4, 5), like.double()).dtype == torch.float64
+    buffers.release()
+    assert not buffers._kept
 
 
 @pytest.mark.parametrize("time_dim", [0, 1])
