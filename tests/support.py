@@ -104,8 +104,8 @@ def write_synthetic_series(path: Path, days: int = 40, start: str = "2013-03-20"
 
     zone = "Australia/Melbourne"
     first = pd.Timestamp(start, tz=zone)
-    time = pd.date_range(first, first + pd.Timedelta(days=days), freq="30min", inclusive="left")
-    time = time[time.tz_convert(zone).normalize() < (first + pd.Timedelta(days=days)).normalize()]
+    end = pd.Timestamp(pd.Timestamp(start) + pd.Timedelta(days=days), tz=zone)  # local midnight
+    time = pd.date_range(first, end, freq="30min", inclusive="left")  # evenly spaced in UTC
     local = time.tz_convert(zone)
     rng = np.random.default_rng(seed)
     tod = (local.hour * 60 + local.minute).to_numpy() / 1440

@@ -264,8 +264,8 @@ class ForecastDataModule(L.LightningDataModule):
         series = self._read(self.path)
         step = most_common_step(series)
         if self.step is not None and step != self.step:
-            raise UserError(f"{series.name} has a row every {describe_step(step)}, but the "
-                            f"checkpoint's model was trained on {describe_step(self.step)}")  # fmt: skip
+            raise UserError(f"{series.name} has a row every {describe_step(step)}; the model was "
+                            f"trained on a row every {describe_step(self.step)}")  # fmt: skip
         series = check_missing(check_spacing(series, self.time_column, step, self.fill), self.fill)
         self.step, self.aware = step, series.aware
         clock = wall_clock(series, self.timezone, self.time_column)
@@ -368,10 +368,10 @@ class ForecastDataModule(L.LightningDataModule):
     def examples(self) -> list[tuple[str, ForecastBatch]]:
         """A few fixed validation weeks, evenly spread: (title, batch of 7 daily origins) each."""
         val = self.splits["val"]
-        n = len(val)
-        if n < WEEK or self.example_weeks < 1:
+        count = min(self.example_weeks, len(val) // WEEK)  # weeks that do not overlap
+        if count < 1:
             return []
-        starts = np.unique(np.linspace(0, n - WEEK, self.example_weeks).round().astype(int))
+        starts = np.linspace(0, len(val) - WEEK, count).round().astype(int)
         weeks = []
         for s in starts:
             first, last = (int(val.origins[s + i]) for i in (0, WEEK - 1))
@@ -429,6 +429,10 @@ class ForecastDataModule(L.LightningDataModule):
             has = "with" if self.aware else "without"
             raise UserError(f"{path}: the model was trained on timestamps {has} a UTC offset; "
                             f"write {self.time_column} the same way")  # fmt: skip
+        step = most_common_step(series)
+        if step != self.step:
+            raise UserError(f"{path} has a row every {describe_step(step)}; the model was "
+                            f"trained on a row every {describe_step(self.step)}")  # fmt: skip
         series = check_spacing(series, self.time_column, self.step, self.fill)
         observed = np.flatnonzero(np.isfinite(series.values[:, 0]))
         end = int(observed[-1]) + 1 if len(observed) else 0

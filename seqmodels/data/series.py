@@ -133,21 +133,23 @@ def read_series(source: Any, name: str, time_column: str, value_columns: list[st
 
 
 def parse_time(column: Any, name: str, key: str) -> Any:
+    """A DatetimeIndex: in UTC when the timestamps carry offsets, the wall clock when none does."""
     pd = pandas()
     text = column.str.strip()
+    parsed = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+    bad = np.flatnonzero(parsed.isna().to_numpy())
+    if len(bad):
+        i = int(bad[0])
+        raise UserError(f"{where(name, i + 2, key)}: {text.iloc[i]!r} is not an ISO 8601 "
+                        "timestamp (such as 2012-01-01T00:30:00Z or 2012-01-01 00:30)")  # fmt: skip
     aware = text.str.contains(OFFSET, regex=True).to_numpy()
     if aware.any() and not aware.all():
         i = int(np.flatnonzero(aware != aware[0])[0])
         has = "has no UTC offset" if aware[0] else "has a UTC offset"
         raise UserError(f"{where(name, i + 2, key)}: {text.iloc[i]!r} {has}, unlike line 2's "
                         f"{text.iloc[0]!r}: write every timestamp the same way")  # fmt: skip
-    parsed = pd.to_datetime(text, format="ISO8601", utc=bool(aware.all()), errors="coerce")
-    bad = np.flatnonzero(parsed.isna().to_numpy())
-    if len(bad):
-        i = int(bad[0])
-        raise UserError(f"{where(name, i + 2, key)}: {text.iloc[i]!r} is not an ISO 8601 "
-                        "timestamp (such as 2012-01-01T00:30:00Z or 2012-01-01 00:30)")  # fmt: skip
-    return pd.DatetimeIndex(parsed).as_unit("ns")
+    index = pd.DatetimeIndex(parsed).as_unit("ns")
+    return index if aware.all() else index.tz_localize(None)
 
 
 def parse_numbers(column: Any, name: str, key: str) -> np.ndarray:
