@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -126,6 +127,35 @@ def test_a_classifier_refuses_csv_in_one_line(run_cli, small_data, tmp_path):
     (run,) = run_dirs(tmp_path)
     result = run_cli("predict", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "csv=x.csv")
     assert result.code == 1 and "this model reads 28x28 images, not csv: pass image=" in result.err
+
+
+@pytest.mark.slow
+def test_ddp_counts_every_origin_once(series, tmp_path):
+    """Two processes: 7 test origins shard 4/3; the metrics equal one process's."""
+    import subprocess
+    import sys
+
+    from omegaconf import OmegaConf
+
+    from seqmodels.evaluate import evaluate
+
+    command = [str(Path(sys.executable).parent / "seqmodels-train"), "task=forecast",
+               "model=gru", f"data.path={series}", *SERIES_SPLITS, *QUICK, "trainer=ddp",
+               "trainer.accelerator=cpu", "trainer.devices=2", "data.batch_size=8",
+               f"paths.root_dir={tmp_path}"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("test metrics:") == 1
+    (run,) = run_dirs(tmp_path)
+    events = EventAccumulator(str(run))
+    events.Reload()
+    best = next((run / "checkpoints").glob("epoch_*.ckpt"))
+    single = evaluate(OmegaConf.create({"ckpt_path": str(best), "trainer": {
+        "_target_": "lightning.pytorch.Trainer", "accelerator": "cpu", "devices": 1,
+        "logger": False, "enable_progress_bar": False}}))  # fmt: skip
+    for name in ("test/mae", "test/rmse", "test/mape", "test/snaive_mae", "test/rel_mae"):
+        assert single[name] == pytest.approx(events.Scalars(name)[-1].value, rel=1e-5), name
 
 
 # -- real data -------------------------------------------------------------------------------

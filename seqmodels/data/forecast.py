@@ -269,19 +269,18 @@ class ForecastDataModule(L.LightningDataModule):
         series = check_missing(check_spacing(series, self.time_column, step, self.fill), self.fill)
         self.step, self.aware = step, series.aware
         clock = wall_clock(series, self.timezone, self.time_column)
-        bounds = self._split_bounds(series, local_days(clock))
+        self.days = local_days(clock)
+        bounds = self._split_bounds(series.name, self.days)
         if self.std is None:  # a checkpoint's scaling (load_state_dict) wins over refitting
             self._fit_scaling(series, bounds["train"])
         past, known = self._features(series, clock)
         y = torch.from_numpy(series.values[:, 0].astype(np.float32))
-        new_day = np.r_[True, local_days(clock)[1:] != local_days(clock)[:-1]]
         for split, (lo, hi) in bounds.items():
-            origins = self._origins(split, lo, hi, new_day, series)
+            origins = self._origins(split, lo, hi, series.name)
             self.splits[split] = Origins(past, known, y, torch.from_numpy(origins), self.window,
                                          self.horizon, self.season)  # fmt: skip
-        self.days = local_days(clock)
 
-    def _split_bounds(self, series: Series, days: np.ndarray) -> dict[str, tuple[int, int]]:
+    def _split_bounds(self, name: str, days: np.ndarray) -> dict[str, tuple[int, int]]:
         """split -> (first row, last row), by local date."""
         unique = np.unique(days)
         starts = []
@@ -298,25 +297,24 @@ class ForecastDataModule(L.LightningDataModule):
         if not 0 < val_at < test_at < len(days):
             raise UserError(
                 f"data.val_start={starts[0]} and data.test_start={starts[1]} must fall in that "
-                f"order inside {series.name}'s dates, {days[0]} .. {days[-1]}, leaving rows "
+                f"order inside {name}'s dates, {days[0]} .. {days[-1]}, leaving rows "
                 "for training, validation and test (null: the last 30% of the days)"
             )
         return {"train": (0, val_at - 1), "val": (val_at, test_at - 1),
                 "test": (test_at, len(days) - 1)}  # fmt: skip
 
-    def _origins(self, split: str, lo: int, hi: int, new_day: np.ndarray,
-                 series: Series) -> np.ndarray:  # fmt: skip
+    def _origins(self, split: str, lo: int, hi: int, name: str) -> np.ndarray:
         """Training: every stride-th row; evaluation: each local midnight. Targets stay in the split."""
         if split == "train":
             origins = np.arange(max(lo, self.history), hi - self.horizon + 2, self.stride)
         else:
-            rows = np.flatnonzero(new_day[lo : hi + 1]) + lo
-            origins = rows[(rows >= self.history) & (rows + self.horizon - 1 <= hi)]
+            midnights = np.flatnonzero(self.days[lo : hi + 1] != self.days[lo - 1 : hi]) + lo
+            origins = midnights[(midnights >= self.history) & (midnights + self.horizon - 1 <= hi)]
         if len(origins) == 0:
             raise UserError(
-                f"{series.name}: the {split} split (rows {lo + 2}..{hi + 2} of the file) holds no "
-                f"forecast origin with {self.history} rows before it and {self.horizon} inside "
-                "the split; move data.val_start/data.test_start or use a longer series"
+                f"{name}: the {split} split ({self.days[lo]} .. {self.days[hi]}) holds no forecast "
+                f"origin with {self.history} rows before it and {self.horizon} inside the split; "
+                "move data.val_start/data.test_start or use a longer series"
             )
         return origins.astype(np.int64)
 
