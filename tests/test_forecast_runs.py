@@ -80,7 +80,13 @@ def test_tensorboard_draws_forecasts_and_mae_per_step_at_the_validation_step(tra
     assert {"train/loss", "val/loss", "val/rel_mae", "val/best_mae", "test/mae"} <= scalars
 
 
-def test_predict_prints_the_next_horizon_as_csv(trained, series, tmp_path, run_cli):
+def test_predict_prints_the_next_horizon_as_csv(trained, series, tmp_path, run_cli, monkeypatch):
+    from seqmodels.data.forecast import ForecastDataModule
+
+    def no_data_folder(self, stage=None):
+        raise AssertionError("predict read the training data")
+
+    monkeypatch.setattr(ForecastDataModule, "setup", no_data_folder)  # the checkpoint suffices
     run, _ = trained
     frame = pd.read_csv(series, dtype=str, keep_default_na=False)
     recent = frame.iloc[-336 - 48 :].copy()  # the last week, then a day whose demand is unknown
@@ -163,10 +169,11 @@ def test_ddp_counts_every_origin_once(series, tmp_path):
 
 @pytest.fixture(scope="module")
 def vic_elec_run(tmp_path_factory):
-    """One epoch of experiment=vic_elec_temp on the real series."""
+    """One epoch of experiment=vic_elec_temp on the real series (validation only: the test
+    split is read by the recipes' final runs alone)."""
     path = real_data("vic_elec", "vic_elec.csv")
     run, _ = train_run(tmp_path_factory.mktemp("vic_elec"), "experiment=vic_elec_temp",
-                       f"data.path={path}", "trainer.max_epochs=1",
+                       f"data.path={path}", "trainer.max_epochs=1", "test=false",
                        "trainer.enable_progress_bar=false")  # fmt: skip
     return run, path
 

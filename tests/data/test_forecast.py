@@ -160,6 +160,18 @@ def test_fill_interpolate_fills_gaps_and_missing_values(series_csv):
     assert float(temperature[48]) == pytest.approx((t[47] + t[49]) / 2, rel=1e-5)
 
 
+def test_any_csv_with_the_default_splits_and_no_holiday_or_covariates(series_csv):
+    dm = datamodule(series_csv, val_start=None, test_start=None, timezone=None, covariates=[],
+                    holiday_column=None, calendar=[])  # fmt: skip
+    assert dm.past_features() == ["Demand"] and dm.known_features() == ["Demand_lag336",
+                                                                        "Demand_lag48"]  # fmt: skip
+    days = np.unique(dm.days)  # 41 UTC dates: validation from the 28th (70%), test the 34th (85%)
+    assert len(days) == 41
+    assert dm.days[int(dm.splits["val"].origins[0])] == days[28]
+    assert dm.days[int(dm.splits["test"].origins[0])] == days[34]
+    assert len(dm.splits["test"]) == 6  # the last UTC date has too few rows to forecast from
+
+
 # -- local time ------------------------------------------------------------------------------
 
 
@@ -380,7 +392,7 @@ def test_vic_elec_splits_origins_and_daylight_saving():
     frame = pd.read_csv(path)
     assert len(dm.days) == 52_608 and (dm.days.astype(str) == frame["Date"].to_numpy()).all()
     counts = np.unique(np.unique(dm.days, return_counts=True)[1], return_counts=True)
-    assert dict(zip(*counts, strict=True)) == {46: 3, 48: 1087, 50: 3}  # DST days, 2012-2014
+    assert dict(zip(*counts, strict=True)) == {46: 3, 48: 1090, 50: 3}  # DST days, 2012-2014
     assert [len(dm.splits[s]) for s in ("train", "val", "test")] == [17_353, 181, 184]
     assert str(dm.days[int(dm.splits["test"].origins[0])]) == "2014-07-01"
     test = everything(dm, "test")
