@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	@# compat: the checkout on sys.path, so Hydra finds the plugin in hydra_plugins/
-	$(BIN)/python -m pip install -q -e ".[dev,slurm]" --config-settings editable_mode=compat
+	$(BIN)/python -m pip install -q -e ".[dev,slurm,forecast]" --config-settings editable_mode=compat
 	touch $(STAMP)
 
 train: $(STAMP)

@@ -1,16 +1,20 @@
-"""Classify new inputs with a trained checkpoint: the body of `seqmodels-predict`.
+"""Classify new inputs, or forecast a series, with a trained checkpoint: `seqmodels-predict`.
 
 The checkpoint rebuilds its task module and its datamodule (with the state
-that encoding needs: a vocabulary, a permutation). This module reads what the
-user gives and hands it to the datamodule's predict hook (seqmodels.data):
+that encoding needs: a vocabulary, a permutation, a series' scaling). This
+module reads what the user gives and hands it to the datamodule's predict
+hook (seqmodels.data):
 
 - `text="..."` or `file=reviews.txt` (one input per line, `-` for stdin):
   `encode_texts(texts)` of a `TextInputs` datamodule (IMDB);
 - `image=digit.png` (or a .npy of one or N images): `encode_images(images)` of
-  an `ImageInputs` datamodule (MNIST), after reading the file as grayscale.
+  an `ImageInputs` datamodule (MNIST), after reading the file as grayscale;
+- `csv=recent.csv` (recent rows of the series in the training columns):
+  `encode_csv(path)` of a `SeriesInputs` datamodule (forecast).
 
-It prints `label  probability  input` per input, and with more than two
-classes a second line with every class's probability.
+A classifier prints `label  probability  input` per input, and with more than
+two classes a second line with every class's probability. A forecaster prints
+CSV: a header `timestamp,forecast`, then one row per step of its horizon.
 """
 
 from __future__ import annotations
@@ -24,16 +28,26 @@ import numpy as np
 import torch
 
 from seqmodels.checkpoint import load_run
-from seqmodels.data import Classification, ImageInputs, TextInputs, missing, provides
+from seqmodels.data import (
+    Classification,
+    ImageInputs,
+    SeriesInputs,
+    TextInputs,
+    missing,
+    provides,
+)
 from seqmodels.errors import UserError
 
-REQUEST_KEYS = ("text", "file", "image")
+REQUEST_KEYS = ("text", "file", "image", "csv")
 
 
-def predict(cfg: Mapping[str, Any], out: TextIO | None = None) -> list[tuple[str, str, float]]:
-    """Print `label  probability  input` per input (to stdout); return (name, label, p) each."""
+def predict(cfg: Mapping[str, Any], out: TextIO | None = None) -> list[tuple[Any, ...]]:
+    """Print the prediction (to stdout) and return it: (name, label, p) per input, or
+    (timestamp, forecast) per horizon step."""
     out = out or sys.stdout  # looked up now, not at import: redirections take effect
     run_cfg, module, datamodule = load_run(cfg.get("ckpt_path"))
+    if provides(datamodule, SeriesInputs):
+        return forecast(module, datamodule, {k: cfg.get(k) for k in REQUEST_KEYS}, out)
     if missing(datamodule, Classification) or not (
         provides(datamodule, TextInputs) or provides(datamodule, ImageInputs)
     ):
@@ -41,7 +55,8 @@ def predict(cfg: Mapping[str, Any], out: TextIO | None = None) -> list[tuple[str
         raise UserError(
             f"{cfg.get('ckpt_path')} is a checkpoint of {type(datamodule).__name__} with {task}, "
             "which does not classify inputs: seqmodels-predict needs a classifier checkpoint "
-            "(task=imdb, task=mnist); for a language model use seqmodels-sample"
+            "(task=imdb, task=mnist) or a forecaster's (task=forecast); for a language model "
+            "use seqmodels-sample"
         )
     x, lengths, names = read_request(datamodule, {k: cfg.get(k) for k in REQUEST_KEYS})
 
@@ -63,6 +78,24 @@ def predict(cfg: Mapping[str, Any], out: TextIO | None = None) -> list[tuple[str
             print("  " + "  ".join(f"{c}:{float(r):.3f}" for c, r in zip(class_names, row, strict=True)),
                   file=out)  # fmt: skip
     return results
+
+
+def forecast(module: Any, datamodule: Any, request: Mapping[str, Any],
+             out: TextIO) -> list[tuple[Any, ...]]:  # fmt: skip
+    """Print the next horizon after the file's last observed value as CSV: timestamp,forecast."""
+    given = [k for k in REQUEST_KEYS if request.get(k) is not None]
+    if given != ["csv"]:
+        raise UserError(
+            f"this model forecasts a series, not {' or '.join(given) or 'nothing'}: pass "
+            "csv=recent.csv, recent rows in the training columns (see the task's config)"
+        )
+    batch, times = datamodule.encode_csv(str(Path(str(request["csv"])).expanduser()))
+    with torch.inference_mode():
+        values = module.predict_step(batch)[0].tolist()
+    print("timestamp,forecast", file=out)
+    for time, value in zip(times, values, strict=True):
+        print(f"{time},{value:.4f}", file=out)
+    return list(zip(times, values, strict=True))
 
 
 def read_request(datamodule: Any, request: Mapping[str, Any]):

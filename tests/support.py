@@ -93,6 +93,39 @@ def write_synthetic_mnist(root: Path, n_train: int = 48, n_test: int = 16, gz: b
     return arrays
 
 
+def write_synthetic_series(path: Path, days: int = 40, start: str = "2013-03-20",
+                           seed: int = 0) -> Path:  # fmt: skip
+    """A half-hourly series in vic_elec's layout: Time (UTC, ISO 8601 with Z), Demand,
+    Temperature, Date (local, Australia/Melbourne), Holiday (TRUE/FALSE). From local
+    midnight of `start` for `days` local days; the default crosses the end of daylight
+    saving on 2013-04-07, a local day of 50 half-hours. Demand follows the time of day,
+    the weekday and the temperature, plus noise."""
+    import pandas as pd
+
+    zone = "Australia/Melbourne"
+    first = pd.Timestamp(start, tz=zone)
+    end = pd.Timestamp(pd.Timestamp(start) + pd.Timedelta(days=days), tz=zone)  # local midnight
+    time = pd.date_range(first, end, freq="30min", inclusive="left")  # evenly spaced in UTC
+    local = time.tz_convert(zone)
+    rng = np.random.default_rng(seed)
+    tod = (local.hour * 60 + local.minute).to_numpy() / 1440
+    temperature = 16 + 6 * np.sin(2 * np.pi * (tod - 0.4)) + rng.normal(0, 1, len(time))
+    holiday = np.isin(local.strftime("%m-%d"), ["03-29", "04-01", "04-25"])
+    demand = (4500 + 900 * np.sin(2 * np.pi * (tod - 0.3)) - 500 * (local.day_of_week >= 5)
+              - 400 * holiday + 40 * (temperature - 16) ** 2 / 6 + rng.normal(0, 60, len(time)))  # fmt: skip
+    frame = pd.DataFrame({"Time": time.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
+                          "Demand": demand.round(3), "Temperature": temperature.round(2),
+                          "Date": local.strftime("%Y-%m-%d"),
+                          "Holiday": np.where(holiday, "TRUE", "FALSE")})  # fmt: skip
+    frame.to_csv(path, index=False)
+    return Path(path)
+
+
+# The synthetic series' splits (write_synthetic_series' defaults): train 2013-03-20..04-13,
+# validation 04-14..04-21 (8 local midnights), test 04-22..04-28 (7).
+SERIES_SPLITS = ("data.val_start=2013-04-14", "data.test_start=2013-04-22")
+
+
 TEXT = (
     "to be, or not to be, that is the question:\n"
     "whether 'tis nobler in the mind to suffer\n"
@@ -110,4 +143,6 @@ def small_data_overrides(task: str, root: Path) -> list[str]:
                   "data.batch_size=4"],
         "chargen": [f"data.path={root / 'text.txt'}", "data.batch_size=4", "data.seq_len=16",
                     "data.val_fraction=0.1", "data.test_fraction=0.1"],
+        "forecast": [f"data.path={root / 'series.csv'}", *SERIES_SPLITS, "data.stride=8",
+                     "data.batch_size=16", "data.eval_batch_size=8"],
     }[task]  # fmt: skip

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from support import CONFIGS, compose_train, options, small_data_overrides
 
-from seqmodels.data import CharacterText, Classification, DataModule, missing
+from seqmodels.data import CharacterText, Classification, DataModule, Forecasting, missing
 from seqmodels.train import build, instantiate_all
 
 
@@ -48,7 +48,7 @@ def test_every_task_and_model_builds(task, model, small_data, tmp_path):
     assert cfg.monitor.metric and cfg.monitor.mode in ("min", "max")
     # The datamodule keeps the written contract (seqmodels.data).
     assert missing(datamodule, DataModule) == []
-    kind = CharacterText if task == "chargen" else Classification
+    kind = {"chargen": CharacterText, "forecast": Forecasting}.get(task, Classification)
     assert missing(datamodule, kind) == []
     assert trainer.max_epochs == cfg.trainer.max_epochs
 
@@ -58,7 +58,8 @@ def test_every_experiment_builds(experiment, small_data, tmp_path):
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
         task = compose("train", overrides=[f"experiment={experiment}"]).data._target_
     task = {"ParityDataModule": "parity", "IMDBDataModule": "imdb", "MNISTDataModule": "mnist",
-            "CharTextDataModule": "chargen"}[task.rsplit(".", 1)[1]]  # fmt: skip
+            "CharTextDataModule": "chargen",
+            "ForecastDataModule": "forecast"}[task.rsplit(".", 1)[1]]  # fmt: skip
     cfg = compose_train(f"experiment={experiment}", *small_data_overrides(task, small_data),
                         output_dir=tmp_path)  # fmt: skip
     datamodule, module, trainer = build_everything(cfg, tmp_path)

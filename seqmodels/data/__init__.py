@@ -11,10 +11,11 @@ Every datamodule (`DataModule`):
   to check every input file before the first training step; Lightning calls it
   again later, and under DDP each process's loaders shard by rank from there.
 - `model_kwargs`: what the network is built with that the data decides
-  (vocab_size or input_size, num_classes), known after `setup()` or
-  `load_state_dict()`.
+  (vocab_size or input_size, num_classes; a forecaster's window, horizon and
+  target scale), known after `setup()` or `load_state_dict()`.
 - `state_dict()` / `load_state_dict()`: what a checkpoint must carry to
-  encode new inputs without the data folder (a vocabulary, a permutation).
+  encode new inputs without the data folder (a vocabulary, a permutation, a
+  series' scaling, step, time zone and feature layout).
 - train/val/test dataloaders whose training order depends only on (seed,
   epoch) and which shard by rank under DDP (batching.py).
 
@@ -22,10 +23,15 @@ Then, by task:
 - `Classification`: `class_names`, the label of each class id.
 - `CharacterText` (LanguageModel, seqmodels-sample): `vocab_size`,
   `encode(text) -> LongTensor`, `decode(ids) -> str`.
+- `Forecasting` (Forecaster): `horizon`, the steps forecast from each origin;
+  `examples()`, a few fixed validation stretches as (title, batch) pairs,
+  drawn in TensorBoard every epoch. Its batches are `forecast.ForecastBatch`.
 
 Optional hooks (checked with `provides(datamodule, Hook)`):
 - `TextInputs.encode_texts(texts) -> (x, lengths or None)`: seqmodels-predict text=/file=.
 - `ImageInputs.encode_images(images) -> x`, with `image_shape`: seqmodels-predict image=.
+- `SeriesInputs.encode_csv(path) -> (batch, timestamps)`: seqmodels-predict csv=; the
+  batch holds one forecast origin, right after the file's last observed value.
 - `RendersExamples`: `example_batch()`, the same few validation examples every
   epoch, as a batch; `log_examples(writer, batch, probs, global_step)` draws
   them in TensorBoard with the model's class probabilities.
@@ -44,7 +50,7 @@ class DataModule(Protocol):
     def prepare_data(self) -> None: ...
     def setup(self, stage: str | None = None) -> None: ...
     @property
-    def model_kwargs(self) -> dict[str, int]: ...
+    def model_kwargs(self) -> dict[str, int | float]: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
 
@@ -60,6 +66,12 @@ class CharacterText(DataModule, Protocol):
     def decode(self, ids: Sequence[int] | Tensor) -> str: ...
 
 
+class Forecasting(DataModule, Protocol):
+    horizon: int
+
+    def examples(self) -> list[tuple[str, Any]]: ...
+
+
 class TextInputs(Protocol):
     def encode_texts(self, texts: Sequence[str]) -> tuple[Tensor, Tensor | None]: ...
 
@@ -68,6 +80,10 @@ class ImageInputs(Protocol):
     image_shape: tuple[int, int]
 
     def encode_images(self, images: Tensor) -> Tensor: ...
+
+
+class SeriesInputs(Protocol):
+    def encode_csv(self, path: str) -> tuple[Any, list[str]]: ...
 
 
 class RendersExamples(Protocol):

@@ -1,0 +1,261 @@
+"""Forecaster: the next `horizon` values of a series from its recent past.
+
+    past window (patched) -> recurrent encoder (seqmodels.nn) -> final top-layer state
+    [state, known inputs of every horizon step] -> Linear -> ReLU -> Linear -> horizon
+
+The encoder reads the `window` rows before the origin in steps of `patch`
+rows (336 half-hours as 84 steps of 4): a quarter of the recurrent steps for
+the same week of context. The head sees the encoder's summary and, flattened,
+what is known in advance of each horizon step (calendar, holidays, lagged
+targets, known covariates; seqmodels.data.forecast).
+
+The model predicts the scaled residual from seasonal naive,
+(y - y[t - season]) / std_train(y), trained with an L1 loss; the forecast is
+y[t - season] + residual * std_train(y), back in the data's units.
+Metrics are on those forecasts, in the data's units, over every target of
+every origin: `mae`, `rmse`, `mape` (percent, over nonzero targets),
+`rel_mae` (MAE over seasonal naive's MAE on the same origins). The two
+baselines are measured on the same origins in the same pass: `snaive_*`
+(the value `season` rows earlier) and `naive_*` (the last horizon repeated).
+
+TensorBoard, each validation epoch: forecast against actual for the
+datamodule's example weeks (`val/forecast_weeks`) and the MAE per horizon
+step (`val/mae_by_step`), both beside seasonal naive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, cast
+
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torchmetrics import MeanMetric, Metric
+
+from seqmodels.data import Forecasting, provides
+from seqmodels.data.forecast import ForecastBatch
+from seqmodels.errors import UserError
+from seqmodels.nn.gradflow import state_gradient_norms
+from seqmodels.tasks.base import TaskModule
+from seqmodels.tasks.encoder import build_encoder, encoder_output_size
+from seqmodels.tasks.forecast_plots import (
+    BLACK,
+    MODEL,
+    NAIVE,
+    SNAIVE,
+    line_chart,
+    stack,
+    with_gaps,
+)
+
+FORECASTS = ("model", "snaive", "naive")  # the model, then the baselines it is compared with
+EVAL_STAGES = ("val", "test")
+
+
+class ForecastErrors(Metric):
+    """Sums of one forecast's errors per horizon step, in the data's units (summed across
+    processes under DDP, so every target counts once)."""
+
+    full_state_update = False
+    abs_error: Tensor  # (horizon,) each, added by add_state
+    squared_error: Tensor
+    abs_pct_error: Tensor
+    count: Tensor
+    nonzero: Tensor
+
+    def __init__(self, horizon: int) -> None:
+        super().__init__()
+        for name in ("abs_error", "squared_error", "abs_pct_error", "count", "nonzero"):
+            self.add_state(name, default=torch.zeros(horizon, dtype=torch.float64),
+                           dist_reduce_fx="sum")  # fmt: skip
+
+    def update(self, forecast: Tensor, target: Tensor) -> None:
+        target = target.double()
+        error = forecast.double() - target
+        nonzero = target != 0
+        self.abs_error += error.abs().sum(0)
+        self.squared_error += error.square().sum(0)
+        self.abs_pct_error += torch.where(nonzero, error.abs() / target.abs(), 0.0).sum(0)
+        self.count += error.shape[0]
+        self.nonzero += nonzero.sum(0)
+
+    def compute(self) -> dict[str, Tensor]:
+        n = self.count.sum()
+        out = {"mae": self.abs_error.sum() / n, "rmse": (self.squared_error.sum() / n).sqrt(),
+               "mae_by_step": self.abs_error / self.count}  # fmt: skip
+        if self.nonzero.sum() > 0:  # a percentage of zero is undefined: those targets are left out
+            out["mape"] = 100 * self.abs_pct_error.sum() / self.nonzero.sum()
+        return out
+
+
+class Forecaster(TaskModule):
+    """Args:
+    encoder: a seqmodels.nn layer, or its config (input_size filled in).
+    input_size, known_size: features per past row and per horizon step (from the data).
+    window, horizon: rows read and rows forecast (from the data).
+    target_scale: the training standard deviation of the target (from the data).
+    patch: rows per encoder step; must divide window.
+    head_hidden: units of the head's hidden layer.
+    optimizer, scheduler: config dicts for seqmodels.tasks.optim.configure_optimizers.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module | Mapping[str, Any],
+        input_size: int,
+        known_size: int,
+        window: int,
+        horizon: int,
+        target_scale: float,
+        patch: int = 4,
+        head_hidden: int = 256,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if patch < 1 or window % patch:
+            raise UserError(f"task.patch={patch} must divide data.window={window}: the encoder "
+                            "reads the window in steps of task.patch rows")  # fmt: skip
+        if not target_scale > 0:
+            raise UserError(f"target_scale={target_scale} must be positive")
+        self.save_plain_hyperparameters(
+            {"_target_": "torch.optim.AdamW", "lr": 3e-3, "weight_decay": 1e-4}
+        )
+        self.patch, self.target_scale = patch, float(target_scale)
+        self.encoder = build_encoder(encoder, input_size * patch)
+        features = encoder_output_size(self.encoder) + horizon * known_size
+        self.head = nn.Sequential(nn.Linear(features, head_hidden), nn.ReLU(),
+                                  nn.Linear(head_hidden, horizon))  # fmt: skip
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.errors = nn.ModuleDict({f"{stage}_{f}": ForecastErrors(horizon)
+                                     for stage in EVAL_STAGES for f in FORECASTS})  # fmt: skip
+
+    # -- model ---------------------------------------------------------------
+    def forward(self, past: Tensor, known: Tensor) -> Tensor:
+        """past (B, window, F), known (B, horizon, K) -> scaled residuals (B, horizon)."""
+        B, T, F_ = past.shape
+        _, state = self.encoder(past.reshape(B, T // self.patch, self.patch * F_))
+        h = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c)
+        directions = 2 if getattr(self.encoder, "bidirectional", False) else 1
+        top = torch.cat(list(h[-directions:]), dim=-1)  # the top layer's final state (B, D*H)
+        return self.head(torch.cat([top, known.flatten(1)], dim=1))
+
+    def forecast(self, batch: ForecastBatch) -> Tensor:
+        """(B, horizon) in the data's units."""
+        return batch.snaive + self(batch.past, batch.known) * self.target_scale
+
+    def residual(self, batch: ForecastBatch) -> Tensor:
+        """The training target: (y - seasonal naive) / std_train(y)."""
+        return (batch.target - batch.snaive) / self.target_scale
+
+    # -- steps ---------------------------------------------------------------
+    def training_step(self, batch: ForecastBatch, batch_idx: int) -> Tensor:
+        loss = F.l1_loss(self(batch.past, batch.known), self.residual(batch))
+        self.train_loss.update(loss.detach(), weight=batch.target.numel())
+        if self.writes_logs():  # the per-step view; train/loss is the epoch's mean
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    def _evaluate(self, batch: ForecastBatch, stage: str) -> None:
+        residual = self(batch.past, batch.known)
+        loss = F.l1_loss(residual, self.residual(batch))
+        getattr(self, f"{stage}_loss").update(loss, weight=batch.target.numel())
+        forecasts = {"model": batch.snaive + residual * self.target_scale,
+                     "snaive": batch.snaive, "naive": batch.naive}  # fmt: skip
+        for name, forecast in forecasts.items():
+            self._errors(stage, name).update(forecast, batch.target)
+
+    def _errors(self, stage: str, forecast: str) -> ForecastErrors:
+        return cast(ForecastErrors, self.errors[f"{stage}_{forecast}"])
+
+    def validation_step(self, batch: ForecastBatch, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: ForecastBatch, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def predict_step(self, batch: ForecastBatch, batch_idx: int = 0) -> Tensor:
+        return self.forecast(batch)
+
+    # -- logging -------------------------------------------------------------
+    def _log_loss(self, stage: str) -> None:
+        metric: MeanMetric = getattr(self, f"{stage}_loss")
+        self.log(f"{stage}/loss", metric.compute(), prog_bar=stage != "train")
+        metric.reset()
+
+    def _log_errors(self, stage: str) -> dict[str, dict[str, Tensor]]:
+        """{forecast: its errors}; logs the model's, the ratio to seasonal naive, the baselines'."""
+        results = {}
+        for name in FORECASTS:
+            results[name] = self._errors(stage, name).compute()
+            self._errors(stage, name).reset()
+        for name, errors in results.items():
+            prefix = f"{stage}/" if name == "model" else f"{stage}/{name}_"
+            for key in ("mae", "rmse", "mape"):
+                if key in errors:
+                    self.log(prefix + key, float(errors[key]), prog_bar=name == "model")
+        self.log(f"{stage}/rel_mae", float(results["model"]["mae"] / results["snaive"]["mae"]))
+        return results
+
+    def on_train_epoch_end(self) -> None:
+        self._log_loss("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_loss("val")
+        results = self._log_errors("val")
+        if not self.trainer.sanity_checking and self.trainer.is_global_zero:
+            self._draw(results)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_loss("test")
+        self._log_errors("test")
+
+    # -- TensorBoard ---------------------------------------------------------
+    def _draw(self, results: dict[str, dict[str, Tensor]]) -> None:
+        writers = [lg.experiment for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
+        if not writers:
+            return
+        horizon = len(results["model"]["mae_by_step"])
+        by_step = line_chart("MAE per horizon step (validation), in the data's units", [
+            (f"{name} {float(results[name]['mae']):.4g}", colour,
+             results[name]["mae_by_step"].cpu().numpy())
+            for name, colour in (("snaive", SNAIVE), ("naive", NAIVE), ("model", MODEL))],
+            x_labels=("step 1", f"step {horizon}"))  # fmt: skip
+        weeks = self.example_charts()
+        for writer in writers:
+            writer.add_image("val/mae_by_step", by_step, self.media_step(), dataformats="HWC")
+            if weeks is not None:
+                writer.add_image("val/forecast_weeks", weeks, self.media_step(), dataformats="HWC")
+
+    def example_charts(self) -> Any:
+        """Forecast against actual for the datamodule's example weeks, one chart each (or None)."""
+        dm = self.datamodule
+        if not provides(dm, Forecasting):
+            return None
+        charts = []
+        for title, batch in dm.examples():
+            batch = ForecastBatch(*(t.to(self.device) for t in batch))
+            forecast, target = self.forecast(batch).cpu(), batch.target.cpu()
+            mae = (forecast - target).abs().mean()
+            snaive_mae = (batch.snaive.cpu() - target).abs().mean()
+            charts.append(line_chart(
+                f"{title}: MAE {float(mae):.4g} (seasonal naive {float(snaive_mae):.4g})",
+                [("seasonal naive", SNAIVE, with_gaps(batch.snaive.cpu().numpy())),
+                 ("actual", BLACK, with_gaps(target.numpy())),
+                 ("forecast", MODEL, with_gaps(forecast.numpy()))],
+                x_labels=("", "one day-ahead forecast per day")))  # fmt: skip
+        return stack(charts) if charts else None
+
+    def charts(self) -> dict[str, dict[str, list[str]]]:
+        return {"train vs validation": {"loss": ["train/loss", "val/loss"],
+                                        "MAE (data units)": ["val/mae", "val/snaive_mae",
+                                                             "val/naive_mae"]},
+                "forecast": {"MAPE (%)": ["val/mape", "val/snaive_mape", "val/naive_mape"],
+                             "MAE / seasonal-naive MAE": ["val/rel_mae"]},
+                **super().charts()}  # fmt: skip
+
+    def gradient_flow(self, batch: ForecastBatch) -> Tensor:
+        loss = lambda: F.l1_loss(self(batch.past, batch.known), self.residual(batch))  # noqa: E731
+        return state_gradient_norms(self.encoder, loss)
