@@ -41,6 +41,7 @@ import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 from hydra.core.plugins import Plugins
+from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
@@ -216,7 +217,7 @@ def distribution(override: Override) -> optuna.distributions.BaseDistribution:
 def tell(study: optuna.Study, trial: optuna.Trial, ret: Any) -> bool:
     """Record a job's outcome: a value, pruned, or failed (the search goes on). True if failed."""
     try:
-        value = ret.return_value if not isinstance(ret, BaseException) else _raise(ret)
+        value = _value(ret)
     except optuna.TrialPruned as pruned:
         log.info(f"trial {trial.number} {pruned}")
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -233,8 +234,17 @@ def tell(study: optuna.Study, trial: optuna.Trial, ret: Any) -> bool:
     return False
 
 
-def _raise(err: BaseException) -> Any:
-    raise err
+def _value(ret: Any) -> Any:
+    """The job's return value, or raise what it raised (a launcher may hand back the error).
+
+    JobReturn.return_value would print "Error executing job with overrides" before
+    raising, which reads as a crash for every pruned trial; the status tells first.
+    """
+    if isinstance(ret, BaseException):
+        raise ret
+    if ret.status == JobStatus.COMPLETED:
+        return ret.return_value
+    raise ret._return_value  # the job's own exception: JobReturn has no public accessor
 
 
 def fail_dead_trials(study: optuna.Study, storage: optuna.storages.RDBStorage) -> None:
