@@ -14,6 +14,7 @@ epochs for `interval: epoch`.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,5 +60,11 @@ def configure_optimizers(
                     f"task.scheduler.{name} is left to the trainer, but trainer.max_epochs is "
                     f"{trainer.max_epochs}: set task.scheduler.{name}, or trainer.max_epochs"
                 )
+    if sched_cfg.get("total_steps") is not None and "pct_start" in accepted:
+        # OneCycleLR divides by its warm-up's length, pct_start * total_steps - 1, and
+        # fails for a run of a few steps (fast_dev_run, a benchmark): stretch the cycle
+        # past the run instead, so the run is the start of the schedule it asked for.
+        pct_start = sched_cfg.get("pct_start", accepted["pct_start"].default)
+        sched_cfg["total_steps"] = max(sched_cfg["total_steps"], math.ceil(2 / pct_start) + 2)
     lr_scheduler = instantiate(sched_cfg, optimizer=opt)
     return {"optimizer": opt, "lr_scheduler": {"scheduler": lr_scheduler, **lightning_cfg}}
