@@ -110,6 +110,11 @@ def remove_unfinished_run() -> None:
                for n in names)  # fmt: skip
     if ours and not any(run.rglob("*.ckpt")):
         shutil.rmtree(run, ignore_errors=True)
+        for parent in (run.parent, run.parent.parent):  # outputs/<run_name>/, outputs/
+            try:
+                parent.rmdir()  # only when empty: another run's folder stays
+            except OSError:
+                break
 
 
 def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:

@@ -118,6 +118,7 @@ def test_mistakes_are_one_line_and_leave_no_run_folder(run_cli, tmp_path, overri
     assert message in result.err and "Traceback" not in result.err
     assert len([line for line in result.err.splitlines() if line.startswith("error:")]) == 1
     assert run_dirs(tmp_path) == []  # nothing half-made left behind
+    assert not (tmp_path / "outputs").exists()  # nor the empty folders above it
 
 
 def test_damaged_or_foreign_checkpoints_are_one_line(run_cli, tmp_path):

@@ -19,6 +19,10 @@ example's has 2 dimensions) initialised at unit scale barely moves under Adam's 
 same mask at every step of a sequence (variational or "locked" dropout, Keras'
 SpatialDropout1D): a mask drawn anew per step would mostly be averaged away by
 the recurrence. `dropout` applies to the pooled features before the head.
+
+`encoder_init` applies an init function to the encoder once built, e.g.
+`{_target_: seqmodels.nn.init.chrono_, max_steps: 784}` for pixel MNIST, whose
+default-initialised LSTM forgets too fast to learn at all (seqmodels.nn.init).
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class SequenceClassifier(TaskModule):
         input_dropout: float = 0.0,
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
+        encoder_init: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if (vocab_size is None) == (input_size is None):
@@ -87,7 +92,7 @@ class SequenceClassifier(TaskModule):
             assert input_size is not None  # checked above: features fed as they are
             self.input_adapter, encoder_input = nn.Identity(), input_size
         self.input_dropout = nn.Dropout1d(input_dropout)
-        self.encoder = build_encoder(encoder, encoder_input)
+        self.encoder = build_encoder(encoder, encoder_input, encoder_init)
         features = encoder_output_size(self.encoder) * (2 if pooling == "meanmax" else 1)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(features, num_classes)

@@ -25,12 +25,25 @@ def plain_config(cfg: Any) -> Any:
     return cfg
 
 
-def build_encoder(encoder: nn.Module | Mapping[str, Any], input_size: int) -> nn.Module:
+def build_encoder(
+    encoder: nn.Module | Mapping[str, Any],
+    input_size: int,
+    init: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """The encoder, built from its config with `input_size` filled in (a module is kept).
+
+    `init`: a function's config applied to the encoder once built, such as
+    `{_target_: seqmodels.nn.init.chrono_, max_steps: 784}` (seqmodels.nn.init).
+    """
     if isinstance(encoder, nn.Module):
-        return encoder
-    cfg = dict(encoder)
-    cfg.pop("input_size", None)  # ours to decide, whatever the config says
-    return instantiate(cfg, input_size=input_size)
+        module = encoder
+    else:
+        cfg = dict(encoder)
+        cfg.pop("input_size", None)  # ours to decide, whatever the config says
+        module = instantiate(cfg, input_size=input_size)
+    if init:
+        instantiate(dict(init), _partial_=True)(module)
+    return module
 
 
 def encoder_output_size(encoder: nn.Module) -> int:

@@ -99,6 +99,7 @@ class Forecaster(TaskModule):
     patch: rows per encoder step; must divide window.
     head_hidden: units of the head's hidden layer.
     optimizer, scheduler: config dicts for seqmodels.tasks.optim.configure_optimizers.
+    encoder_init: an init function's config applied to the encoder (seqmodels.nn.init).
     """
 
     def __init__(
@@ -113,6 +114,7 @@ class Forecaster(TaskModule):
         head_hidden: int = 256,
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
+        encoder_init: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if patch < 1 or window % patch:
@@ -124,7 +126,7 @@ class Forecaster(TaskModule):
             {"_target_": "torch.optim.AdamW", "lr": 3e-3, "weight_decay": 1e-4}
         )
         self.patch, self.target_scale = patch, float(target_scale)
-        self.encoder = build_encoder(encoder, input_size * patch)
+        self.encoder = build_encoder(encoder, input_size * patch, encoder_init)
         features = encoder_output_size(self.encoder) + horizon * known_size
         self.head = nn.Sequential(nn.Linear(features, head_hidden), nn.ReLU(),
                                   nn.Linear(head_hidden, horizon))  # fmt: skip

@@ -55,6 +55,7 @@ class LanguageModel(TaskModule):
         `dropout` acts between its stacked layers).
     optimizer, scheduler: config dicts for seqmodels.tasks.optim.configure_optimizers.
     sample_length, sample_temperature: the sample logged each validation epoch.
+    encoder_init: an init function's config applied to the encoder (seqmodels.nn.init).
     """
 
     def __init__(
@@ -67,12 +68,13 @@ class LanguageModel(TaskModule):
         scheduler: Mapping[str, Any] | None = None,
         sample_length: int = 300,
         sample_temperature: float = 0.8,
+        encoder_init: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_plain_hyperparameters({"_target_": "torch.optim.Adam", "lr": 2e-3})
 
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
-        self.encoder = build_encoder(encoder, embedding_dim)
+        self.encoder = build_encoder(encoder, embedding_dim, encoder_init)
         if getattr(self.encoder, "bidirectional", False):
             raise UserError(
                 "a language model predicts the next character from the past only: "

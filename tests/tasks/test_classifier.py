@@ -104,3 +104,13 @@ def test_grad_norm_is_written_at_the_step_it_was_computed(task, small_data, tmp_
     logged = [(e.step, e.value) for e in events.Scalars("train/grad_norm")]
     assert logged == [(4, 4.0), (9, 9.0)]  # value = the step it was computed at
     assert computed_at == list(range(12))  # every step: divergence is checked on each
+
+
+def test_encoder_init_from_config_is_applied_to_the_built_encoder():
+    init = {"_target_": "seqmodels.nn.init.forget_gate_bias_", "value": 2.5}
+    model = SequenceClassifier({"_target_": "seqmodels.nn.LSTM", "hidden_size": 8},
+                               num_classes=3, input_size=1, embedding_dim=None,
+                               encoder_init=init)  # fmt: skip
+    forget = model.encoder.cells[0].i2h.bias.detach()[8:16]
+    assert torch.equal(forget, torch.full((8,), 2.5))
+    assert model.hparams["encoder_init"] == init  # a checkpoint rebuilds it alike

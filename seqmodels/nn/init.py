@@ -1,0 +1,70 @@
+"""Initialisations for the LSTM's gates, in the style of torch.nn.init (in place, `_` suffix).
+
+torch.nn.LSTM's init draws every bias from U(-1/sqrt(H), 1/sqrt(H)), so the forget
+gate starts near sigmoid(0) = 0.5: the cell state halves at every step, and the
+gradient from the last step to one k steps back shrinks like 0.5^k. Over 784
+steps (pixel MNIST) that is nothing at all, and training sits at chance until
+the forget gates happen to open. Both functions below open them from the start:
+
+- `forget_gate_bias_(lstm, 1.0)`: the forget bias of Gers et al. (2000) and
+  Jozefowicz et al. (2015), Keras' `unit_forget_bias=True`. sigmoid(1) = 0.73
+  carries the state for tens of steps.
+- `chrono_(lstm, max_steps)`: the chrono initialisation of Tallec & Ollivier
+  (2018): forget bias log(u), input bias -log(u), u ~ U(1, max_steps - 1) per
+  unit, so the units' memory spans are spread over 1..max_steps steps, the
+  range of dependencies the task has.
+
+    from seqmodels.nn import LSTM
+    from seqmodels.nn.init import chrono_
+
+    lstm = chrono_(LSTM(1, 128), max_steps=784)
+
+Either works on any module holding LSTM cells (a layer, a model around one):
+every LSTMCell inside gets it. The cells keep one bias, b_ih + b_hh
+(cells.py); `to_torch()` puts it in bias_ih and zeros in bias_hh.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from seqmodels.errors import UserError
+from seqmodels.nn.cells import LSTMCell
+
+
+def _lstm_cells(module: nn.Module) -> list[LSTMCell]:
+    cells = [m for m in module.modules() if isinstance(m, LSTMCell)]
+    if not cells:
+        raise UserError(f"{type(module).__name__} holds no LSTM cell: these inits set LSTM gates")
+    for cell in cells:
+        if cell.i2h.bias is None:
+            raise UserError("an LSTM with bias=False has no gate bias to set")
+    return cells
+
+
+def forget_gate_bias_(module: nn.Module, value: float = 1.0) -> nn.Module:
+    """Set every LSTM cell's forget-gate bias to `value` (the other biases are kept)."""
+    for cell in _lstm_cells(module):
+        H = cell.hidden_size
+        with torch.no_grad():
+            cell.i2h.bias[H : 2 * H].fill_(value)  # gates i, f, g, o: rows H..2H are f
+    return module
+
+
+def chrono_(
+    module: nn.Module, max_steps: int, generator: torch.Generator | None = None
+) -> nn.Module:
+    """Chrono initialisation: forget bias log(u), input bias -log(u), u ~ U(1, max_steps - 1)."""
+    if not isinstance(max_steps, int) or max_steps < 3:
+        raise UserError(f"max_steps must be an int >= 3 (the longest dependency), got {max_steps}")
+    for cell in _lstm_cells(module):
+        H = cell.hidden_size
+        bias = cell.i2h.bias
+        assert bias is not None  # checked by _lstm_cells
+        u = torch.rand(H, generator=generator, dtype=torch.float64) * (max_steps - 2) + 1
+        log_u = u.log().to(bias.dtype)
+        with torch.no_grad():
+            bias[H : 2 * H].copy_(log_u)  # forget gate
+            bias[:H].copy_(-log_u)  # input gate
+    return module
