@@ -8,8 +8,9 @@ per epoch is the train dataloader's length or `--epoch-steps` (for a stand-in
 dataset smaller than the real one).
 
     .venv/bin/python scripts/bench_epoch.py experiment=mnist_row
-    .venv/bin/python scripts/bench_epoch.py --epoch-steps 430 experiment=mnist_pixel \\
-        data.root=/tmp/mnist_standin data.verify=false
+    .venv/bin/python scripts/bench_epoch.py experiment=mnist_pixel_cpu data.root=<MNIST folder>
+    .venv/bin/python scripts/bench_epoch.py --epoch-steps 430 experiment=mnist_pixel_cpu \\
+        data.root=<a stand-in: the t10k files as the training files> data.verify=false
 
 `--losses` also prints every step's training loss (warm-up steps included), so two
 runs that differ only in model.engine can be checked for the same loss curve.
