@@ -18,8 +18,10 @@ compilation, every dtype torch's kernels and plain ops support):
 - other CPU LSTM calls, and any under autocast (oneDNN's bf16 kernel beats
   fused, which computes in fp32): `native`, with lengths on the padded batch
   (see native.py).
-- everything else on CPU (GRU, RNN, with or without lengths): `fused`, which
-  runs torch's GRU/RNN formulation faster than torch's own CPU kernels do.
+- everything else on CPU (GRU, RNN, with or without lengths): `fused`. Which
+  of fused and native is faster for a GRU depends on the CPU's matmul
+  libraries: fused was well ahead on the AMD CPU it was chosen on, native
+  ahead on an Intel Xeon with AVX-512 for short sequences (README, Speed).
 - `native` is never picked where its kernel cannot run here (see
   native.kernel_problem: oneDNN has no bf16 LSTM on CPUs without AVX-512):
   `fused` instead.
