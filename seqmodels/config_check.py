@@ -53,9 +53,19 @@ def check_node(node: Any, key: str) -> None:
 def _check_arguments(node: Mapping[str, Any], key: str, target: str) -> None:
     try:
         obj = get_object(target)
+    except Exception as err:  # a misspelt name, or a package that is not installed
+        cause: BaseException = err
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        raise UserError(
+            f"{key}._target_={target}: cannot import it ({first}); check the name, and that "
+            "its package is installed in this Python"
+        ) from None
+    try:
         signature = inspect.signature(obj)
         hints = typing.get_type_hints(obj.__init__ if inspect.isclass(obj) else obj)
-    except Exception:  # not importable, or annotations that cannot be resolved: not ours to judge
+    except Exception:  # annotations that cannot be resolved: not ours to judge
         return
     params = signature.parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())

@@ -132,3 +132,59 @@ def test_eval_of_a_missing_checkpoint_is_one_clear_line(run_cli, tmp_path):
     result = run_cli("eval", f"ckpt_path={tmp_path / 'nope.ckpt'}")
     assert result.code == 1
     assert "checkpoint not found" in result.err and "Traceback" not in result.err
+
+
+USER_CELL_MODULE = """
+import torch
+from seqmodels.nn import Cell
+
+
+class MinimalRNNCell(Cell):
+    gate_names = ("u", "z")
+
+    def step(self, gates, h):
+        u, z = gates.chunk(2, -1)
+        u = torch.sigmoid(u)
+        return u * h + (1 - u) * torch.tanh(z)
+
+
+class NotACell(torch.nn.Module):
+    def __init__(self, input_size, hidden_size, bias=True):
+        super().__init__()
+"""
+
+
+def test_a_users_cell_trains_from_the_command_line(run_cli, tmp_path, monkeypatch):
+    """model=custom model.cell._target_=<module>.<class>: a cell from the user's own module
+    trains, checkpoints and evaluates; the checkpoint rebuilds it."""
+    (tmp_path / "my_cells.py").write_text(USER_CELL_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = run_cli(
+        "train", "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "model=custom",
+        "model.cell._target_=my_cells.MinimalRNNCell", "model.bidirectional=true",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert "test/acc=" in result.out
+    (ckpt,) = tmp_path.rglob("last.ckpt")
+    _, module, _ = load_run(ckpt)
+    assert type(module.encoder.cells[0]).__name__ == "MinimalRNNCell"
+
+
+@pytest.mark.parametrize(
+    "target,message",
+    [
+        ("my_cells.Nope", r"model.cell._target_=my_cells.Nope: cannot import it"),
+        ("no_such_package.Cell", r"cannot import it \(No module named 'no_such_package'\)"),
+        ("my_cells.NotACell", r"cell=NotACell built a NotACell, not a seqmodels.nn.Cell"),
+    ],
+)
+def test_a_bad_cell_is_one_line(run_cli, tmp_path, monkeypatch, target, message):
+    import re
+
+    (tmp_path / "my_cells.py").write_text(USER_CELL_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = run_cli("train", *FAST, "model=custom", f"model.cell._target_={target}")
+    assert result.code == 1
+    assert re.search(message, result.err), result.err
+    assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err

@@ -1,14 +1,31 @@
 """seqmodels.nn: recurrent cells and layers in pure PyTorch (no Lightning/Hydra/TensorBoard).
 
-    from seqmodels.nn import RNNCell, LSTMCell, GRUCell, RNN, LSTM, GRU
+    from seqmodels.nn import Cell, Recurrent, RNNCell, LSTMCell, GRUCell, RNN, LSTM, GRU
 
-Cells (cells.py) do one step with a single i2h Linear over cat(x_t, h_{t-1});
-layers (recurrent.py) unroll them with torch.nn's signature plus `lengths` and
-an `engine` ("auto", "loop", "fused", "native"; engines.py, native.py, auto.py);
-`LSTM.from_torch(m)` / `lstm.to_torch()` convert to and from torch.nn (interop.py).
+Cells (cells.py) do one step: a single i2h Linear over cat(x_t, h_{t-1}), then
+a pointwise `step`; `Cell` is the base class for a cell of your own, and
+literature.py has three from papers (peephole LSTM, IndRNN, coupled-gate LSTM).
+`Recurrent(cell, ...)` (recurrent.py) unrolls any cell with torch.nn's
+signature plus `lengths` and an `engine` ("auto", "loop", "fused", "native";
+engines.py, fused.py, native.py, auto.py); RNN, LSTM and GRU are Recurrent over
+the built-in cells. `LSTM.from_torch(m)` / `lstm.to_torch()` convert to and
+from torch.nn (interop.py).
 """
 
-from seqmodels.nn.cells import GRUCell, LSTMCell, RNNCell
-from seqmodels.nn.recurrent import GRU, LSTM, RNN
+from seqmodels.nn.cells import Cell, GRUCell, LSTMCell, RNNCell
+from seqmodels.nn.literature import CIFGLSTMCell, IndRNNCell, PeepholeLSTMCell
+from seqmodels.nn.recurrent import GRU, LSTM, RNN, Recurrent
 
-__all__ = ["RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU"]
+__all__ = [
+    "Cell",
+    "Recurrent",
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "RNN",
+    "LSTM",
+    "GRU",
+    "PeepholeLSTMCell",
+    "IndRNNCell",
+    "CIFGLSTMCell",
+]

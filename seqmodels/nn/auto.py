@@ -22,6 +22,8 @@ compilation, every dtype torch's kernels and plain ops support):
   of fused and native is faster for a GRU depends on the CPU's matmul
   libraries: fused was well ahead on the AMD CPU it was chosen on, native
   ahead on an Intel Xeon with AVX-512 for short sequences (README, Speed).
+- a cell of one's own: `fused` (CUDA or CPU), or `loop` when the cell defines
+  no `step` for it to run (one that overrides only `forward`).
 - `native` is never picked where its kernel cannot run here (see
   native.kernel_problem: oneDNN has no bf16 LSTM on CPUs without AVX-512):
   `fused` instead.
@@ -35,6 +37,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from seqmodels.nn.engines import fused_runs
 from seqmodels.nn.native import kernel_problem
 
 FUSED_LSTM_MIN_STEPS = 256  # T
@@ -54,5 +57,7 @@ def choose_engine(layer, x: Tensor, lengths: Tensor | None) -> str:
     else:
         engine = "fused"
     if engine == "native" and kernel_problem(kind, x) is not None:
-        return "fused"
+        engine = "fused"
+    if engine == "fused" and not all(fused_runs(cell) for cell in layer.cells):
+        return "loop"
     return engine

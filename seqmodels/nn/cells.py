@@ -1,19 +1,52 @@
-"""Recurrent cells in the i2h/i2o design: one step of an RNN, LSTM or GRU.
+"""Recurrent cells in the i2h/i2o design, and `Cell`, the base class for a cell of your own.
 
-Every cell owns `i2h`, a single `nn.Linear` over `cat(x_t, h_{t-1})` whose
-output rows are the pre-activations of all gates, stacked in torch's order.
-Its weight therefore splits by columns into torch's two matrices:
+A cell is one step of a recurrent network in two parts:
 
-    i2h.weight = [ W_ih | W_hh ]      shape (G*H, input_size + hidden_size)
-    i2h.bias   =   b_ih + b_hh        one bias: the two torch biases always add
+1. `i2h`, a single `nn.Linear` over `cat(x_t, h_{t-1})` whose output rows are
+   the pre-activations of every gate, one block of `hidden_size` rows per name
+   in `gate_names`. Its weight splits by columns into torch's two matrices:
 
-so `i2h.weight[:, :input_size]` is the input-to-hidden matrix (the engines
-apply it to every time step in one GEMM) and `i2h.weight[:, input_size:]` the
-hidden-to-hidden one. With `output_size=...` a cell also owns `i2o`, an
-`nn.Linear` over `cat(x_t, h_t)` giving a per-step output.
+       i2h.weight = [ W_ih | W_hh ]      shape (G*H, input_size + hidden_size)
+       i2h.bias   =   b_ih + b_hh        one bias: the two torch biases always add
 
-`cell(x_t, state=None) -> (output, state)`: output is `i2o`'s when present,
-else `h_t`; state is `h` (B, H), or `(h, c)` for the LSTM.
+   so the layers' fast engines apply `W_ih` to every time step in one matrix
+   product and `W_hh` once per step.
+2. `step(gates, state) -> state`: the new state from the gates and the old
+   state, in any torch ops (the fused engine differentiates it with autograd).
+
+A cell of your own is a subclass that names its gates and state and writes
+`step` (a peephole LSTM, Gers & Schmidhuber 2000):
+
+    class PeepholeLSTMCell(Cell):
+        gate_names = ("i", "f", "g", "o")
+        state_names = ("h", "c")
+
+        def __init__(self, input_size, hidden_size, bias=True):
+            super().__init__(input_size, hidden_size, bias=bias)
+            self.peephole = nn.Parameter(torch.zeros(3, hidden_size))
+
+        def step(self, gates, state):
+            h, c = state
+            i, f, g, o = gates.chunk(4, -1)
+            p_i, p_f, p_o = self.peephole
+            c = torch.sigmoid(f + p_f * c) * c + torch.sigmoid(i + p_i * c) * torch.tanh(g)
+            return torch.sigmoid(o + p_o * c) * torch.tanh(c), c
+
+and `Recurrent(PeepholeLSTMCell, 128, 256, num_layers=2, bidirectional=True)`
+gives it everything the built-in layers have (recurrent.py). The built-in
+`RNNCell`, `LSTMCell` and `GRUCell` below are written the same way.
+
+What a cell may also set:
+- `hidden_product = False`: i2h reads x_t alone (`nn.Linear(input_size, G*H)`)
+  and `step` applies the recurrence itself, as IndRNN's `u * h_{t-1}`.
+- `split_step(input_gates, hidden_gates, state)` instead of `step`, for a cell
+  that needs the two halves of the product apart (the reset_after GRU scales
+  `W_hn h + b_hn` by its reset gate).
+- parameters of its own, made in `__init__` after `super().__init__()`.
+
+`cell(x_t, state=None) -> (output, state)`: output is `i2o(cat(x_t, h_t))` when
+the cell has `output_size=`, else h_t; state is a tensor h (B, H) when
+`state_names` has one name, else a tuple (h, c, ...) of such tensors, h first.
 
 The i2h/i2o design comes from the RNN tutorials this project grew from
 (`combined = cat(input, hidden); hidden = i2h(combined); output = i2o(combined)`),
@@ -31,7 +64,9 @@ whose code has bugs that these cells fix:
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +75,8 @@ from torch import Tensor, nn
 from seqmodels.errors import UserError
 
 NONLINEARITIES = ("tanh", "relu", "swish")
+
+State = Any  # a tensor h (B, H), or a tuple (h, c, ...) of such tensors
 
 
 def check_sizes(input_size: int, hidden_size: int, output_size: int | None) -> None:
@@ -55,29 +92,47 @@ def activation(name: str):
     return {"tanh": torch.tanh, "relu": torch.relu, "swish": F.silu}[name]
 
 
-class _Cell(nn.Module):
-    """Shared plumbing: i2h/i2o construction, init, state creation, output head."""
+class Cell(nn.Module):
+    """Base class of every cell: i2h over cat(x_t, h_{t-1}), then `step` (see the module doc).
 
-    num_gates = 1
-    has_cell_state = False
+    Subclasses set `gate_names` and `state_names` and define `step` (or
+    `split_step`). Everything else (the i2h and i2o layers, their init, the
+    zero state, `forward`) is here.
+    """
 
-    def __init__(self, input_size: int, hidden_size: int, output_size: int | None, bias: bool):
+    gate_names: ClassVar[tuple[str, ...]] = ("h",)
+    state_names: ClassVar[tuple[str, ...]] = ("h",)
+    hidden_product: ClassVar[bool] = True
+
+    def __init__(
+        self, input_size: int, hidden_size: int, output_size: int | None = None, bias: bool = True
+    ):
         super().__init__()
         check_sizes(input_size, hidden_size, output_size)
+        if not self.gate_names or not self.state_names or self.state_names[0] != "h":
+            raise TypeError(
+                f"{type(self).__name__}: gate_names must name at least one gate and "
+                f"state_names must start with 'h' (got {self.gate_names}, {self.state_names})"
+            )
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.output_size = output_size
         self.bias = bool(bias)
-        self.i2h = nn.Linear(input_size + hidden_size, self.num_gates * hidden_size, bias=bias)
+        reads = input_size + hidden_size if self.hidden_product else input_size
+        self.i2h = nn.Linear(reads, self.num_gates * hidden_size, bias=bias)
         self.i2o = (
             nn.Linear(input_size + hidden_size, output_size) if output_size is not None else None
         )
-        self.bias_hn: nn.Parameter | None = None  # only the reset_after GRU has one
-        self._extra_parameters()
-        self.reset_parameters()
+        Cell.reset_parameters(self)  # only what this class made: a subclass inits its own
 
-    def _extra_parameters(self) -> None:
-        pass
+    @property
+    def num_gates(self) -> int:
+        return len(self.gate_names)
+
+    @property
+    def state_size(self) -> int:
+        """How many (B, H) tensors the state holds (1: the state is h itself)."""
+        return len(self.state_names)
 
     def reset_parameters(self) -> None:
         # torch.nn.RNN/LSTM/GRU's init: U(-1/sqrt(H), 1/sqrt(H)) for every recurrent
@@ -85,8 +140,6 @@ class _Cell(nn.Module):
         bound = 1.0 / math.sqrt(self.hidden_size)
         for p in self.i2h.parameters():
             nn.init.uniform_(p, -bound, bound)
-        if self.bias_hn is not None:
-            nn.init.uniform_(self.bias_hn, -bound, bound)
 
     # Views into i2h, used by the fused and native engines (no copies: autograd
     # carries their gradients back into i2h.weight).
@@ -95,19 +148,55 @@ class _Cell(nn.Module):
         return self.i2h.weight[:, : self.input_size]
 
     @property
-    def weight_hh(self) -> Tensor:
-        return self.i2h.weight[:, self.input_size :]
+    def weight_hh(self) -> Tensor | None:
+        return self.i2h.weight[:, self.input_size :] if self.hidden_product else None
 
-    def init_state(self, batch_size: int, device=None, dtype=None):
-        """Zero state for a batch: `h` (B, H), or `(h, c)` for the LSTM."""
+    def init_state(self, batch_size: int, device=None, dtype=None) -> State:
+        """The zero state for a batch: h (B, H), or a tuple (h, c, ...)."""
         w = self.i2h.weight
-        h = torch.zeros(
-            batch_size, self.hidden_size, device=device or w.device, dtype=dtype or w.dtype
-        )
-        return (h, torch.zeros_like(h)) if self.has_cell_state else h
+        zeros = [
+            torch.zeros(
+                batch_size, self.hidden_size, device=device or w.device, dtype=dtype or w.dtype
+            )
+            for _ in self.state_names
+        ]
+        return zeros[0] if len(zeros) == 1 else tuple(zeros)
+
+    # -- the step -------------------------------------------------------------------
+    def step(self, gates: Tensor, state: State) -> State:
+        """The new state from the gates' pre-activations (B, G*H) and the old state."""
+        raise NotImplementedError(f"{type(self).__name__} defines no step()")
+
+    def split_step(self, input_gates: Tensor, hidden_gates: Tensor, state: State) -> State:
+        """`step` for cells that need the product's halves apart: input_gates is
+        W_ih x_t + b, hidden_gates W_hh h_{t-1}. By default their sum goes to `step`."""
+        return self.step(input_gates + hidden_gates, state)
+
+    def forward(self, x: Tensor, state: State = None) -> tuple[Tensor, State]:
+        if state is None:
+            state = self.init_state(x.shape[0], x.device, x.dtype)
+        h = state if self.state_size == 1 else state[0]
+        if not self.hidden_product:
+            state = self.step(self.i2h(x), state)
+        elif overrides(self, "split_step"):
+            gx = F.linear(x, self.weight_ih, self.i2h.bias)
+            gh = F.linear(h, self.i2h.weight[:, self.input_size :])
+            state = self.split_step(gx, gh, state)
+        else:
+            state = self.step(self.i2h(torch.cat((x, h), -1)), state)
+        return self._output(x, state if self.state_size == 1 else state[0]), state
 
     def _output(self, x: Tensor, h: Tensor) -> Tensor:
         return h if self.i2o is None else self.i2o(torch.cat((x, h), -1))
+
+    # -- what the engines may use ---------------------------------------------------
+    def native_kernel(self) -> str | None:
+        """torch's fused kernel computing this cell exactly (a torch._VF name), or None.
+
+        Only the built-in formulations have one; a subclass that changes the step
+        (or adds parameters) has none, so no engine runs torch's kernel in its place.
+        """
+        return None
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -116,7 +205,33 @@ class _Cell(nn.Module):
         return s + ("" if self.bias else ", bias=False")
 
 
-class RNNCell(_Cell):
+def overrides(cell: Cell, method: str) -> bool:
+    """Whether the cell's class defines `method` itself rather than taking Cell's."""
+    return getattr(type(cell), method) is not getattr(Cell, method)
+
+
+def is_exactly(cell: Cell, cls: type) -> bool:
+    """Whether the cell computes what `cls` computes: its class is cls, or a subclass
+    that changes neither the step nor the parameters (a renamed or extended class)."""
+    if not isinstance(cell, cls):
+        return False
+    same_step = all(getattr(type(cell), m) is getattr(cls, m)
+                    for m in ("step", "split_step", "forward"))  # fmt: skip
+    own = {"i2h.weight", "i2h.bias", "bias_hn", "i2o.weight", "i2o.bias"}
+    return same_step and all(name in own for name, _ in cell.named_parameters())
+
+
+def cell_name(cell: Any) -> str:
+    """A cell factory as a user wrote it: LSTMCell, or GRUCell(reset_after=False) for a partial."""
+    if isinstance(cell, functools.partial) and not cell.args:
+        if not cell.keywords:
+            return cell_name(cell.func)
+        options = ", ".join(f"{k}={v!r}" for k, v in cell.keywords.items())
+        return f"{cell_name(cell.func)}({options})"
+    return getattr(cell, "__name__", type(cell).__name__)
+
+
+class RNNCell(Cell):
     """Elman cell: h_t = act(W [x_t, h_{t-1}] + b), act in tanh | relu | swish."""
 
     def __init__(
@@ -135,51 +250,56 @@ class RNNCell(_Cell):
         super().__init__(input_size, hidden_size, output_size, bias)
         self._act = activation(nonlinearity)
 
-    def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        h = self.init_state(x.shape[0], x.device, x.dtype) if state is None else state
-        h = self._act(self.i2h(torch.cat((x, h), -1)))
-        return self._output(x, h), h
+    def step(self, gates: Tensor, state: Tensor) -> Tensor:
+        return self._act(gates)
+
+    def native_kernel(self) -> str | None:
+        if not is_exactly(self, RNNCell):
+            return None
+        return {"tanh": "rnn_tanh", "relu": "rnn_relu"}.get(self.nonlinearity)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", nonlinearity={self.nonlinearity!r}"
 
 
-class LSTMCell(_Cell):
-    """LSTM cell; i2h rows are the gates i, f, g, o (torch's order)."""
+class LSTMCell(Cell):
+    """LSTM cell; i2h rows are the gates i, f, g, o (torch's order); state (h, c)."""
 
-    num_gates = 4
-    has_cell_state = True
+    gate_names = ("i", "f", "g", "o")
+    state_names = ("h", "c")
 
     def __init__(
         self, input_size: int, hidden_size: int, output_size: int | None = None, bias: bool = True
     ):
         super().__init__(input_size, hidden_size, output_size, bias)
 
-    def forward(
-        self, x: Tensor, state: tuple[Tensor, Tensor] | None = None
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        h, c = self.init_state(x.shape[0], x.device, x.dtype) if state is None else state
-        i, f, g, o = self.i2h(torch.cat((x, h), -1)).chunk(4, -1)
+    def step(self, gates: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        _, c = state
+        i, f, g, o = gates.chunk(4, -1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        return self._output(x, h), (h, c)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+    def native_kernel(self) -> str | None:
+        return "lstm" if is_exactly(self, LSTMCell) else None
 
 
-class GRUCell(_Cell):
+class GRUCell(Cell):
     """GRU cell; i2h rows are the gates r, z, n (torch's order).
 
     reset_after=True (cuDNN/torch/Keras): n = tanh(W_in x + b_n + r * (W_hn h + b_hn)).
-    The reset gate scales the hidden product, so that product is kept apart:
-    the n-rows of i2h hold [W_in | W_hn] and b_n, and the extra parameter
-    `bias_hn` (H,) is b_hn. The r/z rows are applied to cat(x, h) as usual.
+    The reset gate scales the hidden product, so the step takes the product's
+    halves apart (`split_step`), and the hidden half's bias is the extra
+    parameter `bias_hn` (H,); `i2h.bias` holds b_r, b_z and b_n (= b_in).
 
-    reset_after=False (Cho et al. 2014): n = tanh(W_n [x, r * h] + b_n);
-    the n-rows of i2h are applied to cat(x, r * h). No extra parameter.
+    reset_after=False (Cho et al. 2014): n = tanh(W_n [x, r * h] + b_n); the
+    n-rows of i2h are applied to cat(x, r * h), a product that needs r first,
+    so this form is not a `step` after one product: it runs on the loop
+    engine, and on a hand-written recurrence in the fused one (fused_gru.py).
 
     Both: h_t = (1 - z) * n + z * h_{t-1} (torch's convention: z keeps the old state).
     """
 
-    num_gates = 3
+    gate_names = ("r", "z", "n")
 
     def __init__(
         self,
@@ -191,26 +311,43 @@ class GRUCell(_Cell):
     ):
         self.reset_after = bool(reset_after)
         super().__init__(input_size, hidden_size, output_size, bias)
-
-    def _extra_parameters(self) -> None:
+        self.bias_hn: nn.Parameter | None = None
         if self.bias and self.reset_after:
-            self.bias_hn = nn.Parameter(torch.empty(self.hidden_size))
+            bound = 1.0 / math.sqrt(hidden_size)
+            self.bias_hn = nn.Parameter(torch.empty(hidden_size).uniform_(-bound, bound))
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if self.bias_hn is not None:
+            bound = 1.0 / math.sqrt(self.hidden_size)
+            nn.init.uniform_(self.bias_hn, -bound, bound)
+
+    def split_step(self, input_gates: Tensor, hidden_gates: Tensor, state: Tensor) -> Tensor:
+        h, H = state, self.hidden_size
+        rz = torch.sigmoid(input_gates[..., : 2 * H] + hidden_gates[..., : 2 * H])
+        r, z = rz[..., :H], rz[..., H:]
+        hn = hidden_gates[..., 2 * H :]
+        if self.bias_hn is not None:
+            hn = hn + self.bias_hn
+        n = torch.tanh(torch.addcmul(input_gates[..., 2 * H :], r, hn))
+        return n + z * (h - n)
 
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if self.reset_after:
+            return super().forward(x, state)
         h = self.init_state(x.shape[0], x.device, x.dtype) if state is None else state
         H = self.hidden_size
         w, b = self.i2h.weight, self.i2h.bias
-        xh = torch.cat((x, h), -1)
-        rz = F.linear(xh, w[: 2 * H], None if b is None else b[: 2 * H])
+        rz = F.linear(torch.cat((x, h), -1), w[: 2 * H], None if b is None else b[: 2 * H])
         r, z = torch.sigmoid(rz).chunk(2, -1)
-        w_n, b_n = w[2 * H :], None if b is None else b[2 * H :]
-        if self.reset_after:
-            hn = F.linear(h, w_n[:, self.input_size :], self.bias_hn)
-            n = torch.tanh(F.linear(x, w_n[:, : self.input_size], b_n) + r * hn)
-        else:
-            n = torch.tanh(F.linear(torch.cat((x, r * h), -1), w_n, b_n))
+        n = torch.tanh(
+            F.linear(torch.cat((x, r * h), -1), w[2 * H :], None if b is None else b[2 * H :])
+        )
         h = n + z * (h - n)
         return self._output(x, h), h
+
+    def native_kernel(self) -> str | None:
+        return "gru" if self.reset_after and is_exactly(self, GRUCell) else None
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", reset_after={self.reset_after}"

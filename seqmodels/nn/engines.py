@@ -24,8 +24,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from seqmodels.nn import fused, gemm
-from seqmodels.nn.cells import GRUCell, LSTMCell, RNNCell
+from seqmodels.errors import UserError
+from seqmodels.nn import fused, fused_gru, fused_lstm
+from seqmodels.nn.cells import Cell, GRUCell, is_exactly, overrides
+
+# From this many steps on, the built-in LSTM's fused engine runs its hand-written
+# recurrence instead of the one for any cell (scripts/bench_nn.py measures both).
+LONG_LSTM_STEPS = 0
 
 State = Any  # h (B, H), or (h, c) for the LSTM
 
@@ -94,46 +99,19 @@ def reverse_within(x: Tensor, lengths: Tensor | None, time_dim: int) -> Tensor:
 def run_fused(cells, x: Tensor, states: list[Any], lengths: Tensor | None):
     """One layer: (B, T, F) -> (B, T, D*H), [final state per direction].
 
-    Per direction one recurrence (fused.py) over the time-major input, the
-    backward direction's input reversed within each length first. With lengths
-    the recurrence runs over every step (padding sits at the end, so valid
-    steps never see it); outputs are masked once and the final state is taken
-    at each sequence's last valid step: no per-step masking.
+    Per direction one recurrence over the time-major input (the backward
+    direction's input reversed within each length first): a hand-written one
+    where a built-in cell has one for this call (`recurrence`), else fused.run,
+    which runs any cell. Padded outputs are zeroed once at the end.
     """
-    B, T = x.shape[0], x.shape[1]
-    # Under autocast (mixed precision) the hand-written recurrences run in fp32 with
-    # autocast off: their backward runs outside autocast and would otherwise meet
-    # tensors of mixed dtypes.
-    amp = torch.is_autocast_enabled(x.device.type)
-    last = None if lengths is None else lengths - 1
+    T = x.shape[1]
+    xt = x.transpose(0, 1).contiguous()  # (T, B, F): one step's rows are one block
     outs: list[Tensor] = []
     finals: list[Any] = []
     for d, (cell, s) in enumerate(zip(cells, states, strict=True)):
-        if s is None:
-            s = cell.init_state(B, x.device, x.dtype)
-        x_d = (x if d == 0 else reverse_within(x, lengths, 1)).transpose(0, 1)  # (T, B, F)
-        if amp:
-            x_d = x_d.float()
-            s = tuple(t.float() for t in s) if isinstance(s, tuple) else s.float()
-        with torch.autocast(x.device.type, enabled=False):
-            if isinstance(cell, LSTMCell):
-                args = (x_d, cell.i2h.weight, cell.i2h.bias, s[0], s[1], last)
-                if torch.is_grad_enabled() and any(a is not None and a.requires_grad for a in args):
-                    hs, h_n, c_n = fused.LSTMRecurrence.apply(*args)
-                else:  # nothing to differentiate: no need to store the backward's factors
-                    hs, h_n, c_n = fused.lstm_inference(*args)
-                finals.append((h_n, c_n))
-            else:
-                gx = gemm.linear(x_d, cell.weight_ih, cell.i2h.bias)  # all steps' input part
-                if isinstance(cell, GRUCell):
-                    hs = fused.GRURecurrence.apply(
-                        gx, s, cell.weight_hh, cell.bias_hn, cell.reset_after
-                    )
-                elif isinstance(cell, RNNCell):
-                    hs = fused.RNNRecurrence.apply(gx, s, cell.weight_hh, cell.nonlinearity)
-                else:
-                    raise TypeError(f"fused engine: unknown cell type {type(cell).__name__}")
-                finals.append(hs[-1] if lengths is None else _at_last(hs, lengths))
+        x_d = xt if d == 0 else reverse_within(xt, lengths, 0)
+        hs, final = recurrence(cell, x_d, lengths)(cell, x_d, s, lengths)
+        finals.append(final)
         outs.append(hs if d == 0 else reverse_within(hs, lengths, 0))
     out = outs[0] if len(outs) == 1 else torch.cat(outs, -1)
     if lengths is not None:
@@ -143,7 +121,35 @@ def run_fused(cells, x: Tensor, states: list[Any], lengths: Tensor | None):
     return out.transpose(0, 1), finals
 
 
-def _at_last(seq: Tensor, lengths: Tensor) -> Tensor:
-    """seq (T, B, H) -> (B, H) at time lengths[b] - 1."""
-    idx = (lengths - 1).view(1, -1, 1).expand(1, seq.shape[1], seq.shape[2])
-    return seq.gather(0, idx).squeeze(0)
+def recurrence(cell: Cell, x: Tensor, lengths: Tensor | None):
+    """The fused engine's recurrence for one direction: `run(cell, x, state, lengths)`.
+
+    The built-in LSTM has a hand-written one (fused_lstm.py), used over long
+    sequences where it is the faster (LONG_LSTM_STEPS, scripts/bench_nn.py);
+    Cho et al.'s GRU needs its reset gate before its second product, which no
+    `step` can express, and has its own (fused_gru.py). While a tracer
+    (torch.compile, torch.export) runs, always fused.run: the hand-written ones
+    write into preallocated tensors, which tracing cannot differentiate.
+    """
+    if not torch.compiler.is_compiling():
+        if cell.native_kernel() == "lstm" and x.shape[0] >= LONG_LSTM_STEPS:
+            return fused_lstm.run
+        if _cho_gru(cell):
+            return fused_gru.run
+    if not fused_runs(cell):
+        raise UserError(
+            f"engine='fused' cannot run {type(cell).__name__}: it defines neither step() nor "
+            "split_step() (see seqmodels.nn.Cell); use engine='loop'"
+        )
+    return fused.run
+
+
+def fused_runs(cell: Cell) -> bool:
+    """Whether the fused engine can run the cell: it has a step, or a recurrence of its own."""
+    if _cho_gru(cell):
+        return not torch.compiler.is_compiling()
+    return overrides(cell, "step") or overrides(cell, "split_step")
+
+
+def _cho_gru(cell: Cell) -> bool:
+    return is_exactly(cell, GRUCell) and not cell.reset_after  # type: ignore[attr-defined]

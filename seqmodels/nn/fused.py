@@ -1,27 +1,41 @@
-"""The fused engine's recurrences: forward loop plus hand-written BPTT (autograd.Function).
+"""The fused engine's recurrence for any cell: what does not depend on h is done once.
 
-What depends on h must be unrolled step by step; everything else is done for
-all steps at once:
+A cell (cells.py) is one matrix product over cat(x_t, h_{t-1}) and a step. Run
+step by step (the loop engine) autograd computes, at every step, the product
+with x_t, the product with h_{t-1}, and in the backward the weight gradient of
+both: 4T small matrix products with few rows, the last two slow in every BLAS.
+Here, per direction of a layer:
 
-    forward:  per step one product with the weight and a few pointwise ops
-    backward: per step one product with the transposed weight and a few
-              pointwise ops; the weight gradient sum_t dz_t^T [x_t, h_{t-1}] is
-              one GEMM over all T*B rows after the loop (GRU, RNN) or one per
-              step (LSTM, see LSTMRecurrence)
+    forward:   gx = x W_ih^T + b              all T steps in one product
+               per step: gates = gx_t + h_{t-1} W_hh^T (one product), then the
+               cell's own `step` on them, recorded by autograd as usual
+    backward:  per step: autograd runs the step's backward and dh = dgates W_hh
+               (one product); then, once, in the projection's backward:
+               dx = dgx W_ih, dW_ih = dgx^T x, db = sum dgx and
+               dW_hh = sum_t dgates_t^T h_{t-1}, one product over all T*B rows
 
-Autograd over a Python loop would instead record ~10 graph nodes per step; this
-is what cuDNN/oneDNN do, in Python.
+The recurrent weight enters each step's product detached, so autograd computes
+no per-step weight gradient; the projection (_Projection) returns the whole of
+it, because dgates_t is exactly the gradient of gx_t when the step reads their
+sum. A cell whose step needs the halves apart (`split_step`, the reset_after
+GRU) gets `h W_hh^T` in a tensor of its own per step, and the gradients of
+those reach _HiddenProduct, which returns dW_hh the same way.
+The h_{t-1} those products need are the layer's outputs, stacked once after
+the loop; the weight-gradient node receives them through a holder (the node is
+made before the loop, they exist after it) and refuses a backward if they were
+modified in place in between, as autograd does for what it saves itself.
 
-GRU and RNN run batch-major, (T, B, features), with their products on oneDNN
-(gemm.StepLinear). The LSTM runs feature-major, (T, features, B), with torch's
-matmul, computes in its forward what its backward needs, and keeps its large
-buffers from call to call (buffers.py): see the LSTM section below.
+With lengths (padding at the end), every sequence's state stays frozen after
+its last valid step (`torch.where` from the shortest sequence's end on), so the
+final state is each sequence's own and padded steps add exactly nothing to any
+gradient; the caller zeroes padded outputs.
+
+While torch.compile or torch.export traces a layer, the same loop runs with the
+recurrent weight in the graph (autograd or the compiler takes its gradient per
+step): no side channel, nothing the tracer cannot follow.
+Under autocast the recurrence runs in fp32 with autocast off: its custom
+backward runs outside autocast and would otherwise meet mixed dtypes.
 The backward is not itself differentiable (no double backward), like cuDNN's.
-
-Tried and not kept (README, "Speed"): TorchScript of the per-step pointwise
-ops, and torch.compile of one step or of the whole loop; neither was faster
-once its own overhead was paid (nor was torch.compile of the feature-major
-LSTM step's pointwise ops, the one kernel that would replace its ten).
 """
 
 from __future__ import annotations
@@ -29,322 +43,144 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from seqmodels.nn import buffers
-from seqmodels.nn.gemm import StepLinear
+from seqmodels.nn.cells import Cell, State, overrides
 
 
-def _prev(seq: Tensor, first: Tensor) -> Tensor:
-    """(T, B, H) states -> the states before each step: [first, seq[0], ..., seq[T-2]]."""
-    return torch.cat((first.unsqueeze(0), seq[:-1]), 0)
+class _Holder:
+    """The stacked hidden states, handed to a weight-gradient node after its forward."""
 
+    def __init__(self) -> None:
+        self.h0: Tensor | None = None
+        self.hs: Tensor | None = None
+        self.version = 0
 
-def _sum_outer(dg: Tensor, inp: Tensor) -> Tensor:
-    """sum over t and b of dg^T inp: (T, B, G) x (T, B, K) -> (G, K), one GEMM."""
-    return dg.reshape(-1, dg.shape[-1]).t() @ inp.reshape(-1, inp.shape[-1])
+    def fill(self, h0: Tensor, hs: Tensor) -> None:
+        self.h0, self.hs = h0.detach(), hs.detach()
+        self.version = hs._version
 
-
-# ---------------------------------------------------------------- LSTM
-# The LSTM runs feature-major: every per-step tensor is (features, B), so each gate of
-# the product's output (4H, B) is one contiguous (H, B) block and every pointwise op
-# below reads and writes whole blocks (batch-major, a gate is a strided column slice,
-# and torch's pointwise ops run several times slower on those). Its rows are ordered
-# o, i, f, g (torch's are i, f, g, o), which puts the three sigmoid gates side by side
-# and lines up the pairs that one op can multiply at once: [i, f] * [g, c_{t-1}].
-# The bias rides in the product as a column against a row of ones in [x_t; 1; h_{t-1}]:
-# no per-step bias copy, and the weight gradient's column there is the bias gradient.
-
-
-def _lstm_weight(weight: Tensor, bias: Tensor | None) -> Tensor:
-    """i2h's weight (4H, I+H) and bias -> (4H, I+1+H): columns [W_ih | b | W_hh], rows o, i, f, g.
-
-    o, i, f, g is torch's i, f, g, o rolled by one gate (roll back with -H).
-    """
-    H, I = weight.shape[0] // 4, weight.shape[1] - weight.shape[0] // 4  # noqa: E741
-    b = weight.new_zeros(4 * H, 1) if bias is None else bias.unsqueeze(1)
-    return torch.cat((weight[:, :I], b, weight[:, I:]), 1).roll(H, 0)
-
-
-def _lstm_steps(w: Tensor, xh: Tensor, c0: Tensor, ends: dict, R: Tensor | None):
-    """The forward loop over xh (T+1, I+1+H, B), whose rows [x_t; 1] are filled and whose
-    h rows receive h_t (xh[t+1]); c0 (H, B). Returns (h_n, c_n), (H, B) each.
-
-    With R (T, 6, H, B), each step also stores what its backward needs, computed here
-    while it is in cache: R[t] = [P_o, P_i, P_f, P_g, f, Q], where dz_gate = P_gate * dc
-    (dh for o), Q = o (1 - tanh^2 c) carries dh into dc, and f carries dc back a step.
-    Each is one op from values at hand: P_o = o (1 - o) tanh c = h - h o,
-    [P_i, P_f] = [i g, f c_{t-1}] (1 - [i, f]), P_g = i (1 - g^2) = i - (i g) g.
-    `ends` {t: (1, B) mask} marks where sequences end (lengths): their state is kept.
-    """
-    T = xh.shape[0] - 1
-    H, B = c0.shape
-    J = xh.shape[1] - H
-    z = xh.new_empty(4 * H, B)  # pre-activations o, i, f, g
-    z_ofi, z_g = z[: 3 * H].view(3, H, B), z[3 * H :]
-    # per step parity: [tanh c_t, g_t, c_{t-1}]; a step's c_t is the next one's c_{t-1}.
-    # Every view the loop uses is made here, once (indexing costs ~1 us a view).
-    x = xh.new_empty(2, 3, H, B)
-    x[0, 2] = c0
-    tanh_c, g, c_prev, g_c = ([x[p, s] for p in (0, 1)] for s in (0, 1, 2, slice(1, None)))
-    prod = xh.new_empty(2, H, B)  # [i g, f c_{t-1}]
-    ig, fc = prod
-    if R is None:
-        a = xh.new_empty(3, H, B)
-        ofi, o, i, i_f = (a,) * T, (a[0],) * T, (a[1],) * T, (a[1:],) * T
-    else:  # sigmoid writes o, i, f where P_f, P_g, f go
-        ofi, o, i, i_f = (R[:, s].unbind(0) for s in (slice(2, 5), 2, 3, slice(3, 5)))
-        P_o, P_if, P_g, Q = (R[:, s].unbind(0) for s in (0, slice(1, 3), 3, 5))
-    xs, hs = xh.unbind(0), xh[1:, J:].unbind(0)
-    h_n, c_n = xh.new_empty(H, B), xh.new_empty(H, B)  # filled at each sequence's end
-    for t in range(T):
-        k, n = t & 1, (t + 1) & 1
-        torch.mm(w, xs[t], out=z)
-        torch.sigmoid(z_ofi, out=ofi[t])
-        torch.tanh(z_g, out=g[k])
-        torch.mul(i_f[t], g_c[k], out=prod)
-        c = torch.add(ig, fc, out=c_prev[n])
-        tc = torch.tanh(c, out=tanh_c[k])
-        h = torch.mul(o[t], tc, out=hs[t])
-        if R is not None:
-            torch.addcmul(o[t], h, tc, value=-1, out=Q[t])
-            torch.addcmul(h, h, o[t], value=-1, out=P_o[t])
-            torch.addcmul(prod, prod, i_f[t], value=-1, out=P_if[t])  # overwrites o
-            torch.addcmul(i[t], ig, g[k], value=-1, out=P_g[t])  # overwrites i
-        if t in ends:
-            torch.where(ends[t], h, h_n, out=h_n)
-            torch.where(ends[t], c, c_n, out=c_n)
-    if not ends:  # h_n apart from hs, whose last step it is (as torch.nn returns them)
-        h_n, c_n = xh[T, J:].clone(), c_prev[T & 1]
-    return h_n, c_n
-
-
-def _lstm_input(x: Tensor, h0: Tensor, H: int) -> Tensor:
-    """xh (T+1, I+1+H, B) with [x_t; 1] in place and h0 in xh[0]'s h rows."""
-    T, B, I = x.shape  # noqa: E741
-    xh = buffers.empty((T + 1, I + 1 + H, B), x)
-    xh[:T, :I] = x.transpose(1, 2)
-    xh[:T, I] = 1
-    xh[0, I + 1 :] = h0.t()
-    return xh
-
-
-def _ends(last: Tensor | None) -> dict:
-    """{step: (1, B) mask of the sequences whose last valid step it is} (empty without lengths)."""
-    if last is None:
-        return {}
-    return {t: (last == t).view(1, -1) for t in last.unique().tolist()}
-
-
-def lstm_inference(x: Tensor, weight: Tensor, bias: Tensor | None, h0: Tensor, c0: Tensor,
-                   last: Tensor | None):  # fmt: skip
-    """LSTMRecurrence's forward without autograd (nothing is stored for a backward)."""
-    xh = _lstm_input(x, h0, h0.shape[-1])
-    h_n, c_n = _lstm_steps(_lstm_weight(weight, bias), xh, c0.t(), _ends(last), None)
-    return xh[1:, x.shape[-1] + 1 :].transpose(1, 2), h_n.t(), c_n.t()
-
-
-class LSTMRecurrence(torch.autograd.Function):
-    """(x (T,B,I), weight (4H,I+H), bias (4H) or None, h0, c0 (B,H), last (B,) or None)
-    -> hs (T,B,H), h_n, c_n (B,H).
-
-    weight and bias are the cell's i2h (gates i, f, g, o); h_n and c_n are the
-    states after step last[b] of each sequence (T-1 when last is None). hs is a
-    view of a feature-major buffer (strides (.., 1, B)).
-
-    Per step, forward: one product and 10 pointwise ops (see _lstm_steps);
-    backward: 3 pointwise ops and two products, dh = W_hh^T dz and the weight
-    gradient's share dz [x_t; 1; h_{t-1}]^T (accumulated step by step: the
-    feature-major layout has no single (4H, T*B) matrix to take it in one GEMM,
-    and a step's product runs as fast per flop as one over many steps would).
-    Products are torch's matmul, which takes out= (each step's output lands in
-    place); on the Intel CPU measured it matched or beat oneDNN's on these shapes
-    (not measured on AMD CPUs, where the README found MKL behind oneDNN).
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, h0: Tensor,
-                c0: Tensor, last: Tensor | None):  # fmt: skip
-        ctx.set_materialize_grads(False)  # an unused output (hs, often) has no gradient to add
-        T, B, I = x.shape  # noqa: E741
-        H = h0.shape[-1]
-        w = _lstm_weight(weight, bias)
-        xh = _lstm_input(x, h0, H)
-        R = buffers.empty((T, 6, H, B), x)
-        ends = _ends(last)
-        h_n, c_n = _lstm_steps(w, xh, c0.t(), ends, R)
-        ctx.save_for_backward(xh, R, w)
-        ctx.ends, ctx.has_bias = ends, bias is not None
-        return xh[1:, I + 1 :].transpose(1, 2), h_n.t(), c_n.t()
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, dhs: Tensor | None, dh_n: Tensor | None, dc_n: Tensor | None):
-        xh, R, w = ctx.saved_tensors
-        T, _, H, B = R.shape
-        J = xh.shape[1] - H
-        I = J - 1  # noqa: E741
-        need_dx = ctx.needs_input_grad[0]
-        # [dx_t; d1; dh_{t-1}] = W^T dz_t in one product (only dh without dx)
-        back = (w if need_dx else w[:, J:]).t().contiguous()
-        dxh = buffers.empty((T, J + H, B), xh) if need_dx else None
-        e = xh.new_empty(5, H, B)  # [dz_o, dz_i, dz_f, dz_g, dc_{t-1}]
-        dz, dz_o, dz_ifg_dc, dc_next = e[:4].view(4 * H, B), e[0], e[1:], e[4]
-        dc = xh.new_empty(H, B)
-        zeros = xh.new_zeros(H, B)
-        dh_nT = zeros if dh_n is None else dh_n.t()
-        dc_nT = zeros if dc_n is None else dc_n.t()
-        # with lengths: where each sequence's final-state gradient enters the loop
-        inject = {t: m.to(xh.dtype) for t, m in ctx.ends.items()}
-        dh = zeros if inject else dh_nT
-        dc_next.copy_(zeros if inject else dc_nT)
-        dw = xh.new_zeros(4 * H, J + H)
-        P_o, P_ifg_f, Q = R[:, 0].unbind(0), R[:, 1:5].unbind(0), R[:, 5].unbind(0)
-        xh_t = xh[:T].transpose(1, 2).unbind(0)  # [x_t; 1; h_{t-1}]^T, (B, J+H)
-        if dxh is not None:
-            dxh_t, dh_t = dxh.unbind(0), dxh[:, J:].unbind(0)
-        for t in range(T - 1, -1, -1):
-            if dhs is not None:
-                dh = dh + dhs[t].t()
-            if t in inject:
-                dh = torch.addcmul(dh, dh_nT, inject[t])
-                torch.addcmul(dc_next, dc_nT, inject[t], out=dc_next)
-            torch.addcmul(dc_next, dh, Q[t], out=dc)
-            torch.mul(P_ifg_f[t], dc, out=dz_ifg_dc)  # dz_i, dz_f, dz_g and dc f
-            torch.mul(P_o[t], dh, out=dz_o)
-            if dxh is None:
-                dh = torch.mm(back, dz)
-            else:
-                torch.mm(back, dz, out=dxh_t[t])
-                dh = dh_t[t]
-            dw.addmm_(dz, xh_t[t])
-        dw = dw.roll(-H, 0)  # rows o, i, f, g -> torch's i, f, g, o
-        db = dw[:, I].clone() if ctx.has_bias else None
-        dw = torch.cat((dw[:, :I], dw[:, J:]), 1)
-        dx = None if dxh is None else dxh[:, :I].transpose(1, 2)
-        return dx, dw, db, dh.t(), dc_next.t(), None
-
-
-class GRURecurrence(torch.autograd.Function):
-    """(gx (T,B,3H), h0 (B,H), w_hh (3H,H), b_hn (H) or None, reset_after) -> hs (T,B,H)."""
-
-    @staticmethod
-    def forward(
-        ctx: Any, gx: Tensor, h0: Tensor, w_hh: Tensor, b_hn: Tensor | None, reset_after: bool
-    ):
-        T, B, H = gx.shape[0], gx.shape[1], h0.shape[-1]
-        hs = gx.new_empty(T, B, H)
-        rz = gx.new_empty(T, B, 2 * H)
-        ns = gx.new_empty(T, B, H)
-        aux = gx.new_empty(T, B, H)  # reset_after: W_hn h + b_hn; else r * h
-        h = h0
-        if reset_after:
-            b = None if b_hn is None else torch.cat((b_hn.new_zeros(2 * H), b_hn))
-            step = StepLinear(w_hh, b, B)  # gh = h W_hh^T + [0, 0, b_hn]
-            for t in range(T):
-                gh = step(h)
-                torch.sigmoid(gx[t, :, : 2 * H] + gh[:, : 2 * H], out=rz[t])
-                aux[t] = gh[:, 2 * H :]
-                r, z = rz[t, :, :H], rz[t, :, H:]
-                n = torch.tanh(torch.addcmul(gx[t, :, 2 * H :], r, aux[t]), out=ns[t])
-                h = torch.addcmul(n, z, h - n, out=hs[t])
-        else:
-            step_rz, step_n = StepLinear(w_hh[: 2 * H], None, B), StepLinear(w_hh[2 * H :], None, B)
-            for t in range(T):
-                torch.sigmoid(torch.add(gx[t, :, : 2 * H], step_rz(h)), out=rz[t])
-                r, z = rz[t, :, :H], rz[t, :, H:]
-                rh = torch.mul(r, h, out=aux[t])
-                n = torch.tanh(torch.add(gx[t, :, 2 * H :], step_n(rh)), out=ns[t])
-                h = torch.addcmul(n, z, h - n, out=hs[t])
-        ctx.reset_after = reset_after
-        ctx.has_b_hn = b_hn is not None
-        ctx.save_for_backward(hs, rz, ns, aux, h0, w_hh)
-        return hs
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, dhs: Tensor):
-        hs, rz, ns, aux, h0, w_hh = ctx.saved_tensors
-        T, B, H = hs.shape
-        hprev = _prev(hs, h0)
-        r, z = rz[..., :H], rz[..., H:]
-        p1 = (1 - z) * (1 - ns * ns)  # d n_pre / d h_t
-        dh_next = torch.zeros_like(h0)
-        if ctx.reset_after:
-            # every per-step gradient is dh_t times a factor known before the loop:
-            # d gh = dh * [p1*aux*r(1-r), (h_prev-n)*z(1-z), p1*r]
-            k = torch.stack((p1 * aux * r * (1 - r), (hprev - ns) * z * (1 - z), p1 * r), -2)
-            dgh = rz.new_empty(T, B, 3 * H)  # gradient of gh = W_hh h (+ b_hn)
-            dgh3 = dgh.view(T, B, 3, H)
-            dh_all = torch.empty_like(hs)
-            back = StepLinear(w_hh.t(), None, B)
-            for t in range(T - 1, -1, -1):
-                dh = torch.add(dhs[t], dh_next, out=dh_all[t])
-                torch.mul(k[t], dh.unsqueeze(-2), out=dgh3[t])
-                dh_next = torch.addcmul(back(dgh[t]), dh, z[t])
-            dw = _sum_outer(dgh, hprev)
-            db_hn = dgh[..., 2 * H :].sum((0, 1)) if ctx.has_b_hn else None
-            dgx = torch.cat((dgh[..., : 2 * H], dh_all * p1), -1)  # n: before r scales it
-        else:
-            q_r = hprev * r * (1 - r)
-            q_z = (hprev - ns) * z * (1 - z)
-            back_rz = StepLinear(w_hh[: 2 * H].t(), None, B)
-            back_n = StepLinear(w_hh[2 * H :].t(), None, B)
-            dgx = rz.new_empty(T, B, 3 * H)
-            for t in range(T - 1, -1, -1):
-                dh = dhs[t] + dh_next
-                d = dgx[t]
-                dn = torch.mul(dh, p1[t], out=d[:, 2 * H :])
-                drh = back_n(dn)
-                torch.mul(drh, q_r[t], out=d[:, :H])
-                torch.mul(dh, q_z[t], out=d[:, H : 2 * H])
-                dh_next = torch.add(torch.addcmul(dh * z[t], drh, r[t]), back_rz(d[:, : 2 * H]))
-            dw = torch.cat(
-                (_sum_outer(dgx[..., : 2 * H], hprev), _sum_outer(dgx[..., 2 * H :], aux))
+    def weight_grad(self, dg: Tensor) -> Tensor:
+        """sum over t and b of dg_t^T h_{t-1}: (T, B, G) x [h0, hs[:-1]] -> (G, H), no copy."""
+        if self.hs is None or self.h0 is None:  # the graph was cut before the loop ended
+            raise RuntimeError("fused recurrence: backward before the forward finished")
+        if self.hs._version != self.version:
+            raise RuntimeError(
+                "fused recurrence: its outputs were modified in place after the forward; "
+                "their old values are needed for the backward (clone them first)"
             )
-            db_hn = None
-        return dgx, dh_next, dw, db_hn, None
+        hs, G = self.hs, dg.shape[-1]
+        dw = dg[0].t() @ self.h0
+        if dg.shape[0] > 1:
+            dw.addmm_(dg[1:].reshape(-1, G).t(), hs[:-1].reshape(-1, hs.shape[-1]))
+        return dw
 
 
-class RNNRecurrence(torch.autograd.Function):
-    """(gx (T,B,H), h0 (B,H), w_hh (H,H), nonlinearity) -> hs (T,B,H)."""
+class _Projection(torch.autograd.Function):
+    """gx = x W_ih^T + b for all steps: (T, B, I) -> (T, B, G*H). Its backward also
+    returns W_hh's gradient, sum_t dgx_t^T h_{t-1} (valid when each step's gates
+    are gx_t + h_{t-1} W_hh^T, so that their gradient is gx_t's)."""
 
     @staticmethod
-    def forward(ctx: Any, gx: Tensor, h0: Tensor, w_hh: Tensor, nonlinearity: str):
-        T, B = gx.shape[0], gx.shape[1]
-        step = StepLinear(w_hh, None, B)
-        hs = torch.empty_like(gx)
-        pre = torch.empty_like(gx) if nonlinearity == "swish" else None  # swish' needs the input
-        h = h0
-        for t in range(T):
-            p = torch.add(gx[t], step(h), out=pre[t] if pre is not None else None)
-            if nonlinearity == "tanh":
-                h = torch.tanh(p, out=hs[t])
-            elif nonlinearity == "relu":
-                h = torch.relu(p)
-                hs[t] = h
-            else:
-                h = torch.mul(p, torch.sigmoid(p), out=hs[t])
-        ctx.nonlinearity = nonlinearity
-        ctx.save_for_backward(hs, pre, h0, w_hh)
-        return hs
+    def forward(ctx: Any, x: Tensor, w_ih: Tensor, b: Tensor | None, w_hh: Tensor | None,
+                holder: _Holder) -> Tensor:  # fmt: skip
+        ctx.save_for_backward(x, w_ih)
+        ctx.holder, ctx.has_bias, ctx.has_hh = holder, b is not None, w_hh is not None
+        return F.linear(x, w_ih, b)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, dhs: Tensor):
-        hs, pre, h0, w_hh = ctx.saved_tensors
-        if ctx.nonlinearity == "tanh":
-            k = 1 - hs * hs
-        elif ctx.nonlinearity == "relu":
-            k = (hs > 0).to(hs.dtype)
-        else:  # d/dp p*s(p) = s * (1 + p * (1 - s))
-            s = torch.sigmoid(pre)
-            k = s * (1 + pre * (1 - s))
-        back = StepLinear(w_hh.t(), None, hs.shape[1])
-        dgx = torch.empty_like(hs)
-        dh_next = torch.zeros_like(h0)
-        for t in range(hs.shape[0] - 1, -1, -1):
-            d = torch.mul(dhs[t] + dh_next, k[t], out=dgx[t])
-            dh_next = back(d)
-        return dgx, dh_next, _sum_outer(dgx, _prev(hs, h0)), None
+    def backward(ctx: Any, dgx: Tensor):
+        x, w_ih = ctx.saved_tensors
+        need_x, need_ih, need_b, need_hh, _ = ctx.needs_input_grad
+        # autocast off: a .backward() inside an autocast region would run these products
+        # in low precision (and the in-place ones on mixed dtypes); the forward ran in fp32
+        with torch.autocast(dgx.device.type, enabled=False):
+            dg = dgx.reshape(-1, dgx.shape[-1])
+            dx = (dg @ w_ih).view(x.shape) if need_x else None
+            dw_ih = dg.t() @ x.reshape(-1, x.shape[-1]) if need_ih else None
+            db = dg.sum(0) if need_b and ctx.has_bias else None
+            dw_hh = ctx.holder.weight_grad(dgx) if need_hh and ctx.has_hh else None
+        return dx, dw_ih, db, dw_hh, None
+
+
+class _HiddenProduct(torch.autograd.Function):
+    """Zeros (T, B, G*H) whose slices each step adds its `h W_hh^T` to; the gradient
+    that reaches them is every step's dgh_t, and the backward turns it into W_hh's."""
+
+    @staticmethod
+    def forward(ctx: Any, w_hh: Tensor, like: Tensor, holder: _Holder) -> Tensor:
+        ctx.holder = holder
+        return like.new_zeros(like.shape[0], like.shape[1], w_hh.shape[0])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, dgh: Tensor):
+        with torch.autocast(dgh.device.type, enabled=False):  # as _Projection's
+            return ctx.holder.weight_grad(dgh), None, None
+
+
+def run(cell: Cell, x: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
+    """x (T, B, I) time-major -> (hs (T, B, H), final state); state None means zeros."""
+    if state is None:
+        state = cell.init_state(x.shape[1], x.device, x.dtype)
+    if torch.is_autocast_enabled(x.device.type):
+        with torch.autocast(x.device.type, enabled=False):
+            return run(cell, x.float(), _map(state, lambda s: s.float()), lengths)
+    states = (state,) if cell.state_size == 1 else tuple(state)
+    w_hh = cell.weight_hh
+    split = w_hh is not None and overrides(cell, "split_step")
+    tracing = torch.compiler.is_compiling()
+    holder = _Holder()
+    gh_all: Tensor | None = None
+    if w_hh is None or tracing:  # no side channel: the graph holds everything
+        gx = F.linear(x, cell.weight_ih, cell.i2h.bias)
+        wt = None if w_hh is None else w_hh.t()
+    elif split:
+        gx = F.linear(x, cell.weight_ih, cell.i2h.bias)
+        gh_all = _HiddenProduct.apply(w_hh, x, holder)
+        wt = w_hh.detach().t()
+    else:
+        gx = _Projection.apply(x, cell.weight_ih, cell.i2h.bias, w_hh, holder)
+        wt = w_hh.detach().t()
+
+    T = x.shape[0]
+    if lengths is None:
+        first_padded = T
+    else:
+        first_padded = int(lengths.min())
+        valid = torch.arange(T, device=x.device).view(-1, 1, 1) < lengths.view(1, -1, 1)
+    one = cell.state_size == 1
+    h0 = states[0]
+    hs: list[Tensor] = []
+    gxs = gx.unbind(0)
+    ghs = gh_all.unbind(0) if gh_all is not None else None
+    for t in range(T):
+        h = states[0]
+        old = states[0] if one else states
+        if wt is None:
+            new = cell.step(gxs[t], old)
+        elif ghs is not None:
+            new = cell.split_step(gxs[t], torch.addmm(ghs[t], h, wt), old)
+        elif split:  # tracing: the product in the graph
+            new = cell.split_step(gxs[t], h @ wt, old)
+        else:
+            new = cell.step(torch.addmm(gxs[t], h, wt), old)
+        new_states = (new,) if one else tuple(new)
+        if t >= first_padded:  # a sequence that has ended keeps its state
+            m = valid[t]
+            new_states = tuple(
+                torch.where(m, n, o) for n, o in zip(new_states, states, strict=True)
+            )
+        states = new_states
+        hs.append(states[0])
+    out = torch.stack(hs)
+    if not tracing and torch.is_grad_enabled():  # (inference tensors have no version)
+        holder.fill(h0, out)
+    return out, (states[0] if one else states)
+
+
+def _map(state: State, fn) -> State:
+    return tuple(fn(s) for s in state) if isinstance(state, tuple) else fn(state)

@@ -19,9 +19,11 @@ the forget gates happen to open. Both functions below open them from the start:
 
     lstm = chrono_(LSTM(1, 128), max_steps=784)
 
-Either works on any module holding LSTM cells (a layer, a model around one):
-every LSTMCell inside gets it. The cells keep one bias, b_ih + b_hh
-(cells.py); `to_torch()` puts it in bias_ih and zeros in bias_hh.
+Either works on any module holding LSTM-like cells (a layer, a model around
+one): every cell inside with a gate named "f" (and "i") in its `gate_names`
+gets it, the built-in LSTMCell and a cell of one's own alike. The cells keep
+one bias, b_ih + b_hh (cells.py); `to_torch()` puts it in bias_ih and zeros
+in bias_hh.
 """
 
 from __future__ import annotations
@@ -30,41 +32,52 @@ import torch
 from torch import nn
 
 from seqmodels.errors import UserError
-from seqmodels.nn.cells import LSTMCell
+from seqmodels.nn.cells import Cell
 
 
-def _lstm_cells(module: nn.Module) -> list[LSTMCell]:
-    cells = [m for m in module.modules() if isinstance(m, LSTMCell)]
+def _gated_cells(module: nn.Module) -> list[Cell]:
+    """Every cell in the module with a forget gate ("f" in its gate_names)."""
+    cells = [m for m in module.modules() if isinstance(m, Cell) and "f" in m.gate_names]
     if not cells:
-        raise UserError(f"{type(module).__name__} holds no LSTM cell: these inits set LSTM gates")
+        raise UserError(
+            f"{type(module).__name__} holds no cell with a forget gate: these inits set the "
+            "gates named 'f' (and 'i') of LSTM-like cells"
+        )
     for cell in cells:
         if cell.i2h.bias is None:
-            raise UserError("an LSTM with bias=False has no gate bias to set")
+            raise UserError(f"a {type(cell).__name__} with bias=False has no gate bias to set")
     return cells
 
 
+def _gate(cell: Cell, name: str) -> slice:
+    """The rows of i2h (and of its bias) that hold the gate `name`."""
+    k, H = cell.gate_names.index(name), cell.hidden_size
+    return slice(k * H, (k + 1) * H)
+
+
 def forget_gate_bias_(module: nn.Module, value: float = 1.0) -> nn.Module:
-    """Set every LSTM cell's forget-gate bias to `value` (the other biases are kept)."""
-    for cell in _lstm_cells(module):
-        H = cell.hidden_size
+    """Set every forget-gate bias to `value` (the other biases are kept)."""
+    for cell in _gated_cells(module):
         with torch.no_grad():
-            cell.i2h.bias[H : 2 * H].fill_(value)  # gates i, f, g, o: rows H..2H are f
+            cell.i2h.bias[_gate(cell, "f")].fill_(value)  # type: ignore[index]
     return module
 
 
 def chrono_(
     module: nn.Module, max_steps: int, generator: torch.Generator | None = None
 ) -> nn.Module:
-    """Chrono initialisation: forget bias log(u), input bias -log(u), u ~ U(1, max_steps - 1)."""
+    """Chrono initialisation: forget bias log(u), input bias -log(u), u ~ U(1, max_steps - 1)
+    (cells without an input gate, such as the coupled-gate LSTM, get the forget bias only)."""
     if not isinstance(max_steps, int) or max_steps < 3:
         raise UserError(f"max_steps must be an int >= 3 (the longest dependency), got {max_steps}")
-    for cell in _lstm_cells(module):
+    for cell in _gated_cells(module):
         H = cell.hidden_size
         bias = cell.i2h.bias
-        assert bias is not None  # checked by _lstm_cells
+        assert bias is not None  # checked by _gated_cells
         u = torch.rand(H, generator=generator, dtype=torch.float64) * (max_steps - 2) + 1
         log_u = u.log().to(bias.dtype)
         with torch.no_grad():
-            bias[H : 2 * H].copy_(log_u)  # forget gate
-            bias[:H].copy_(-log_u)  # input gate
+            bias[_gate(cell, "f")].copy_(log_u)
+            if "i" in cell.gate_names:
+                bias[_gate(cell, "i")].copy_(-log_u)
     return module

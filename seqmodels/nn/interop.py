@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from seqmodels.errors import UserError
+from seqmodels.nn.native import layer_name
 
 
 def _suffixes(num_layers: int, num_directions: int):
@@ -30,6 +31,11 @@ def _suffixes(num_layers: int, num_directions: int):
 def from_torch(cls, module: Any, engine: str = "auto"):
     """A `cls` layer (RNN, LSTM, GRU or a subclass) with `module`'s numbers."""
     want: Any = cls.torch_class
+    if want is None:
+        raise UserError(
+            f"{cls.__name__}.from_torch: only RNN, LSTM and GRU (and their subclasses) convert "
+            "from torch.nn; build a Recurrent from its cell instead"
+        )
     name = want.__name__
     if not isinstance(module, want):
         raise UserError(
@@ -62,7 +68,7 @@ def from_torch(cls, module: Any, engine: str = "auto"):
             cell.i2h.weight.copy_(torch.cat((w_ih, w_hh), 1))
             if module.bias:
                 b_ih, b_hh = getattr(module, f"bias_ih_{sfx}"), getattr(module, f"bias_hh_{sfx}")
-                if cell.bias_hn is not None:  # GRU: b_in and b_hn stay apart
+                if getattr(cell, "bias_hn", None) is not None:  # GRU: b_in and b_hn stay apart
                     cell.i2h.bias.copy_(torch.cat((b_ih[: 2 * H] + b_hh[: 2 * H], b_ih[2 * H :])))
                     cell.bias_hn.copy_(b_hh[2 * H :])
                 else:
@@ -71,15 +77,25 @@ def from_torch(cls, module: Any, engine: str = "auto"):
     return layer
 
 
+# torch's kernel -> the torch.nn layer that runs it, and its options
+TORCH_LAYERS: dict[str, tuple[Any, dict[str, Any]]] = {
+    "lstm": (nn.LSTM, {}),
+    "gru": (nn.GRU, {}),
+    "rnn_tanh": (nn.RNN, {"nonlinearity": "tanh"}),
+    "rnn_relu": (nn.RNN, {"nonlinearity": "relu"}),
+}
+
+
 def to_torch(layer) -> nn.Module:
-    """The torch.nn layer with `layer`'s numbers; torch has the formulations its kernels run."""
-    want: Any = type(layer).torch_class
-    if layer.native_kernel() is None:
-        options = ", ".join(f"{k}={v!r}" for k, v in layer.cell_kwargs.items())
+    """The torch.nn layer with `layer`'s numbers; torch has the formulations its kernels run
+    (any layer whose cells are exactly torch's: RNN, LSTM, GRU, or Recurrent over such cells)."""
+    kind = layer.native_kernel()
+    if kind is None:
         raise UserError(
-            f"{type(layer).__name__}({options}).to_torch(): torch.nn.{want.__name__} has no "
-            "such formulation (GRU: reset_after=True only; RNN: tanh and relu only)"
+            f"{layer_name(layer)}.to_torch(): torch.nn has no such layer (it has the LSTM, the "
+            "GRU with reset_after=True and the tanh/relu RNN)"
         )
+    want, options = TORCH_LAYERS[kind]
     kwargs = dict(
         num_layers=layer.num_layers,
         bias=layer.bias,
@@ -87,8 +103,7 @@ def to_torch(layer) -> nn.Module:
         dropout=layer.dropout,
         bidirectional=layer.bidirectional,
     )
-    if want is nn.RNN:
-        kwargs["nonlinearity"] = layer.nonlinearity
+    kwargs.update(options)
     w = layer.cells[0].i2h.weight
     module = want(layer.input_size, layer.hidden_size, device=w.device, dtype=w.dtype, **kwargs)
     H = layer.hidden_size
@@ -102,7 +117,7 @@ def to_torch(layer) -> nn.Module:
                 getattr(module, f"bias_ih_{sfx}").copy_(cell.i2h.bias)
                 b_hh = getattr(module, f"bias_hh_{sfx}")
                 b_hh.zero_()
-                if cell.bias_hn is not None:
+                if getattr(cell, "bias_hn", None) is not None:
                     b_hh[2 * H :].copy_(cell.bias_hn)
     module.train(layer.training)
     return module

@@ -25,17 +25,26 @@ from torch import Tensor
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqmodels.errors import UserError
+from seqmodels.nn.cells import cell_name
 from seqmodels.nn.engines import reverse_within
 
 
 def check_native(layer) -> None:
     """A one-line UserError when torch has no kernel for the layer's formulation."""
     if layer.native_kernel() is None:
-        options = ", ".join(f"{k}={v!r}" for k, v in layer.cell_kwargs.items())
         raise UserError(
-            f"engine='native' is not available for {type(layer).__name__}({options}): "
-            "torch has no kernel for it; use engine='fused' or 'auto'"
+            f"engine='native' is not available for {layer_name(layer)}: torch has no kernel "
+            "for its cell; use engine='fused' or 'auto'"
         )
+
+
+def layer_name(layer) -> str:
+    """RNN(nonlinearity='swish'), GRU(reset_after=False), Recurrent(PeepholeLSTMCell)."""
+    own = {"nonlinearity": "swish", "reset_after": False}
+    options = [f"{k}={getattr(layer, k)!r}" for k in own if getattr(layer, k, None) == own[k]]
+    if type(layer).torch_class is None:
+        options = [cell_name(layer.cell)]
+    return f"{type(layer).__name__}({', '.join(options)})"
 
 
 def kernel_problem(kind: str, x: Tensor) -> str | None:
@@ -79,7 +88,7 @@ def flat_weights(layer) -> list[Tensor]:
         b = cell.i2h.bias
         if b is not None:
             H = cell.hidden_size
-            if cell.bias_hn is not None:  # reset_after GRU: b_hh = [0, 0, b_hn]
+            if getattr(cell, "bias_hn", None) is not None:  # reset_after GRU: b_hh = [0, 0, b_hn]
                 b_hh = torch.cat((b.new_zeros(2 * H), cell.bias_hn))
             else:
                 b_hh = b.new_zeros(b.shape)
@@ -87,8 +96,9 @@ def flat_weights(layer) -> list[Tensor]:
     return weights
 
 
-def run_native(layer, x: Tensor, hx: Any, lengths: Tensor | None):
-    """x (B, T, I) batch-first; returns (output (B, T, D*H), h_n or (h_n, c_n))."""
+def run_native(layer, x: Tensor, state: tuple[Tensor, ...] | None, lengths: Tensor | None):
+    """x (B, T, I) batch-first, state None or (h0,) / (h0, c0); returns
+    (output (B, T, D*H), h_n or (h_n, c_n))."""
     kind = layer.native_kernel()
     if kind is None:
         check_native(layer)
@@ -102,9 +112,12 @@ def run_native(layer, x: Tensor, hx: Any, lengths: Tensor | None):
     fn = getattr(torch._VF, kind)
     B = x.shape[0]
     LD = layer.num_layers * layer.num_directions
-    if hx is None:
+    hx: Any
+    if state is None:
         h0 = x.new_zeros(LD, B, layer.hidden_size)
         hx = (h0, h0) if kind == "lstm" else h0
+    else:
+        hx = state if kind == "lstm" else state[0]
     args = (flat_weights(layer), layer.bias, layer.num_layers, layer.dropout, layer.training,
             layer.bidirectional)  # fmt: skip
     if lengths is None:

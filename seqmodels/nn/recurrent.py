@@ -1,14 +1,25 @@
-"""Recurrent layers RNN, LSTM, GRU: cells unrolled over time, torch.nn's signature.
+"""Recurrent layers: any cell unrolled over time, with torch.nn's signature.
 
-    layer = LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=True,
-                 dropout=0.0, bidirectional=False, engine="auto")
-    output, (h_n, c_n) = layer(x, state=None, lengths=None)
+    layer = Recurrent(cell, input_size, hidden_size, num_layers=1, bias=True,
+                      batch_first=True, dropout=0.0, bidirectional=False, engine="auto")
+    output, h_n = layer(x, state=None, lengths=None)
 
-output (B, T, D*H) with batch_first (the default), state (L*D, B, H); a tuple
-(h, c) for the LSTM. `lengths` (B,) gives each sequence's valid length, padding
-at the end: padded outputs are zero, the final state is each sequence's own
-last valid step, and the backward direction starts at that step. A torch
-`PackedSequence` input works too and gives a `PackedSequence` output.
+`Recurrent` is Keras' `RNN(cell)` for PyTorch: `cell` is a `Cell` subclass, or
+anything that builds one as `cell(input_size, hidden_size, bias=bias)` (a
+`functools.partial` with the cell's options, which is what a config's
+`{_target_: ..., _partial_: true}` gives). The layer builds one cell per
+(layer, direction) and gives them stacking, both directions, dropout between
+layers, `lengths` and PackedSequence input, every engine that can run the cell,
+and state in and out. `RNN`, `LSTM` and `GRU` are Recurrent with the built-in
+cells, and nothing else.
+
+output (B, T, D*H) with batch_first (the default); the state holds, for each
+of the cell's state tensors (h, or h and c, ...), one (L*D, B, H) tensor: a
+tensor when the cell's state is h alone, else a tuple (h_n, c_n, ...).
+`lengths` (B,) gives each sequence's valid length, padding at the end: padded
+outputs are zero, the final state is each sequence's own last valid step, and
+the backward direction starts at that step. A torch `PackedSequence` input
+works too and gives a `PackedSequence` output.
 
 `layer.cells` is an nn.ModuleList of cells in torch's order (layer 0 forward,
 layer 0 backward, layer 1 forward, ...), so a sampler can step them one token
@@ -17,6 +28,8 @@ at a time: `out, s = layer.cells[k](x_t, s)`.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -27,24 +40,28 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from seqmodels.errors import UserError
 from seqmodels.nn import engines, interop, native
 from seqmodels.nn.auto import choose_engine
-from seqmodels.nn.cells import GRUCell, LSTMCell, RNNCell
+from seqmodels.nn.cells import Cell, GRUCell, LSTMCell, RNNCell, cell_name
 
 ENGINES = ("auto", "loop", "fused", "native")
 
 
-class _Recurrent(nn.Module):
-    # What a layer class is, for the engines and interop: they read these attributes,
-    # never the class's name, so a user's subclass (class MyLSTM(LSTM)) works everywhere.
-    cell_class: Any = None  # the cell each (layer, direction) holds
-    torch_class: Any = None  # the torch.nn layer with the same numbers (from_torch/to_torch)
-    has_cell_state = False
+class Recurrent(nn.Module):
+    """Any `Cell` as a recurrent layer: stacked, bidirectional, with lengths (see the module doc).
 
-    def native_kernel(self) -> str | None:
-        """torch's fused kernel for this formulation (a torch._VF name), or None."""
-        return None
+    Args:
+        cell: a Cell subclass, or a callable building one as
+            `cell(input_size, hidden_size, bias=bias)`.
+        input_size, hidden_size, num_layers, bias, batch_first, dropout,
+        bidirectional: as torch.nn.LSTM (batch_first is True by default).
+        engine: "auto", "loop", "fused" or "native" (engines.py).
+    """
+
+    # The torch.nn layer with the same numbers, for from_torch (the built-in layers set it).
+    torch_class: Any = None
 
     def __init__(
         self,
+        cell: Callable[..., Cell],
         input_size: int,
         hidden_size: int,
         num_layers: int = 1,
@@ -53,13 +70,17 @@ class _Recurrent(nn.Module):
         dropout: float = 0.0,
         bidirectional: bool = False,
         engine: str = "auto",
-        **cell_kwargs: Any,
     ):
         super().__init__()
         if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
             raise UserError(f"num_layers must be a positive int, got {num_layers!r}")
         if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise UserError(f"dropout must be a float in [0, 1), got {dropout!r}")
+        if not callable(cell):
+            raise UserError(
+                f"cell must be a seqmodels.nn.Cell subclass (or a callable building one), "
+                f"got {cell!r}"
+            )
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -68,14 +89,24 @@ class _Recurrent(nn.Module):
         self.dropout = float(dropout)
         self.bidirectional = bool(bidirectional)
         self.num_directions = 2 if bidirectional else 1
-        self.cell_kwargs = cell_kwargs
+        self.cell = cell
         cells = []
         for layer in range(num_layers):
             layer_input = input_size if layer == 0 else hidden_size * self.num_directions
             for _ in range(self.num_directions):
-                cells.append(self.cell_class(layer_input, hidden_size, bias=bias, **cell_kwargs))
+                cells.append(build_cell(cell, layer_input, hidden_size, self.bias))
         self.cells = nn.ModuleList(cells)
+        self.state_size = self.cells[0].state_size
         self.engine = engine  # validated by the setter below
+
+    def native_kernel(self) -> str | None:
+        """torch's fused kernel computing this layer's cells exactly (a torch._VF name), or None."""
+        kinds = {c.native_kernel() for c in self.cell_list()}
+        return kinds.pop() if len(kinds) == 1 else None
+
+    def cell_list(self) -> list[Cell]:
+        """The cells, typed (nn.ModuleList's items are just Modules to a type checker)."""
+        return list(self.cells)  # type: ignore[arg-type]
 
     @property
     def engine(self) -> str:
@@ -91,10 +122,12 @@ class _Recurrent(nn.Module):
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
+        if self.torch_class is None:  # a built-in layer's cell goes without saying
+            s = f"{cell_name(self.cell)}, {s}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
-        for k, v in self.cell_kwargs.items():
-            s += f", {k}={v!r}"
+        if self.torch_class is not None and isinstance(self.cell, functools.partial):
+            s += "".join(f", {k}={v!r}" for k, v in self.cell.keywords.items())
         if not self.bias:
             s += ", bias=False"
         if not self.batch_first:
@@ -157,32 +190,34 @@ class _Recurrent(nn.Module):
         return out, h_n
 
     def _check_state(self, state: Any, B: int, unbatched: bool):
+        """The state as a tuple of (L*D, B, H) tensors (one per state name), or None."""
         if state is None:
             return None
         LD, H = self.num_layers * self.num_directions, self.hidden_size
         want = (LD, H) if unbatched else (LD, B, H)
-        if self.has_cell_state:
-            ok = isinstance(state, (tuple, list)) and len(state) == 2
-            ok = ok and all(isinstance(s, Tensor) and tuple(s.shape) == want for s in state)
-            if not ok:
-                got: Any = (
-                    [tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__ for s in state]
-                    if isinstance(state, (tuple, list))
+        names = self.cell_list()[0].state_names
+        if len(names) == 1:
+            if not isinstance(state, Tensor) or tuple(state.shape) != want:
+                got = tuple(state.shape) if isinstance(state, Tensor) else type(state).__name__
+                raise UserError(
+                    f"state: expected shape (num_layers*num_directions, batch, hidden_size)="
+                    f"{want}, got {got}"
+                )
+            parts: Any = (state,)
+        else:
+            parts = state
+            ok = isinstance(parts, (tuple, list)) and len(parts) == len(names)
+            if not (ok and all(isinstance(s, Tensor) and tuple(s.shape) == want for s in parts)):
+                got2: Any = (
+                    [tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__ for s in parts]
+                    if isinstance(parts, (tuple, list))
                     else type(state).__name__
                 )
                 raise UserError(
-                    f"state: expected a tuple (h, c) of tensors shaped "
-                    f"(num_layers*num_directions, batch, hidden_size)={want}, got {got}"
+                    f"state: expected a tuple ({', '.join(names)}) of tensors shaped "
+                    f"(num_layers*num_directions, batch, hidden_size)={want}, got {got2}"
                 )
-            h, c = state
-            return (h.unsqueeze(1), c.unsqueeze(1)) if unbatched else (h, c)
-        if not isinstance(state, Tensor) or tuple(state.shape) != want:
-            got2 = tuple(state.shape) if isinstance(state, Tensor) else type(state).__name__
-            raise UserError(
-                f"state: expected shape (num_layers*num_directions, batch, hidden_size)={want}, "
-                f"got {got2}"
-            )
-        return state.unsqueeze(1) if unbatched else state
+        return tuple(s.unsqueeze(1) if unbatched else s for s in parts)
 
     @staticmethod
     def _check_lengths(lengths: Any, B: int, T: int, device) -> Tensor | None:
@@ -209,23 +244,23 @@ class _Recurrent(nn.Module):
             return self._engine
         return choose_engine(self, x, lengths)
 
-    def _run(self, x: Tensor, hx: Any, lengths: Tensor | None):
+    def _run(self, x: Tensor, hx: tuple[Tensor, ...] | None, lengths: Tensor | None):
         engine = self.resolve_engine(x, lengths)
         if engine == "native":
             return native.run_native(self, x, hx, lengths)
-        D = self.num_directions
+        D, one = self.num_directions, self.state_size == 1
         if hx is None:
             states: list[Any] = [None] * (self.num_layers * D)
-        elif isinstance(hx, tuple):
-            states = list(zip(hx[0].unbind(0), hx[1].unbind(0), strict=True))
+        elif one:
+            states = list(hx[0].unbind(0))
         else:
-            states = list(hx.unbind(0))
+            states = list(zip(*(s.unbind(0) for s in hx), strict=True))
         finals: list[Any] = []
         for layer in range(self.num_layers):
             if layer > 0 and self.dropout > 0.0 and self.training:
                 x = F.dropout(x, self.dropout, True)
             k = layer * D
-            if engine == "fused":  # both directions in one recurrence
+            if engine == "fused":  # both directions of the layer
                 x, s = engines.run_fused(list(self.cells[k : k + D]), x, states[k : k + D], lengths)
                 finals += s
                 continue
@@ -237,9 +272,9 @@ class _Recurrent(nn.Module):
                 finals.append(s_b)
                 out = torch.cat((out, engines.reverse_within(out_b, lengths, 1)), -1)
             x = out
-        if self.has_cell_state:
-            return x, (torch.stack([s[0] for s in finals]), torch.stack([s[1] for s in finals]))
-        return x, torch.stack(finals)
+        if one:
+            return x, torch.stack(finals)
+        return x, tuple(torch.stack(part) for part in zip(*finals, strict=True))
 
     def flatten_parameters(self) -> None:
         """No-op, for code written against torch.nn.RNNBase: the weights are views of i2h."""
@@ -255,14 +290,32 @@ class _Recurrent(nn.Module):
         return interop.to_torch(self)
 
 
-class RNN(_Recurrent):
+def build_cell(cell: Callable[..., Cell], input_size: int, hidden_size: int, bias: bool) -> Cell:
+    """cell(input_size, hidden_size, bias=bias), checked against the Cell contract."""
+    built = cell(input_size, hidden_size, bias=bias)
+    name = cell_name(cell)
+    if not isinstance(built, Cell):
+        raise UserError(
+            f"cell={name} built a {type(built).__name__}, not a seqmodels.nn.Cell: subclass "
+            "seqmodels.nn.Cell (gate_names, state_names, step), see its docstring"
+        )
+    if (built.input_size, built.hidden_size) != (input_size, hidden_size):
+        raise UserError(
+            f"cell={name}: asked for input_size={input_size}, hidden_size={hidden_size}, it "
+            f"built ({built.input_size}, {built.hidden_size}); pass both on to Cell.__init__"
+        )
+    if built.i2o is not None:
+        raise UserError(
+            f"cell={name} has an i2o head (output_size={built.output_size}): a layer's cells "
+            "pass h on to the next layer; put a head on the layer's output instead"
+        )
+    return built
+
+
+class RNN(Recurrent):
     """Elman RNN layer; `nonlinearity` is tanh, relu or swish (swish has no native kernel)."""
 
-    cell_class = RNNCell
     torch_class = nn.RNN
-
-    def native_kernel(self) -> str | None:
-        return {"tanh": "rnn_tanh", "relu": "rnn_relu"}.get(self.nonlinearity)
 
     def __init__(
         self,
@@ -276,22 +329,18 @@ class RNN(_Recurrent):
         bidirectional: bool = False,
         engine: str = "auto",
     ):
-        self.nonlinearity = nonlinearity  # before the engine check, which reads it
+        self.nonlinearity = nonlinearity
+        cell = functools.partial(RNNCell, nonlinearity=nonlinearity)
         super().__init__(
-            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            engine, nonlinearity=nonlinearity,
+            cell, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+            engine,
         )  # fmt: skip
 
 
-class LSTM(_Recurrent):
+class LSTM(Recurrent):
     """LSTM layer (gates i, f, g, o as torch); state is a tuple (h, c)."""
 
-    cell_class = LSTMCell
     torch_class = nn.LSTM
-    has_cell_state = True
-
-    def native_kernel(self) -> str | None:
-        return "lstm"
 
     def __init__(
         self,
@@ -305,18 +354,15 @@ class LSTM(_Recurrent):
         engine: str = "auto",
     ):
         super().__init__(
-            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, engine
-        )
+            LSTMCell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+            bidirectional, engine,
+        )  # fmt: skip
 
 
-class GRU(_Recurrent):
+class GRU(Recurrent):
     """GRU layer; reset_after=True is torch's/cuDNN's form, False Cho et al.'s (no native kernel)."""
 
-    cell_class = GRUCell
     torch_class = nn.GRU
-
-    def native_kernel(self) -> str | None:
-        return "gru" if self.reset_after else None
 
     def __init__(
         self,
@@ -330,8 +376,9 @@ class GRU(_Recurrent):
         engine: str = "auto",
         reset_after: bool = True,
     ):
-        self.reset_after = bool(reset_after)  # before the engine check, which reads it
+        self.reset_after = bool(reset_after)
+        cell = functools.partial(GRUCell, reset_after=self.reset_after)
         super().__init__(
-            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            engine, reset_after=reset_after,
+            cell, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+            engine,
         )  # fmt: skip

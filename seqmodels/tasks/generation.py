@@ -43,7 +43,6 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from seqmodels.errors import UserError
-from seqmodels.nn import LSTM
 
 NOISE_BLOCK = 256  # steps of Gumbel noise drawn at once
 
@@ -78,10 +77,8 @@ class CellStepper:
         n = len(self.cells)
         if state is None:
             self.states: list[Any] = [None] * n
-        elif isinstance(state, tuple):
-            self.states = [
-                (h[None], c[None]) for h, c in zip(state[0][:, 0], state[1][:, 0], strict=True)
-            ]
+        elif isinstance(state, tuple):  # (h, c, ...): each (layers, 1, H)
+            self.states = [tuple(s[k, 0][None] for s in state) for k in range(n)]
         else:
             self.states = [h[None] for h in state[:, 0]]
         self.head_weight = model.head.weight.detach() / temperature
@@ -166,9 +163,9 @@ def make_stepper(model: Any, state: Any = None, temperature: float = 1.0):
     if not cells:
         raise UserError(
             f"cannot step a {type(enc).__name__} encoder one character at a time: "
-            "use a seqmodels.nn RNN, LSTM or GRU"
+            "use a seqmodels.nn layer (RNN, LSTM, GRU or Recurrent)"
         )
-    if isinstance(enc, LSTM) and all(c.i2o is None for c in cells):
+    if getattr(enc, "native_kernel", lambda: None)() == "lstm":  # torch's exact LSTM cells
         return FoldedLSTMStepper(model, state, temperature)
     return CellStepper(model, state, temperature)
 

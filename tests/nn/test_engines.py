@@ -11,7 +11,18 @@ import torch
 from conftest import grads, loss_of, states
 
 from seqmodels.errors import UserError
-from seqmodels.nn import GRU, LSTM, RNN, buffers, gemm
+from seqmodels.nn import (
+    GRU,
+    LSTM,
+    RNN,
+    GRUCell,
+    LSTMCell,
+    RNNCell,
+    buffers,
+    fused_gru,
+    fused_lstm,
+    gemm,
+)
 from seqmodels.nn import fused as fused_mod
 from seqmodels.nn.auto import choose_engine
 from seqmodels.nn.engines import reverse_within
@@ -72,55 +83,73 @@ def test_engine_agrees_with_loop(kind, engine, num_layers, bi, with_lengths):
     assert_same_run(other, ref, x, s0, lengths)
 
 
-@pytest.mark.parametrize(
-    "fn,args",
-    [
-        ("lstm", ()),
-        ("gru", (True, True)),
-        ("gru", (True, False)),
-        ("gru", (False, False)),
-        ("rnn", ("tanh",)),
-        ("rnn", ("relu",)),
-        ("rnn", ("swish",)),
-    ],
-    ids=["lstm", "gru_after", "gru_after_nobias", "gru_before", "tanh", "relu", "swish"],
-)
-def test_fused_bptt_gradcheck_float64(fn, args):
-    """The hand-written backward against finite differences."""
+def test_handwritten_bptt_gradcheck_float64():
+    """The built-in LSTM's and Cho et al.'s GRU's hand-written backward against finite
+    differences (fused_lstm.py, fused_gru.py)."""
     torch.manual_seed(0)
-    T, B, H = 3, 2, 3
+    T, B, H, I = 3, 2, 3, 2  # noqa: E741
     d = dict(dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(B, H, **d)
-    if fn == "lstm":
-        I = 2  # noqa: E741
-        x, w, b = torch.randn(T, B, I, **d), torch.randn(4 * H, I + H, **d), torch.randn(4 * H, **d)
-        inputs = (x, w, b, h0, torch.randn(B, H, **d))
-        for last in (None, torch.tensor([2, 0])):  # every sequence ends at T-1, or its own step
+    x, w, b = torch.randn(T, B, I, **d), torch.randn(4 * H, I + H, **d), torch.randn(4 * H, **d)
+    inputs = (x, w, b, h0, torch.randn(B, H, **d))
+    for last in (None, torch.tensor([2, 0])):  # every sequence ends at T-1, or its own step
 
-            def f(*a, last=last):
-                return fused_mod.LSTMRecurrence.apply(*a, last)
+        def f(*a, last=last):
+            return fused_lstm.LSTMRecurrence.apply(*a, last)
 
-            assert torch.autograd.gradcheck(f, inputs)
-    elif fn == "gru":
-        reset_after, has_bias = args
-        gx, w = torch.randn(T, B, 3 * H, **d), torch.randn(3 * H, H, **d)
+        assert torch.autograd.gradcheck(f, inputs)
+    gx, w_hh = torch.randn(T, B, 3 * H, **d), torch.randn(3 * H, H, **d)
+    assert torch.autograd.gradcheck(fused_gru.GRURecurrence.apply, (gx, h0, w_hh))
 
-        def f(gx, h0, w, *b):
-            return fused_mod.GRURecurrence.apply(gx, h0, w, b[0] if b else None, reset_after)
 
-        b_hn = (torch.randn(H, **d),) if has_bias else ()
-        assert torch.autograd.gradcheck(f, (gx, h0, w) + b_hn)
-    else:
-        (nl,) = args
-        gx = torch.randn(T, B, H, **d)
-        if nl == "relu":  # keep pre-activations away from relu's kink at 0
-            gx = (gx.detach() + 3 * gx.detach().sign()).requires_grad_()
+class FusedRun(torch.nn.Module):
+    """fused.run(cell, ...) as a module, so functional_call can hand it parameters."""
 
-        def f(gx, h0, w):
-            return fused_mod.RNNRecurrence.apply(gx, h0, w, nl)
+    def __init__(self, cell):
+        super().__init__()
+        self.cell = cell
 
-        w = (0.3 * torch.randn(H, H, dtype=torch.float64)).requires_grad_()
-        assert torch.autograd.gradcheck(f, (gx, h0, w))
+    def forward(self, x, state, lengths):
+        hs, final = fused_mod.run(self.cell, x, state, lengths)
+        return (hs, *states(final))
+
+
+GRADCHECK_CELLS = {
+    "lstm": lambda: LSTMCell(2, 3),
+    "gru": lambda: GRUCell(2, 3),
+    "gru_nobias": lambda: GRUCell(2, 3, bias=False),
+    "tanh": lambda: RNNCell(2, 3),
+    "relu": lambda: RNNCell(2, 3, nonlinearity="relu"),
+    "swish": lambda: RNNCell(2, 3, nonlinearity="swish"),
+}
+
+
+@pytest.mark.parametrize("with_lengths", [False, True])
+@pytest.mark.parametrize("kind", list(GRADCHECK_CELLS))
+def test_fused_gradcheck_float64(kind, with_lengths):
+    """The fused engine's recurrence for any cell (its hidden product's weight gradient
+    taken over all steps at once) against finite differences, in float64."""
+    torch.manual_seed(0)
+    cell = GRADCHECK_CELLS[kind]().double()
+    T, B = 4, 3
+    x = torch.randn(T, B, 2, dtype=torch.float64)
+    if kind == "relu":  # keep pre-activations away from relu's kink at 0
+        x = x + 2 * x.sign()
+    state = cell.init_state(B)
+    state = tuple(torch.randn_like(s) for s in states(state))
+    lengths = torch.tensor([4, 1, 3]) if with_lengths else None
+    run = FusedRun(cell)
+    names = [n for n, _ in run.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for _, p in run.named_parameters()]
+    inputs = [x.requires_grad_(), *(s.detach().requires_grad_() for s in state), *params]
+    k = len(state)
+
+    def f(x, *rest):
+        s = rest[0] if k == 1 else tuple(rest[:k])
+        return torch.func.functional_call(run, dict(zip(names, rest[k:], strict=True)),
+                                          (x, s, lengths))  # fmt: skip
+
+    assert torch.autograd.gradcheck(f, inputs)
 
 
 def test_auto_choice_on_cpu():

@@ -64,7 +64,7 @@ def test_chrono_carries_the_gradient_across_a_long_sequence():
 
 
 def test_inits_refuse_what_has_no_lstm_gates():
-    with pytest.raises(UserError, match="no LSTM cell"):
+    with pytest.raises(UserError, match="no cell with a forget gate"):
         forget_gate_bias_(GRU(3, H))
     with pytest.raises(UserError, match="bias=False"):
         chrono_(LSTM(3, H, bias=False), max_steps=10)
