@@ -28,9 +28,9 @@ A cell of your own is a subclass that names its gates and state and writes
         def step(self, gates, state):
             h, c = state
             i, f, g, o = gates.chunk(4, -1)
-            p_i, p_f, p_o = self.peephole
-            c = torch.sigmoid(f + p_f * c) * c + torch.sigmoid(i + p_i * c) * torch.tanh(g)
-            return torch.sigmoid(o + p_o * c) * torch.tanh(c), c
+            p = self.peephole
+            c = torch.sigmoid(f + p[1] * c) * c + torch.sigmoid(i + p[0] * c) * torch.tanh(g)
+            return torch.sigmoid(o + p[2] * c) * torch.tanh(c), c
 
 and `Recurrent(PeepholeLSTMCell, 128, 256, num_layers=2, bidirectional=True)`
 gives it everything the built-in layers have (recurrent.py). The built-in
@@ -43,6 +43,10 @@ What a cell may also set:
   that needs the two halves of the product apart (the reset_after GRU scales
   `W_hn h + b_hn` by its reset gate).
 - parameters of its own, made in `__init__` after `super().__init__()`.
+
+`step` may use any differentiable torch ops. For torch.export with a dynamic
+sequence length (torch's `scan` operator, fused.py), index a parameter
+(`self.p[0]`) rather than unpacking it (`a, b = self.p`), which scan refuses.
 
 `cell(x_t, state=None) -> (output, state)`: output is `i2o(cat(x_t, h_t))` when
 the cell has `output_size=`, else h_t; state is a tensor h (B, H) when
@@ -190,6 +194,11 @@ class Cell(nn.Module):
         return h if self.i2o is None else self.i2o(torch.cat((x, h), -1))
 
     # -- what the engines may use ---------------------------------------------------
+    def has_step(self) -> bool:
+        """Whether the cell's new state comes from `step` (or `split_step`) after the one
+        product, which is what the fused engine runs; a cell with only a forward has not."""
+        return overrides(self, "step") or overrides(self, "split_step")
+
     def native_kernel(self) -> str | None:
         """torch's fused kernel computing this cell exactly (a torch._VF name), or None.
 
@@ -216,7 +225,7 @@ def is_exactly(cell: Cell, cls: type) -> bool:
     if not isinstance(cell, cls):
         return False
     same_step = all(getattr(type(cell), m) is getattr(cls, m)
-                    for m in ("step", "split_step", "forward"))  # fmt: skip
+                    for m in ("step", "split_step", "forward", "has_step"))  # fmt: skip
     own = {"i2h.weight", "i2h.bias", "bias_hn", "i2o.weight", "i2o.bias"}
     return same_step and all(name in own for name, _ in cell.named_parameters())
 
@@ -345,6 +354,9 @@ class GRUCell(Cell):
         )
         h = n + z * (h - n)
         return self._output(x, h), h
+
+    def has_step(self) -> bool:
+        return self.reset_after  # Cho et al.'s needs r before its second product: forward only
 
     def native_kernel(self) -> str | None:
         return "gru" if self.reset_after and is_exactly(self, GRUCell) else None

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from seqmodels.errors import UserError
 from seqmodels.nn import fused, fused_gru, fused_lstm
-from seqmodels.nn.cells import Cell, GRUCell, is_exactly, overrides
+from seqmodels.nn.cells import Cell, GRUCell, is_exactly
 
 # From this many steps on, the built-in LSTM's fused engine runs its hand-written
 # recurrence instead of the one for any cell (scripts/bench_nn.py measures both).
@@ -136,6 +136,8 @@ def recurrence(cell: Cell, x: Tensor, lengths: Tensor | None):
             return fused_lstm.run
         if _cho_gru(cell):
             return fused_gru.run
+    elif _cho_gru(cell):
+        return fused.run  # which steps its forward, traceably
     if not fused_runs(cell):
         raise UserError(
             f"engine='fused' cannot run {type(cell).__name__}: it defines neither step() nor "
@@ -147,8 +149,8 @@ def recurrence(cell: Cell, x: Tensor, lengths: Tensor | None):
 def fused_runs(cell: Cell) -> bool:
     """Whether the fused engine can run the cell: it has a step, or a recurrence of its own."""
     if _cho_gru(cell):
-        return not torch.compiler.is_compiling()
-    return overrides(cell, "step") or overrides(cell, "split_step")
+        return True
+    return cell.has_step()
 
 
 def _cho_gru(cell: Cell) -> bool:

@@ -30,9 +30,10 @@ its last valid step (`torch.where` from the shortest sequence's end on), so the
 final state is each sequence's own and padded steps add exactly nothing to any
 gradient; the caller zeroes padded outputs.
 
-While torch.compile or torch.export traces a layer, the same loop runs with the
-recurrent weight in the graph (autograd or the compiler takes its gradient per
-step): no side channel, nothing the tracer cannot follow.
+While torch.export traces a layer, the same loop runs with the recurrent weight
+in the graph (no side channel, nothing the tracer cannot follow), and with a
+dynamic length as torch's `scan` operator, one loop over any number of steps
+(_scan). (torch.compile runs the layers outside its graph: recurrent.py.)
 Under autocast the recurrence runs in fp32 with autocast off: its custom
 backward runs outside autocast and would otherwise meet mixed dtypes.
 The backward is not itself differentiable (no double backward), like cuDNN's.
@@ -45,6 +46,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch._higher_order_ops import scan
 from torch.autograd.function import once_differentiable
 
 from seqmodels.nn.cells import Cell, State, overrides
@@ -130,6 +132,8 @@ def run(cell: Cell, x: Tensor, state: State, lengths: Tensor | None) -> tuple[Te
         with torch.autocast(x.device.type, enabled=False):
             return run(cell, x.float(), _map(state, lambda s: s.float()), lengths)
     states = (state,) if cell.state_size == 1 else tuple(state)
+    if not cell.has_step():
+        return _by_forward(cell, x, states, lengths)  # (only while tracing: engines.recurrence)
     w_hh = cell.weight_hh
     split = w_hh is not None and overrides(cell, "split_step")
     tracing = torch.compiler.is_compiling()
@@ -147,11 +151,13 @@ def run(cell: Cell, x: Tensor, state: State, lengths: Tensor | None) -> tuple[Te
         wt = w_hh.detach().t()
 
     T = x.shape[0]
-    if lengths is None:
-        first_padded = T
-    else:
-        first_padded = int(lengths.min())
+    valid = None
+    if lengths is not None:
         valid = torch.arange(T, device=x.device).view(-1, 1, 1) < lengths.view(1, -1, 1)
+    if isinstance(T, torch.SymInt):  # torch.export with a dynamic length
+        return _scan(cell, gx, states, valid, split)
+    # (a traced graph takes any lengths: it masks every step, reading no length's value)
+    first_padded = T if lengths is None else 0 if tracing else int(lengths.min())
     one = cell.state_size == 1
     h0 = states[0]
     hs: list[Tensor] = []
@@ -169,7 +175,7 @@ def run(cell: Cell, x: Tensor, state: State, lengths: Tensor | None) -> tuple[Te
         else:
             new = cell.step(torch.addmm(gxs[t], h, wt), old)
         new_states = (new,) if one else tuple(new)
-        if t >= first_padded:  # a sequence that has ended keeps its state
+        if valid is not None and t >= first_padded:  # a sequence that has ended keeps its state
             m = valid[t]
             new_states = tuple(
                 torch.where(m, n, o) for n, o in zip(new_states, states, strict=True)
@@ -180,6 +186,65 @@ def run(cell: Cell, x: Tensor, state: State, lengths: Tensor | None) -> tuple[Te
     if not tracing and torch.is_grad_enabled():  # (inference tensors have no version)
         holder.fill(h0, out)
     return out, (states[0] if one else states)
+
+
+def _scan(cell: Cell, gx: Tensor, states: tuple[Tensor, ...], valid: Tensor | None, split: bool):
+    """The recurrence as torch's `scan` operator, which torch.export keeps as one loop over
+    any number of steps (a Python loop would be unrolled for the traced length).
+
+    The combine function reads the cell's parameters inside (a view made outside and
+    captured would alias them, which scan refuses) and returns copies of its carry
+    (scan's outputs may not alias it). A step that unpacks a parameter by iterating
+    it (`a, b = self.p`) trips the same check; indexing it (`self.p[0]`) does not.
+    """
+    one = cell.state_size == 1
+
+    def combine(carry: tuple[Tensor, ...], inputs: tuple[Tensor, ...]):
+        g, h, old = inputs[0], carry[0], carry[0] if one else carry
+        w_hh = cell.weight_hh
+        if w_hh is None:
+            new = cell.step(g, old)
+        elif split:
+            new = cell.split_step(g, h @ w_hh.t(), old)
+        else:
+            new = cell.step(torch.addmm(g, h, w_hh.t()), old)
+        new_states = (new,) if one else tuple(new)
+        if valid is not None:
+            m = inputs[1]
+            new_states = tuple(torch.where(m, n, o) for n, o in zip(new_states, carry, strict=True))
+        return tuple(n.clone() for n in new_states), new_states[0].clone()
+
+    xs = (gx,) if valid is None else (gx, valid)
+    final, hs = scan(combine, tuple(states), xs)
+    return hs, (final[0] if one else tuple(final))
+
+
+def _by_forward(cell: Cell, x: Tensor, states: tuple[Tensor, ...], lengths: Tensor | None):
+    """A cell with no step (only a forward, as Cho et al.'s GRU) stepped as the loop engine
+    steps it: unrolled for a fixed length, as torch's scan for a dynamic one."""
+    one = cell.state_size == 1
+    valid = None
+    if lengths is not None:
+        valid = torch.arange(x.shape[0], device=x.device).view(-1, 1, 1) < lengths.view(1, -1, 1)
+
+    def combine(carry: tuple[Tensor, ...], inputs: tuple[Tensor, ...]):
+        _, new = cell(inputs[0], carry[0] if one else carry)
+        new_states = (new,) if one else tuple(new)
+        if valid is not None:
+            m = inputs[1]
+            new_states = tuple(torch.where(m, n, o) for n, o in zip(new_states, carry, strict=True))
+        return tuple(n.clone() for n in new_states), new_states[0].clone()
+
+    xs = (x,) if valid is None else (x, valid)
+    if isinstance(x.shape[0], torch.SymInt):
+        final, hs = scan(combine, states, xs)
+    else:
+        carry, outs = states, []
+        for inputs in zip(*(t.unbind(0) for t in xs), strict=True):
+            carry, out = combine(carry, inputs)
+            outs.append(out)
+        final, hs = carry, torch.stack(outs)
+    return hs, (final[0] if one else tuple(final))
 
 
 def _map(state: State, fn) -> State:

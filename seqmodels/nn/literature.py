@@ -44,11 +44,11 @@ class PeepholeLSTMCell(Cell):
     def step(self, gates: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         _, c = state
         i, f, g, o = gates.chunk(4, -1)
-        p_i, p_f, p_o = self.peephole
-        i = torch.sigmoid(torch.addcmul(i, p_i, c))
-        f = torch.sigmoid(torch.addcmul(f, p_f, c))
+        p = self.peephole  # indexed, not unpacked: see Cell's note on torch.export
+        i = torch.sigmoid(torch.addcmul(i, p[0], c))
+        f = torch.sigmoid(torch.addcmul(f, p[1], c))
         c = torch.addcmul(f * c, i, torch.tanh(g))
-        o = torch.sigmoid(torch.addcmul(o, p_o, c))
+        o = torch.sigmoid(torch.addcmul(o, p[2], c))
         return o * torch.tanh(c), c
 
 

@@ -54,6 +54,8 @@ def kernel_problem(kind: str, x: Tensor) -> str | None:
     uses under CPU bf16 autocast, needs AVX-512 and fails on AVX2-only CPUs. The
     answer is probed once per (kernel, device, dtype, autocast dtype) and cached.
     """
+    if torch.compiler.is_compiling():  # a tracer's fake tensors cannot run the probe
+        return None
     device = x.device.type
     amp = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
     return _probe(kind, x.device, x.dtype, amp)

@@ -178,7 +178,10 @@ class Recurrent(nn.Module):
         if lengths is not None and not packed:
             lengths = self._check_lengths(lengths, B, T, x.device)
 
-        out, h_n = self._run(x, hx, lengths)
+        if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
+            out, h_n = _outside_the_graph(self, x, hx, lengths)
+        else:
+            out, h_n = self._run(x, hx, lengths)
 
         if packed:
             out = pack_padded_sequence(out, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -226,6 +229,8 @@ class Recurrent(nn.Module):
             raise UserError(f"lengths: expected shape (batch,)=({B},), got {tuple(lengths.shape)}")
         if lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
             raise UserError(f"lengths: expected an integer tensor, got dtype {lengths.dtype}")
+        if torch.compiler.is_compiling():  # a traced graph takes any lengths: no values read
+            return lengths.to(device=device, dtype=torch.long)
         lo, hi = torch.aminmax(lengths)
         lo_i, hi_i = int(lo), int(hi)  # one sync; packing would need the same
         if lo_i < 1 or hi_i > T:
@@ -245,7 +250,10 @@ class Recurrent(nn.Module):
         return choose_engine(self, x, lengths)
 
     def _run(self, x: Tensor, hx: tuple[Tensor, ...] | None, lengths: Tensor | None):
-        engine = self.resolve_engine(x, lengths)
+        if isinstance(x.shape[1], torch.SymInt):  # exported for any length: fused.py's scan
+            engine = "fused"
+        else:
+            engine = self.resolve_engine(x, lengths)
         if engine == "native":
             return native.run_native(self, x, hx, lengths)
         D, one = self.num_directions, self.state_size == 1
@@ -288,6 +296,19 @@ class Recurrent(nn.Module):
     def to_torch(self) -> nn.Module:
         """The equivalent torch.nn.RNN/LSTM/GRU, parameters copied (see interop.py)."""
         return interop.to_torch(self)
+
+
+@torch.compiler.disable
+def _outside_the_graph(layer: Recurrent, x: Tensor, hx: Any, lengths: Tensor | None):
+    """A layer's recurrence under torch.compile: run as it runs eagerly, outside the graph.
+
+    The rest of a compiled model compiles around it (one graph break per layer), the
+    way torch.compile treats torch.nn's own RNN, LSTM and GRU. Tracing it instead
+    would unroll the time loop into the graph: compile time growing with the length
+    and a new compile for every length, where the engines here are already fused;
+    and torch's oneDNN LSTM kernel cannot be traced for training at all.
+    """
+    return layer._run(x, hx, lengths)
 
 
 def build_cell(cell: Callable[..., Cell], input_size: int, hidden_size: int, bias: bool) -> Cell:
