@@ -1,10 +1,13 @@
-"""Runs that survive, for real: SIGKILL mid-run then resume= ends exactly where the
-uninterrupted run ends; DDP metrics count every example once and print once."""
+"""Runs that survive, for real: SIGKILL mid-run, a step checkpoint then SIGKILL, or a
+scheduler's SIGTERM in the middle of an epoch, then resume=, ends exactly where the
+uninterrupted run ends, for every task; a folder in use is refused; DDP metrics count
+every example once and print once."""
 
 from __future__ import annotations
 
 import os
 import random
+import signal as signal_module
 import subprocess
 import sys
 from pathlib import Path
@@ -27,8 +30,8 @@ def run(args, root, cwd):
     return result
 
 
-def train_killed_at(step, overrides, root, cwd):
-    return run([sys.executable, str(KILLER), str(step), *overrides], root, cwd)
+def train_killed_at(step, overrides, root, cwd, signal="SIGKILL"):
+    return run([sys.executable, str(KILLER), str(step), signal, *overrides], root, cwd)
 
 
 def final_state(root):
@@ -42,17 +45,36 @@ def printed_metric(stdout, name):
     return float(line.split(f"{name}=")[1].split()[0])
 
 
-def assert_resume_is_exact(overrides, steps_per_epoch, epochs, kill_steps, tmp_path, metric):
+def assert_resume_is_exact(overrides, steps_per_epoch, epochs, kill_steps, tmp_path, metric,
+                           signal="SIGKILL", saved_at=None):  # fmt: skip
+    """Stopped by `signal` at each of kill_steps, then resumed: the same final weights and
+    test metric as the uninterrupted run. saved_at(step): the step last.ckpt holds then
+    (default: the last epoch's end)."""
     whole = train_killed_at(10**9, overrides, tmp_path / "whole", tmp_path)
     assert whole.returncode == 0, whole.stderr[-3000:]
     _, reference = final_state(tmp_path / "whole")
+    if steps_per_epoch is None:  # as many as the data gives
+        steps_per_epoch = reference["global_step"] // epochs
+        assert steps_per_epoch >= 3  # a middle to stop in
     assert reference["global_step"] == steps_per_epoch * epochs
+    if callable(kill_steps):
+        kill_steps = kill_steps(steps_per_epoch)
     for step in kill_steps:
         root = tmp_path / f"killed_at_{step}"
-        killed = train_killed_at(step, overrides, root, tmp_path)
-        assert killed.returncode == -9  # SIGKILL: nothing ran after it
+        killed = train_killed_at(step, overrides, root, tmp_path, signal)
         folder, partial = final_state(root)
-        assert partial["global_step"] == step // steps_per_epoch * steps_per_epoch  # last epoch end
+        if signal == "SIGKILL":
+            assert killed.returncode == -9  # nothing ran after it
+        else:  # the step in progress finishes, last.ckpt holds it, one line, 128 + signal
+            assert killed.returncode == 128 + getattr(signal_module, signal), killed.stderr[-3000:]
+            epoch, batch = divmod(step, steps_per_epoch)
+            line = (f"preempted by {signal} at step {step + 1} (epoch {epoch}, batch {batch + 1} "
+                    f"of {steps_per_epoch}): saved {folder / 'checkpoints' / 'last.ckpt'}; "
+                    f"continue with: seqmodels-train resume={folder}")  # fmt: skip
+            assert killed.stderr.strip().splitlines()[-1] == line
+            assert "Traceback" not in killed.stderr
+        expected = saved_at(step) if saved_at else step // steps_per_epoch * steps_per_epoch
+        assert partial["global_step"] == expected
         resumed = run([str(SCRIPTS / "seqmodels-train"), f"resume={folder}"], root, tmp_path)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert run_dirs(root) == [folder]
@@ -85,6 +107,74 @@ def test_chargen_killed_and_resumed_ends_like_the_uninterrupted_run(tmp_path):
     per_stream = (int(chars * 0.9) - 1) // 4
     steps = -(-per_stream // 16)
     assert_resume_is_exact(overrides, steps, 4, [steps * 2 + 3], tmp_path, "test/loss")
+
+
+PARITY = ["data.num_train=2000", "data.batch_size=64", "monitor.stop_at=null",
+          "trainer.max_epochs=10", "trainer.deterministic=true", "task.dropout=0.2",
+          "task.input_dropout=0.1", "trainer.enable_progress_bar=false"]  # fmt: skip
+PARITY_STEPS = 32  # 2000 // 64 + 1 per epoch (the last batch is short)
+
+
+def chargen(tmp_path):
+    (tmp_path / "text.txt").write_text(TEXT * 4)
+    overrides = ["task=chargen", f"data.path={tmp_path / 'text.txt'}", "data.batch_size=4",
+                 "data.seq_len=16", "model.hidden_size=16", "model.num_layers=2",
+                 "model.dropout=0.2", "task.dropout=0.1", "task.embedding_dim=8",
+                 "task.sample_length=20", "trainer.max_epochs=4", "trainer.deterministic=true",
+                 "trainer.enable_progress_bar=false"]  # fmt: skip
+    per_stream = (int(len(TEXT * 4) * 0.9) - 1) // 4
+    return overrides, -(-per_stream // 16)
+
+
+@pytest.mark.parametrize("signal", ["SIGTERM", "SIGUSR1"])
+def test_parity_preempted_mid_epoch_resumes_like_the_uninterrupted_run(tmp_path, signal):
+    kills = [3 * PARITY_STEPS + 7, 6 * PARITY_STEPS + 20]
+    assert_resume_is_exact(PARITY, PARITY_STEPS, 10, kills, tmp_path, "test/loss", signal=signal,
+                           saved_at=lambda step: step + 1)  # fmt: skip
+
+
+def test_chargen_preempted_mid_epoch_carries_its_streams_on(tmp_path):
+    overrides, steps = chargen(tmp_path)
+    assert_resume_is_exact(overrides, steps, 4, [steps + 5], tmp_path, "test/loss",
+                           signal="SIGTERM", saved_at=lambda step: step + 1)  # fmt: skip
+
+
+def test_parity_step_checkpoint_then_sigkill_resumes_exactly(tmp_path):
+    every = ["callbacks.last_checkpoint.every_n_train_steps=5"]
+    kills = [3 * PARITY_STEPS + 9, 7 * PARITY_STEPS + 23]  # 105, 247: not epoch ends
+
+    def saved_at(step):  # the newest of the step checkpoints and the epoch ends before it
+        return max(step // 5 * 5, step // PARITY_STEPS * PARITY_STEPS)
+
+    assert_resume_is_exact([*PARITY, *every], PARITY_STEPS, 10, kills, tmp_path, "test/loss",
+                           saved_at=saved_at)  # fmt: skip
+
+
+def test_chargen_step_checkpoint_then_sigkill_resumes_exactly(tmp_path):
+    overrides, steps = chargen(tmp_path)
+    kill = steps * 2 + 4  # a step checkpoint every 3 steps: the last one is mid-epoch
+
+    def saved_at(step):
+        return max(step // 3 * 3, step // steps * steps)
+
+    assert saved_at(kill) % steps
+    assert_resume_is_exact([*overrides, "callbacks.last_checkpoint.every_n_train_steps=3"],
+                           steps, 4, [kill], tmp_path, "test/loss", saved_at=saved_at)  # fmt: skip
+
+
+@pytest.mark.parametrize("task", ["imdb", "mnist", "forecast"])
+def test_every_task_preempted_mid_epoch_resumes_like_the_uninterrupted_run(
+    task, tmp_path, small_data
+):
+    from support import small_data_overrides
+
+    overrides = [f"task={task}", *small_data_overrides(task, small_data), "trainer.max_epochs=3",
+                 "trainer.deterministic=true", "trainer.enable_progress_bar=false",
+                 "callbacks.early_stopping=null", "trainer.num_sanity_val_steps=0",
+                 "model.hidden_size=16"]  # fmt: skip
+    metric = "test/mae" if task == "forecast" else "test/loss"
+    assert_resume_is_exact(overrides, None, 3, lambda steps: [steps + steps // 2], tmp_path,
+                           metric, signal="SIGTERM", saved_at=lambda step: step + 1)  # fmt: skip
 
 
 def test_ddp_counts_every_test_example_once_and_prints_once(tmp_path):
