@@ -45,11 +45,13 @@ from omegaconf import DictConfig, open_dict
 
 from seqmodels.checkpoint import AtomicCheckpointIO, RunState, check_same_model, read_checkpoint
 from seqmodels.config_check import check_config, check_optimizer
+from seqmodels.data.files import UNWRITABLE, CannotWrite
 from seqmodels.errors import UserError
 from seqmodels.preemption import Preemption
 from seqmodels.run_lock import global_rank, holding
 from seqmodels.tasks.base import Diverged
 from seqmodels.tensorboard import TensorBoardLogger as SeqmodelsTensorBoardLogger
+from seqmodels.tensorboard import event_file, quiet_writer_threads
 from seqmodels.threads import choose_threads, registered
 
 log = logging.getLogger(__name__)
@@ -237,12 +239,19 @@ def fit_and_test(cfg: DictConfig, preemption: Preemption) -> dict[str, float]:
 
 
 def run_stage(stage: Any, trainer: L.Trainer, *args: Any, **kwargs: Any) -> Any:
-    """trainer.fit or trainer.test; Ctrl-C, which Lightning turns into exit(1), stays Ctrl-C."""
+    """trainer.fit or trainer.test; Ctrl-C, which Lightning turns into exit(1), stays Ctrl-C;
+    an event file that cannot be written (a full disk) is one line naming it."""
     try:
-        return stage(*args, **kwargs)
+        with quiet_writer_threads():
+            return stage(*args, **kwargs)
     except SystemExit:
         if trainer.interrupted:
             raise KeyboardInterrupt from None
+        raise
+    except OSError as err:
+        tensorboard = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if err.errno in UNWRITABLE and tensorboard:
+            raise CannotWrite(event_file(tensorboard[0]), err) from None
         raise
 
 

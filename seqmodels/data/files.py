@@ -102,7 +102,8 @@ class _Recording:
     that its position went wrong)."""
 
     def __init__(self, f: IO[bytes]) -> None:
-        self.f, self.error = f, None
+        self.f = f
+        self.error: OSError | None = None
 
     def write(self, data: Any) -> int:
         try:
