@@ -5,11 +5,13 @@ every example once and print once."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal as signal_module
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -223,3 +225,87 @@ def test_ddp_counts_every_test_example_once_and_prints_once(tmp_path):
     )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert evaluated.stdout.count("test metrics:") == 1
+
+
+def wait_for(predicate, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting")
+
+
+def test_a_second_resume_of_a_running_folder_is_refused(tmp_path):
+    first = subprocess.Popen([str(SCRIPTS / "seqmodels-train"), *PARITY, "trainer.max_epochs=50",
+                              f"paths.root_dir={tmp_path}"], cwd=tmp_path, env=ENV,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        lock = wait_for(lambda: next(tmp_path.rglob("run.lock"), None))
+        wait_for(lambda: (lock.parent / "checkpoints" / "last.ckpt").is_file())
+        second = run([str(SCRIPTS / "seqmodels-train"), f"resume={lock.parent}"], tmp_path,
+                     tmp_path)  # fmt: skip
+        assert second.returncode == 1
+        (line,) = second.stderr.strip().splitlines()
+        assert line.startswith(f"error: {lock.parent} is in use: pid {first.pid} on host ")
+    finally:
+        first.send_signal(signal_module.SIGTERM)
+        _, err = first.communicate(timeout=120)
+    assert first.returncode == 143 and "preempted by SIGTERM" in err
+    again = run([str(SCRIPTS / "seqmodels-train"), f"resume={lock.parent}",
+                 "trainer.max_epochs=3"], tmp_path, tmp_path)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+
+
+def test_a_full_disk_leaves_the_previous_checkpoint_loadable(run_cli, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(small)],
+                           capture_output=True, text=True)  # fmt: skip
+    assert mount.returncode == 0, f"cannot mount a tmpfs here: {mount.stderr}"
+    try:
+        run_dir = small / "run"
+        common = ["logger=none", "model.hidden_size=8", "task.embedding_dim=4",
+                  "data.num_train=256", "trainer.enable_progress_bar=false",
+                  "monitor.stop_at=null"]  # fmt: skip
+        assert run_cli("train", *common, "trainer.max_epochs=1",
+                       f"hydra.run.dir={run_dir}").code == 0  # fmt: skip
+        last = run_dir / "checkpoints" / "last.ckpt"
+        free = os.statvfs(small)
+        (small / "filler").write_bytes(b"\0" * (free.f_bavail * free.f_frsize - 2048))
+        result = run_cli("train", f"resume={run_dir}", "trainer.max_epochs=2")
+        assert result.code == 1 and "Traceback" not in result.err
+        (line,) = result.err.strip().splitlines()
+        assert line.startswith("error: cannot write ") and "No space left on device" in line
+        saved = torch.load(last, weights_only=False)  # whole and loadable
+        assert saved["epoch"] == 0
+        assert not [p for p in run_dir.rglob("*") if p.name.endswith(".tmp")]
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+
+
+def test_a_preempted_submitit_job_requeues_and_ends_like_the_uninterrupted_run(tmp_path):
+    whole = train_killed_at(10**9, PARITY, tmp_path / "whole", tmp_path)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    _, reference = final_state(tmp_path / "whole")
+    root = tmp_path / "sweep"
+    root.mkdir()
+    sweep = subprocess.Popen([str(SCRIPTS / "seqmodels-train"), "-m",
+                              "hydra/launcher=submitit_local", *PARITY,
+                              f"paths.root_dir={root}"], cwd=root, env=ENV,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    lock = wait_for(lambda: next(root.rglob("run.lock"), None))
+    wait_for(lambda: (lock.parent / "checkpoints" / "last.ckpt").is_file())  # an epoch done
+    pid = json.loads(lock.read_text())["pid"]
+    os.kill(pid, signal_module.SIGUSR2)  # what submitit's own _interrupt() sends: preemption
+    out, _ = sweep.communicate(timeout=600)
+    assert sweep.returncode == 0, out[-3000:]
+    (folder,) = run_dirs(root)
+    logs = "".join(p.read_text() for p in root.rglob("*_log.*"))
+    assert "preempted by SIGUSR2 at step" in logs
+    assert f"submitit restarted this job: continuing {folder}" in logs
+    final = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=False)
+    assert final["global_step"] == reference["global_step"]
+    for name, tensor in reference["state_dict"].items():
+        torch.testing.assert_close(final["state_dict"][name], tensor, atol=1e-6, rtol=0)
