@@ -99,6 +99,15 @@ class RunState(L.Callback):
         checkpoint[CONFIG_KEY] = self.config
         checkpoint[RNG_KEY] = rng_states()
 
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        # A scheduler whose length comes from trainer.estimated_stepping_batches (OneCycleLR
+        # with interval: step) makes Lightning build the training loader inside
+        # configure_optimizers, before the checkpoint's loop state is restored; the fit loop
+        # then keeps that loader and never gives it the saved position in the epoch.
+        # Dropping it makes the fit loop build it again, after the restore.
+        if trainer.ckpt_path and getattr(trainer.fit_loop, "_combined_loader", None) is not None:
+            trainer.fit_loop._combined_loader = None
+
     def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict) -> None:
         # Not now: the sanity check and loader set-up between loading and the first
         # epoch draw from the generators too, which the killed run did not do here.
