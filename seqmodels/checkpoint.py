@@ -10,8 +10,10 @@ progress, callback states, the module's hyperparameters, the datamodule's
   data folder;
 - `rng_states`: torch's, numpy's and Python's generator states (CUDA's where
   present). A resumed run puts them back at the start of its first training
-  epoch, so that epoch draws the same dropout masks as it did in the run that
-  was killed; the data order itself depends only on (seed, epoch).
+  epoch (or before its first training step, when it resumes in the middle of
+  an epoch), so it draws the same dropout masks as the run that was stopped;
+  the data order itself depends only on (seed, epoch) and the position in the
+  epoch, which the data loader's state carries (seqmodels.data.batching).
 
 Files are written whole or not at all (`AtomicCheckpointIO`: a temporary file
 beside the target, then a rename), so a kill at any moment leaves the previous
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -33,7 +36,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from seqmodels.data.files import atomic_write
+from seqmodels.data.files import torch_save
 from seqmodels.errors import UserError
 
 CONFIG_KEY = "seqmodels_config"
@@ -52,8 +55,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> None:
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO.save_checkpoint takes no storage_options")
-        with atomic_write(path) as f:
-            torch.save(checkpoint, f)
+        torch_save(checkpoint, path)  # a full disk: one line naming the file (CannotWrite)
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -75,6 +77,15 @@ class LastCheckpoint(ModelCheckpoint):
     def state_key(self) -> str:
         return "LastCheckpoint"
 
+    @property
+    def path(self) -> Path:
+        return Path(str(self.dirpath)) / "last.ckpt"
+
+    @property
+    def saved_step(self) -> int:
+        """The global step last.ckpt was last written at by this run (-1: not yet)."""
+        return int(getattr(self, "_last_global_step_saved", -1))
+
 
 class RunState(L.Callback):
     """Writes the run's config and the RNG states into every checkpoint; on resume,
@@ -88,12 +99,30 @@ class RunState(L.Callback):
         checkpoint[CONFIG_KEY] = self.config
         checkpoint[RNG_KEY] = rng_states()
 
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        # A scheduler whose length comes from trainer.estimated_stepping_batches (OneCycleLR
+        # with interval: step) makes Lightning build the training loader inside
+        # configure_optimizers, before the checkpoint's loop state is restored; the fit loop
+        # then keeps that loader and never gives it the saved position in the epoch.
+        # Dropping it makes the fit loop build it again, after the restore.
+        if trainer.ckpt_path and getattr(trainer.fit_loop, "_combined_loader", None) is not None:
+            trainer.fit_loop._combined_loader = None
+
     def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict) -> None:
         # Not now: the sanity check and loader set-up between loading and the first
         # epoch draw from the generators too, which the killed run did not do here.
         self._rng_to_restore = checkpoint.get(RNG_KEY)
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self._restore_rng()
+
+    def on_train_batch_start(
+        self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._restore_rng()  # resumed mid-epoch: Lightning does not start the epoch again
+        super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+
+    def _restore_rng(self) -> None:
         if self._rng_to_restore is not None:
             set_rng_states(self._rng_to_restore)
             self._rng_to_restore = None
@@ -152,8 +181,36 @@ def read_checkpoint(ckpt_path: str | os.PathLike | None, key: str = "ckpt_path")
     return checkpoint
 
 
+# Settings of the model, task and data groups that a checkpoint can take a new value
+# for: they change neither the parameters' shapes nor what the data is. On resume=,
+# every other difference in these groups is refused (the optimizer's and scheduler's
+# settings, trainer, logger and callbacks are always free to change).
+APPLICABLE = {
+    "model": {"engine", "dropout"},
+    "task": {"optimizer", "scheduler", "dropout", "input_dropout", "sample_length",
+             "sample_temperature", "encoder_init", "embedding_init_range"},
+    # where files are, how they are read; evaluation batches
+    "data": {"root", "path", "cache_dir", "num_workers", "download", "verify", "eval_batch_size",
+             "val_batch_size"},
+}  # fmt: skip
+# ckpt_path= starts a new run from the weights: only what changes their shapes is refused.
+SHAPE_GROUPS = ("model", "task")
+
+
+def differences(saved: Any, ours: Any, prefix: str) -> list[tuple[str, Any, Any]]:
+    """(key, checkpoint's value, this run's value) for every leaf that differs."""
+    if isinstance(saved, dict) and isinstance(ours, dict):
+        found = []
+        for k in sorted(set(saved) | set(ours)):
+            found += differences(saved.get(k), ours.get(k), f"{prefix}.{k}")
+        return found
+    return [] if saved == ours else [(prefix, saved, ours)]
+
+
 def check_same_model(ckpt_path: str | os.PathLike, cfg: DictConfig, key: str = "ckpt_path") -> None:
-    """Refuse, in one line, a checkpoint whose task, data or model differs from this run's."""
+    """Refuse, in one line, a checkpoint whose task, data or model differs from this run's,
+    or (for resume=) settings it cannot take: what changes the model's shape, the task,
+    or the data. Checked before anything is built."""
     saved = read_checkpoint(ckpt_path, key)[CONFIG_KEY]
     for part in ("data", "task", "model"):
         theirs = (saved.get(part) or {}).get("_target_")
@@ -163,6 +220,20 @@ def check_same_model(ckpt_path: str | os.PathLike, cfg: DictConfig, key: str = "
                 f"{key}={ckpt_path} holds a {part} of {theirs}, but this run builds {ours}: "
                 f"start from a checkpoint of the same task and model (or drop {key}=)"
             )
+    resume = key == "resume"
+    refused = []
+    for part in ("model", "task", "data") if resume else SHAPE_GROUPS:
+        ours = OmegaConf.to_container(cfg[part], resolve=True)
+        for name, theirs, mine in differences(saved.get(part) or {}, ours, part):
+            if name.split(".")[1] not in APPLICABLE[part]:
+                refused.append(f"{name}={mine!r} (the checkpoint's: {theirs!r})")
+    if refused:
+        what = "resume= cannot apply" if resume else "this checkpoint cannot take"
+        raise UserError(
+            f"{key}={ckpt_path}: {what} {', '.join(refused)}: they change the model's shape, "
+            "the task or the data; start a new run for them (resume= takes trainer, logger, "
+            "callbacks, task.optimizer and task.scheduler settings)"
+        )
 
 
 def load_run(ckpt_path: str | os.PathLike | None) -> tuple[DictConfig, L.LightningModule, Any]:

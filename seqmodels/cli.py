@@ -13,6 +13,11 @@ run's folder is never removed). HYDRA_FULL_ERROR=1 shows the traceback instead.
 `seqmodels-train resume=<run folder> [overrides]` continues a run in place:
 its own overrides (from `<run>/.hydra/overrides.yaml`), then the new ones, in
 the same folder, from its `checkpoints/last.ckpt` (see seqmodels.train).
+
+A run stopped by a scheduler's signal prints one line and exits with 128 + the
+signal's number (seqmodels.preemption); inside a submitit job, submitit then
+requeues it. A folder another live process trains in (its run.lock) is refused
+in one line before Hydra writes anything into it (seqmodels.run_lock).
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from seqmodels import predict as predict_command
 from seqmodels import sample as sample_command
 from seqmodels import train as train_command
 from seqmodels.errors import UserError
+from seqmodels.preemption import Preempted
+from seqmodels.run_lock import in_use_message, live_holder
 
 # A short random tag beside the time in every run folder's name: two runs started
 # in the same second still get two folders. Cached: one value per composed config.
@@ -75,6 +82,15 @@ def one_line_errors(cleanup: Callable[[], None] | None = None) -> Iterator[None]
     full = os.environ.get("HYDRA_FULL_ERROR") == "1"
     try:
         yield
+    except Preempted as stop:
+        if cleanup:
+            cleanup()  # only a folder without a checkpoint goes
+        if str(stop):
+            print(str(stop), file=sys.stderr)
+        sys.stderr.flush()
+        if stop.hand_over is not None:
+            stop.hand_over()  # submitit requeues the job and exits
+        sys.exit(stop.exit_status)
     except KeyboardInterrupt:
         if cleanup:
             cleanup()
@@ -176,9 +192,26 @@ def _train(cfg: DictConfig) -> float | None:
     return metrics.get(metric)
 
 
+def refuse_folder_in_use(argv: list[str]) -> None:
+    """A run folder named on the command line (resume=, hydra.run.dir=) that a live
+    process trains in, or that holds another run: one line before Hydra writes its
+    config into that folder."""
+    resuming = any(a.startswith("resume=") for a in argv[1:])
+    for arg in argv[1:]:
+        key, _, value = arg.partition("=")
+        if key in ("resume", "hydra.run.dir") and value:
+            run = Path(value.strip("'\"")).expanduser().resolve()
+            holder = live_holder(run)
+            if holder is not None:
+                raise UserError(in_use_message(run, holder))
+            if key == "hydra.run.dir" and not resuming:
+                train_command.check_new_run_folder(run)
+
+
 def train() -> float | None:
     """seqmodels-train: fit, then test the best checkpoint. Returns the swept metric."""
     with one_line_errors():
+        refuse_folder_in_use(sys.argv)
         sys.argv = resume_argv(sys.argv)
     return _train()
 

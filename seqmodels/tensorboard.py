@@ -10,12 +10,18 @@
   task (`HPARAMS`, `METRICS`), the same in every run, so a table of runs of
   several tasks keeps every column. Five of the hparams columns are shown by
   default (`SHOWN`); tick the others in the HParams tab.
+- `event_file` and `quiet_writer_threads`: an event file that cannot be written
+  (a full disk) fails in TensorBoard's writer thread, which prints its own
+  traceback; the error reaches the run at its next write, where train.py names
+  the file in one line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from google.protobuf import struct_pb2
@@ -111,3 +117,30 @@ def _value(value: Any) -> struct_pb2.Value:
     if isinstance(value, (int, float)):
         return struct_pb2.Value(number_value=float(value))
     return struct_pb2.Value(string_value=str(value))
+
+
+def event_file(logger: Any) -> str:
+    """The event file a TensorBoard logger writes (its folder when it has none yet)."""
+    writer = getattr(getattr(getattr(logger, "_experiment", None), "file_writer", None),
+                     "event_writer", None)  # fmt: skip
+    return str(getattr(writer, "_file_name", None) or logger.log_dir)
+
+
+@contextlib.contextmanager
+def quiet_writer_threads() -> Iterator[None]:
+    """No traceback from TensorBoard's writer thread for an OSError (the run reports it)."""
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if (
+            isinstance(args.exc_value, OSError)
+            and type(args.thread).__name__ == "_AsyncWriterThread"
+        ):
+            return
+        previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous

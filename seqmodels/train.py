@@ -13,8 +13,14 @@ datamodule's setup() before the first training step.
 `resume=<run folder>` (see cli.py) continues the run in place from its
 `checkpoints/last.ckpt`: same folder, same TensorBoard run (events the killed
 process wrote after that checkpoint are purged from view), and the same
-batches and random draws as the uninterrupted run (checkpoint.RunState).
+batches and random draws as the uninterrupted run (checkpoint.RunState), from
+an epoch's end or from the middle of an epoch (seqmodels.data.batching).
 `ckpt_path=` starts a new run from a checkpoint's weights and loop state.
+
+A run holds its folder's lock while it trains (run_lock.py: one writer per
+folder), stops at a step boundary with its position saved on a scheduler's
+signal (preemption.py), and, when a scheduler restarts the same job in the
+same folder (a requeue), continues from its last.ckpt as resume= would.
 """
 
 from __future__ import annotations
@@ -31,16 +37,22 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from seqmodels.checkpoint import AtomicCheckpointIO, RunState, check_same_model, read_checkpoint
 from seqmodels.config_check import check_config, check_optimizer
+from seqmodels.data.files import UNWRITABLE, CannotWrite
 from seqmodels.errors import UserError
+from seqmodels.preemption import Preemption
+from seqmodels.run_lock import global_rank, holding
 from seqmodels.tasks.base import Diverged
 from seqmodels.tensorboard import TensorBoardLogger as SeqmodelsTensorBoardLogger
+from seqmodels.tensorboard import event_file, quiet_writer_threads
+from seqmodels.threads import choose_threads, registered
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +92,47 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     return datamodule, module
 
 
+def restarted_by() -> str | None:
+    """The scheduler that restarted this job, when this process may be such a restart."""
+    if os.environ.get("SUBMITIT_EXECUTOR"):
+        return "submitit"  # a fresh submitit job never finds a last.ckpt in its new folder
+    if int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0:
+        return "SLURM"
+    if int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0) > 0:
+        return "torchrun"
+    return None
+
+
+def check_new_run_folder(run: Path) -> str | None:
+    """For a run that is not resume=: the scheduler that restarted it, when its folder
+    already holds a last.ckpt; None for an empty folder. Any other run into a folder
+    with a checkpoint is refused (it would overwrite that run)."""
+    if not (run / "checkpoints" / "last.ckpt").is_file():
+        return None
+    scheduler = restarted_by()
+    if scheduler is None:
+        raise UserError(
+            f"{run} already holds a run (checkpoints/last.ckpt): continue it with "
+            f"seqmodels-train resume={run}, or give another hydra.run.dir"
+        )
+    return scheduler
+
+
+def continue_restarted_job(cfg: DictConfig) -> None:
+    """A run whose folder already holds a last.ckpt: a scheduler's restart of the same job
+    continues from it (resume= semantics); anything else is refused, not overwritten."""
+    if cfg.get("resume") or cfg.get("paths", {}).get("output_dir") is None:
+        return
+    run = Path(cfg.paths.output_dir).resolve()
+    scheduler = check_new_run_folder(run)
+    if scheduler is None:
+        return
+    if global_rank() == 0:
+        print(f"{scheduler} restarted this job: continuing {run} from checkpoints/last.ckpt")
+    with open_dict(cfg):
+        cfg.resume = str(run)
+
+
 def start_checkpoint(cfg: DictConfig) -> str | None:
     """The checkpoint fit starts from: the run's last.ckpt for resume=, else ckpt_path=."""
     if cfg.get("resume"):
@@ -105,10 +158,35 @@ def make_loggers(cfg: DictConfig, resume_from: str | None) -> list[Logger]:
     return loggers
 
 
+def run_folder(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.output_dir)
+
+
+def cluster_plugins() -> list[Any]:
+    """Under SLURM, Lightning's environment without its auto-requeue: preemption.py saves
+    at a step boundary instead, and submitit requeues."""
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     check_accelerator(cfg.trainer)
     check_config(cfg)
     check_optimizer(cfg)
+    # One writer per run folder: only the process of global rank 0 takes the lock.
+    # Counted among this machine's training runs, which share its cores (threads.py).
+    with holding(run_folder(cfg), enabled=global_rank() == 0) as took_over, registered():
+        if took_over:
+            print(took_over)
+        preemption = Preemption(run_folder(cfg) / "checkpoints" / "last.ckpt")
+        preemption.install()
+        try:
+            return fit_and_test(cfg, preemption)
+        finally:
+            preemption.uninstall()
+
+
+def fit_and_test(cfg: DictConfig, preemption: Preemption) -> dict[str, float]:
+    continue_restarted_job(cfg)
     start = start_checkpoint(cfg)
     set_numerics(cfg)
     if cfg.get("seed") is not None:
@@ -116,18 +194,21 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     datamodule, module = build(cfg)
     loggers = make_loggers(cfg, start if cfg.get("resume") else None)
-    callbacks = [*instantiate_all(cfg.get("callbacks")), RunState(cfg)]
+    callbacks = [*instantiate_all(cfg.get("callbacks")), RunState(cfg), preemption]
     # A switch on the command line wins over the callbacks group: no progress bar
     # with `trainer.enable_progress_bar=false`.
     if not cfg.trainer.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
-    )
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                     plugins=[AtomicCheckpointIO(), *cluster_plugins()])  # fmt: skip
+    _, busy = choose_threads(cfg.get("threads"))
+    if busy and global_rank() == 0:
+        print(busy)
 
     started = time.monotonic()
     if cfg.get("train", True):
         run_stage(trainer.fit, trainer, module, datamodule=datamodule, ckpt_path=start)
+        preemption.stop_after_fit(trainer)
         check_early_stop(trainer)
     minutes = (time.monotonic() - started) / 60
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -158,12 +239,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def run_stage(stage: Any, trainer: L.Trainer, *args: Any, **kwargs: Any) -> Any:
-    """trainer.fit or trainer.test; Ctrl-C, which Lightning turns into exit(1), stays Ctrl-C."""
+    """trainer.fit or trainer.test; Ctrl-C, which Lightning turns into exit(1), stays Ctrl-C;
+    an event file that cannot be written (a full disk) is one line naming it."""
     try:
-        return stage(*args, **kwargs)
+        with quiet_writer_threads():
+            return stage(*args, **kwargs)
     except SystemExit:
         if trainer.interrupted:
             raise KeyboardInterrupt from None
+        raise
+    except OSError as err:
+        tensorboard = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if err.errno in UNWRITABLE and tensorboard:
+            raise CannotWrite(event_file(tensorboard[0]), err) from None
         raise
 
 

@@ -75,9 +75,12 @@ def mnist_root(tmp_path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _few_threads():
-    # The suite runs on 2 shared cores; tiny models gain nothing from more.
+def _few_threads(monkeypatch):
+    # The suite runs on 2 shared cores; tiny models gain nothing from more. The runs it
+    # starts keep the user's setting (seqmodels.threads), as they would OMP_NUM_THREADS.
     import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

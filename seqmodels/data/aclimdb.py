@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from seqmodels.data.download import check_checksum, download
-from seqmodels.data.files import atomic_write
+from seqmodels.data.files import CannotWrite, torch_save
 from seqmodels.data.vocab import UNK_TOKEN, Tokenizer, Vocab
 from seqmodels.errors import UserError
 
@@ -208,12 +208,11 @@ def build_cache(folder: pathlib.Path, path: pathlib.Path, tokenizer: Tokenizer,
         cache[f"{split}_labels"] = torch.tensor(labels[split], dtype=torch.uint8)
         cache[f"{split}_files"] = names[split]
     try:
-        with atomic_write(path) as f:
-            torch.save(cache, f)
-    except OSError as e:  # a read-only data.root, a full disk
+        torch_save(cache, path)
+    except (OSError, CannotWrite) as e:  # a read-only data.root, a full disk
         raise UserError(
-            f"cannot write the token cache to {path.parent} ({e.strerror or e}): "
-            "set data.cache_dir= to a writable folder"
+            f"cannot write the token cache to {path} ({e.strerror or e}): "
+            "set data.cache_dir= to a writable folder with room"
         ) from None
 
 

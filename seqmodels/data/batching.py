@@ -6,6 +6,17 @@ run resumed from the checkpoint of epoch k sees exactly the batches the
 uninterrupted run saw in epoch k + 1. Lightning calls `set_epoch` on a
 DataLoader's `sampler` and on its `batch_sampler.sampler` before every epoch.
 
+Resuming in the middle of an epoch: every DataLoader is made by `data_loader()`,
+torchdata's `StatefulDataLoader`. Lightning stores a stateful loader's
+`state_dict()` in every checkpoint (the fit loop's `combined_loader` entry) and
+hands it back to `load_state_dict()` on resume; the loader asks its sampler (or
+its iterable dataset) for theirs. The samplers here say where they are: the
+epoch and how many items (indices, or batches for `BucketBatchSampler`) of it
+were served, so the resumed loader serves the rest of that epoch's order, the
+same batches in the same order. A checkpoint written at the end of an epoch
+resumes at the start of the next one. Under workers, torchdata counts only the
+batches the training loop took, not those the workers prefetched.
+
 Under DDP the datamodules shard their own data (the trainer runs with
 `use_distributed_sampler: false`): every index goes to exactly one process.
 Training shares are cut to the same size (DDP steps all processes together);
@@ -16,11 +27,13 @@ exactly once (torchmetrics sums their states across processes).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Sampler
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from seqmodels.errors import UserError
 
@@ -43,6 +56,53 @@ def loader_generator() -> torch.Generator:
     return torch.Generator().manual_seed(run_seed())
 
 
+def data_loader(dataset: Any, **kwargs: Any) -> StatefulDataLoader:
+    """The DataLoader every datamodule makes: resumable mid-epoch (see the module
+    docstring), with its own generator (`loader_generator`). Takes DataLoader's arguments."""
+    with warnings.catch_warnings():  # torchdata calls a torch API deprecated in torch 2.13
+        warnings.filterwarnings("ignore", message=".*set_vital.*")
+        return StatefulDataLoader(dataset, generator=loader_generator(), **kwargs)
+
+
+class Resumable:
+    """Where an epoch's order stands: `served` items of epoch `epoch`.
+
+    `state_dict()` says so; `load_state_dict()` makes the next pass over that
+    epoch skip what was served (a finished epoch resumes at the next one's
+    start). A pass over any other epoch, set later by `set_epoch`, starts at 0.
+    Subclasses give `epoch`, `_set_epoch` and `__len__`, and iterate through `_pass`.
+    """
+
+    epoch: int
+    _served: tuple[int, int] = (0, 0)  # (epoch, items served of it)
+    _resume: tuple[int, int] | None = None
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _set_epoch(self, epoch: int) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, int]:
+        epoch, served = self._served
+        return {"epoch": self.epoch, "served": served if epoch == self.epoch else 0}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        epoch, served = int(state["epoch"]), int(state["served"])
+        if served >= len(self):
+            epoch, served = epoch + 1, 0
+        self._set_epoch(epoch)
+        self._resume = self._served = (epoch, served)
+
+    def _pass(self, items: Sequence[Any]) -> Iterator[Any]:
+        """Serve this epoch's `items`, from the resumed position when there is one."""
+        resume, self._resume = self._resume, None
+        start = resume[1] if resume is not None and resume[0] == self.epoch else 0
+        for n, item in enumerate(items[start:], start + 1):
+            self._served = (self.epoch, n)
+            yield item
+
+
 def process_share(trainer: Any) -> tuple[int, int]:
     """(rank, world size) of this process: (0, 1) outside a distributed trainer."""
     if trainer is None:
@@ -57,14 +117,14 @@ def split_sampler(n: int, train: bool, trainer: Any) -> EpochSampler:
     return EpochSampler(n, shuffle=train, seed=run_seed(), rank=rank, world_size=world, even=train)
 
 
-class EpochSampler(Sampler[int]):
+class EpochSampler(Resumable, Sampler[int]):
     """The indices of `n` items that process `rank` of `world_size` reads in one epoch.
 
     shuffle=True orders them by a permutation drawn from `seed + epoch` (as
     torch's DistributedSampler does); shuffle=False keeps 0..n-1. Process
     `rank` takes every `world_size`-th index of that order. `even=True` cuts
     every share to n // world_size items (training under DDP); the few left
-    out differ from epoch to epoch.
+    out differ from epoch to epoch. Resumable mid-epoch (`Resumable`).
     """
 
     def __init__(self, n: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1,
@@ -74,6 +134,9 @@ class EpochSampler(Sampler[int]):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def generator(self, stream: int = 0) -> torch.Generator:
@@ -88,7 +151,9 @@ class EpochSampler(Sampler[int]):
         return order[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.indices().tolist())
+        # A generator: the epoch and the resumed position are read at the first item,
+        # after Lightning's set_epoch and the loader's load_state_dict.
+        yield from self._pass(self.indices().tolist())
 
     def __len__(self) -> int:
         if self.even:
@@ -137,14 +202,14 @@ def truncate(ids: torch.Tensor, max_len: int | None, side: str) -> torch.Tensor:
     return torch.cat([ids[:head], ids[len(ids) - (max_len - head) :]])
 
 
-class BucketBatchSampler(Sampler[list[int]]):
+class BucketBatchSampler(Resumable, Sampler[list[int]]):
     """Batches of indices whose sequences have similar lengths, over `sampler`'s share.
 
     Shuffling sampler (training): its indices are cut into pools of
     `batch_size * pool_batches`, each pool is sorted by length and cut into
     batches, and the order of all batches is shuffled, all from the epoch's
     generator: batches stay random, padding stays small. Ordered sampler
-    (evaluation): one sort by length.
+    (evaluation): one sort by length. Resumable mid-epoch, counted in batches.
     """
 
     def __init__(self, sampler: EpochSampler, lengths: torch.Tensor, batch_size: int,
@@ -153,18 +218,28 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.lengths = torch.as_tensor(lengths)
         self.batch_size, self.pool_batches = batch_size, pool_batches
 
+    @property
+    def epoch(self) -> int:  # type: ignore[override]
+        return self.sampler.epoch
+
+    def _set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
     def __len__(self) -> int:
         return -(-len(self.sampler) // self.batch_size)
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def batches(self) -> list[list[int]]:
+        """This epoch's batches, in order."""
         share = self.sampler.indices()
         if not self.sampler.shuffle:
             order = share[torch.argsort(self.lengths[share], stable=True)]
-            yield from (c.tolist() for c in torch.split(order, self.batch_size))
-            return
+            return [c.tolist() for c in torch.split(order, self.batch_size)]
         batches: list[torch.Tensor] = []
         for pool in torch.split(share, self.batch_size * self.pool_batches):
             order = pool[torch.argsort(self.lengths[pool], stable=True)]
             batches += torch.split(order, self.batch_size)
-        for i in torch.randperm(len(batches), generator=self.sampler.generator(stream=1)):
-            yield batches[i].tolist()
+        shuffled = torch.randperm(len(batches), generator=self.sampler.generator(stream=1))
+        return [batches[i].tolist() for i in shuffled]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self._pass(self.batches())

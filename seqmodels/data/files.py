@@ -9,16 +9,39 @@ would give (0666 minus the umask), not mkstemp's owner-only 0600.
 Temporary files are named `.<name>.<pid>.<random>.tmp`; one left behind by a
 process that was killed (its pid is gone) is removed by the next writer of the
 same file.
+
+A file that cannot be written (a full disk, a quota, a read-only or foreign
+folder) is `CannotWrite`, one line naming the path and the cause; the target
+is left as it was and the temporary file is removed. `torch_save` is
+torch.save through atomic_write, with torch's own report of a failed write
+("unexpected pos ...") replaced by the OSError that caused it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+import torch
+
+from seqmodels.errors import UserError
+
+# What a full or closed filesystem answers: the user's to fix, not a bug.
+UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG}
+
+
+class CannotWrite(UserError):
+    """A file that cannot be written: `path` and the cause (`strerror`)."""
+
+    def __init__(self, path: str | os.PathLike, err: OSError) -> None:
+        self.path, self.strerror = Path(path), err.strerror or str(err)
+        kept = "it is left as it was" if self.path.exists() else "no file was written"
+        super().__init__(f"cannot write {self.path}: {self.strerror} ({kept})")
 
 
 def current_umask() -> int:
@@ -47,20 +70,59 @@ def remove_stale_temporaries(path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary file beside `path`; on success, fsync and rename it to `path`."""
+    """Open a temporary file beside `path`; on success, fsync and rename it to `path`.
+
+    A full disk or a folder that refuses the file is `CannotWrite` naming `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
-    )
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
+        )
+        os.close(fd)
         with open(tmp, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
+    except OSError as err:
+        if err.errno in UNWRITABLE:
+            raise CannotWrite(path, err) from None
+        raise
     finally:
-        Path(tmp).unlink(missing_ok=True)  # gone already after a successful rename
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)  # gone already after a successful rename
+
+
+class _Recording:
+    """A file for torch.save that keeps the OSError a write raised (torch reports only
+    that its position went wrong)."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f = f
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save into `path`, whole or not at all (atomic_write), CannotWrite when full."""
+    with atomic_write(path) as f:
+        out = _Recording(f)
+        try:
+            torch.save(obj, out)  # type: ignore[arg-type]
+        except RuntimeError:
+            if out.error is not None:
+                raise out.error from None
+            raise

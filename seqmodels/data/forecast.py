@@ -47,7 +47,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from seqmodels.data.batching import EpochSampler, loader_generator, process_share, run_seed
+from seqmodels.data.batching import EpochSampler, data_loader, process_share, run_seed
 from seqmodels.data.series import (
     CALENDAR,
     FILLS,
@@ -349,9 +349,9 @@ class ForecastDataModule(L.LightningDataModule):
         dataset = self.splits[split]
         sampler = EpochSampler(len(dataset), shuffle=train, seed=run_seed(), rank=rank,
                                world_size=world, even=train)  # fmt: skip
-        return DataLoader(dataset, batch_size=self.batch_size if train else self.eval_batch_size,
-                          sampler=sampler, collate_fn=as_batch, generator=loader_generator(),
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)  # fmt: skip
+        return data_loader(dataset, batch_size=self.batch_size if train else self.eval_batch_size,
+                           sampler=sampler, collate_fn=as_batch, num_workers=self.num_workers,
+                           persistent_workers=self.num_workers > 0)  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

@@ -27,7 +27,7 @@ from seqmodels.data.batching import (
     TRUNCATION,
     BucketBatchSampler,
     Sequences,
-    loader_generator,
+    data_loader,
     pad_collate,
     split_sampler,
     truncate,
@@ -159,12 +159,11 @@ class IMDBDataModule(L.LightningDataModule):
         dataset = self.splits[split]
         sampler = split_sampler(len(dataset), train, self.trainer)
         size = self.batch_size if train else (self.eval_batch_size or self.batch_size)
-        common: dict[str, Any] = dict(collate_fn=pad_collate, generator=loader_generator(),
-                                      num_workers=self.num_workers)  # fmt: skip
+        common: dict[str, Any] = dict(collate_fn=pad_collate, num_workers=self.num_workers)
         if train and not self.bucket:
-            return DataLoader(dataset, batch_size=size, sampler=sampler, **common)
+            return data_loader(dataset, batch_size=size, sampler=sampler, **common)
         batches = BucketBatchSampler(sampler, dataset.lengths, size, self.pool_batches)
-        return DataLoader(dataset, batch_sampler=batches, **common)
+        return data_loader(dataset, batch_sampler=batches, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

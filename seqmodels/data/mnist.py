@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from seqmodels.data.batching import loader_generator, split_sampler
+from seqmodels.data.batching import data_loader, split_sampler
 from seqmodels.data.download import ChecksumError, DownloadError, check_checksum, download
 from seqmodels.data.idx import read_idx
 from seqmodels.data.splits import holdout
@@ -216,11 +216,10 @@ class MNISTDataModule(L.LightningDataModule):
     def _loader(self, split: str) -> DataLoader:
         w = self.num_workers
         dataset = self.splits[split]
-        return DataLoader(
+        return data_loader(
             dataset,
             batch_size=self.batch_size,
             sampler=split_sampler(len(dataset), split == "train", self.trainer),
-            generator=loader_generator(),
             num_workers=w,
             persistent_workers=w > 0,
             pin_memory=torch.cuda.is_available(),

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from seqmodels.data.batching import loader_generator, split_sampler
+from seqmodels.data.batching import data_loader, split_sampler
 from seqmodels.errors import UserError
 
 ALPHABETS = {"digits": (1, 10), "bits": (0, 1)}
@@ -116,11 +116,10 @@ class ParityDataModule(L.LightningDataModule):
 
     def _loader(self, split: str) -> DataLoader:
         dataset = self.splits[split]
-        return DataLoader(
+        return data_loader(
             dataset,
             batch_size=self.batch_size,
             sampler=split_sampler(len(dataset), split == "train", self.trainer),
-            generator=loader_generator(),
             num_workers=self.num_workers,
         )
 

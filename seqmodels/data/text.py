@@ -35,7 +35,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from seqmodels.data.batching import loader_generator, process_share
+from seqmodels.data.batching import Resumable, data_loader, process_share
 from seqmodels.data.download import download
 from seqmodels.errors import UserError
 
@@ -129,19 +129,24 @@ def shard(ids: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
     return ids[rank * n : rank * n + n + 1]
 
 
-class InOrder(IterableDataset):
+class InOrder(Resumable, IterableDataset):
     """The batches of a StreamBatches, in order.
 
     Iterable rather than indexable so that Lightning never puts a
     DistributedSampler in front of it: that would deal batch i to process
     i % world_size, and no process would see its streams in order.
+    Resumable mid-epoch (batching.Resumable): a resumed pass starts at the next batch.
     """
 
     def __init__(self, batches: StreamBatches):
         self.batches = batches
+        self.epoch = 0  # the order is the same every epoch; counted for the resume state
+
+    def _set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __iter__(self):
-        return (self.batches[i] for i in range(len(self.batches)))
+        return (self.batches[i] for i in self._pass(range(len(self.batches))))
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -275,8 +280,7 @@ class CharTextDataModule(L.LightningDataModule):
         if split != "train":
             b = min(self.val_batch_size or b, len(ids) - 1)
         # batch_size=None: each item is already a batch, and they come in order.
-        return DataLoader(InOrder(StreamBatches(ids, b, self.seq_len)), batch_size=None,
-                          generator=loader_generator())  # fmt: skip
+        return data_loader(InOrder(StreamBatches(ids, b, self.seq_len)), batch_size=None)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

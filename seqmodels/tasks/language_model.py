@@ -7,7 +7,9 @@ batch i, so the final state of one batch is the initial state of the next
 (detached: gradients flow back `seq_len` steps only, which is what truncated
 BPTT means). Lightning 2 dropped `truncated_bptt_steps`, so the module carries
 the state itself; it resets at each epoch start, and validation carries its
-own state the same way over the validation streams.
+own state the same way over the validation streams. The carried training
+state travels in every checkpoint (`tbptt_state`), so a run resumed in the
+middle of an epoch continues its streams from where they were.
 
 Loss is in nats per character; `val/bpc` (bits per character) and `val/ppl`
 (perplexity) are the same number in other units. Each validation epoch logs a
@@ -44,6 +46,17 @@ def detach_state(state: Any) -> Any:
 
 def state_batch_size(state: Any) -> int:
     return (state[0] if isinstance(state, tuple) else state).shape[1]
+
+
+def state_to(state: Any, device: torch.device) -> Any:
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.to(device) for s in state)
+    return state.to(device)
+
+
+TBPTT_KEY = "tbptt_state"  # the checkpoint's entry for the carried training state
 
 
 class LanguageModel(TaskModule):
@@ -101,6 +114,7 @@ class LanguageModel(TaskModule):
         state = self._state.get(stage)
         if state is not None and state_batch_size(state) != x.shape[0]:
             state = None  # another stream layout (should not happen within a split)
+        state = state_to(state, x.device)  # a state loaded from a checkpoint sits on the CPU
         logits, state = self(x, state)
         self._state[stage] = detach_state(state)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
@@ -128,6 +142,16 @@ class LanguageModel(TaskModule):
 
     def on_test_epoch_start(self) -> None:
         self._state.pop("test", None)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self._state.get("train") is not None:
+            checkpoint[TBPTT_KEY] = state_to(self._state["train"], torch.device("cpu"))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Used when resuming mid-epoch; an epoch's start drops it (on_train_epoch_start).
+        if checkpoint.get(TBPTT_KEY) is not None:
+            self._state["train"] = checkpoint[TBPTT_KEY]
 
     def _log_nats(self, stage: str, metric: MeanMetric) -> None:
         nats = metric.compute()

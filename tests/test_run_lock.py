@@ -1,0 +1,150 @@
+"""One writer per run folder (run_lock.py): a live holder refuses a second writer in one
+line naming its pid and host; a lock left by a dead process is taken over in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from support import run_dirs
+
+from seqmodels.run_lock import LOCK_NAME, STALE, FolderInUse, RunLock, live_holder
+
+SMALL = ("data.num_train=256", "data.num_val=64", "data.num_test=64", "data.batch_size=32",
+         "monitor.stop_at=null", "trainer.enable_progress_bar=false", "logger=none",
+         "trainer.enable_model_summary=false")  # fmt: skip
+
+HOLD = """
+import sys, time
+from seqmodels.run_lock import RunLock
+RunLock(sys.argv[1]).acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def held(tmp_path):
+    """A live process on this host holding the lock of a folder: (folder, its pid)."""
+    procs = []
+
+    def hold(folder):
+        proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE,
+                                text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})  # fmt: skip
+        assert proc.stdout.readline().strip() == "held"
+        procs.append(proc)
+        return proc.pid
+
+    yield hold
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_held_folder_is_refused_naming_pid_and_host(tmp_path, held):
+    pid = held(tmp_path)
+    with pytest.raises(FolderInUse) as err:
+        RunLock(tmp_path).acquire()
+    message = str(err.value)
+    assert f"pid {pid} on host {socket.gethostname()}" in message and "is in use" in message
+    assert live_holder(tmp_path)["pid"] == pid
+
+
+def test_a_dead_holder_on_this_host_is_taken_over_in_one_line(tmp_path, held):
+    pid = held(tmp_path)
+    os.kill(pid, 9)  # SIGKILL: nothing released the lock
+    time.sleep(0.2)
+    assert (tmp_path / LOCK_NAME).is_file()
+    assert live_holder(tmp_path) is None
+    lock = RunLock(tmp_path)
+    note = lock.acquire()
+    assert note.startswith(f"took over the lock of {tmp_path}: pid {pid} on host ")
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+    lock.release()
+    assert not (tmp_path / LOCK_NAME).exists()  # released: nothing left in the folder
+
+
+def write_foreign_lock(folder, age_s, **extra):
+    path = folder / LOCK_NAME
+    path.write_text(json.dumps({"pid": 4242, "host": "node-17", "started": time.time(), **extra}))
+    old = time.time() - age_s
+    os.utime(path, (old, old))
+
+
+def test_a_lock_from_another_host_is_trusted_until_its_heartbeat_stops(tmp_path):
+    write_foreign_lock(tmp_path, age_s=5)  # refreshed 5 s ago: alive there
+    with pytest.raises(FolderInUse, match="pid 4242 on host node-17"):
+        RunLock(tmp_path).acquire()
+    write_foreign_lock(tmp_path, age_s=STALE + 60)  # no heartbeat for longer than STALE
+    lock = RunLock(tmp_path)
+    assert "pid 4242 on host node-17" in lock.acquire()
+    lock.release()
+
+
+def test_a_requeued_slurm_job_takes_over_its_own_earlier_lock(tmp_path, monkeypatch):
+    write_foreign_lock(tmp_path, age_s=5, slurm_job="991")
+    monkeypatch.setenv("SLURM_JOB_ID", "991")
+    lock = RunLock(tmp_path)
+    assert "took over" in lock.acquire()
+    lock.release()
+
+
+def test_the_lock_is_refreshed_while_held(tmp_path, monkeypatch):
+    from seqmodels import run_lock
+
+    monkeypatch.setattr(run_lock, "HEARTBEAT", 0.05)
+    lock = RunLock(tmp_path)
+    lock.acquire()
+    old = time.time() - 1000
+    os.utime(tmp_path / LOCK_NAME, (old, old))
+    time.sleep(0.3)
+    assert time.time() - (tmp_path / LOCK_NAME).stat().st_mtime < 5
+    lock.release()
+
+
+def test_resume_of_a_folder_in_use_is_one_line_and_touches_nothing(run_cli, tmp_path, held):
+    assert run_cli("train", *SMALL, "trainer.max_epochs=1").code == 0
+    (run,) = run_dirs(tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    pid = held(run)
+    for args in ([f"resume={run}"], [*SMALL, f"hydra.run.dir={run}"]):
+        result = run_cli("train", *args)
+        assert result.code == 1 and "Traceback" not in result.err
+        (line,) = result.err.strip().splitlines()
+        assert line.startswith(f"error: {run} is in use: pid {pid} on host {socket.gethostname()}")
+    after = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name != LOCK_NAME}
+    assert after == {p: t for p, t in before.items()}  # not a byte written into the folder
+
+
+def test_a_run_holds_the_lock_while_it_trains_and_releases_it(run_cli, tmp_path, monkeypatch):
+    from seqmodels import checkpoint
+
+    seen = []
+
+    class Look(checkpoint.RunState):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+            if not seen:
+                run = next(tmp_path.rglob(LOCK_NAME)).parent
+                seen.append(json.loads((run / LOCK_NAME).read_text()))
+
+    monkeypatch.setattr("seqmodels.train.RunState", Look)
+    assert run_cli("train", *SMALL, "trainer.max_epochs=1").code == 0
+    assert seen[0]["pid"] == os.getpid() and seen[0]["host"] == socket.gethostname()
+    assert not list(tmp_path.rglob(LOCK_NAME))
+
+
+def test_a_new_run_into_a_folder_with_a_checkpoint_is_refused(run_cli, tmp_path):
+    assert run_cli("train", *SMALL, "trainer.max_epochs=1").code == 0
+    (run,) = run_dirs(tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    result = run_cli("train", *SMALL, "model=gru", f"hydra.run.dir={run}")
+    assert result.code == 1 and "Traceback" not in result.err
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+    assert f"{run} already holds a run (checkpoints/last.ckpt): continue it with " in result.err
+    assert f"resume={run}" in result.err
