@@ -2,19 +2,25 @@
 
     .venv/bin/python scripts/bench_nn.py            # CPU (and CUDA when present)
     .venv/bin/python scripts/bench_nn.py --quick    # fewer repeats
+    .venv/bin/python scripts/bench_nn.py --case a   # only the (a) cases
 
-Cases (from issue 2):
-  (a) LSTM and GRU, B64 T100 I128 H256, unidirectional, no lengths;
+Cases:
+  (a) B64 T100 I128 H256, unidirectional, no lengths: LSTM and GRU, and a cell of
+      one's own, the peephole LSTM (seqmodels.nn.PeepholeLSTMCell, in a Recurrent
+      layer), against torch.nn.LSTM of the same size;
   (b) LSTM and GRU, bidirectional, B64 T256 I128 H128, lengths uniform in [T/2, T],
       against torch.nn on the same padded batch without lengths.
+The built-in LSTM's fused engine runs its hand-written recurrence; the row
+"fused:any-cell" runs the same LSTM step on the recurrence every other cell
+runs on (a subclass that overrides `step`), to show what that one costs.
 Every time is the median of N fwd+bwd passes measured in this one run, with
 torch.nn measured side by side (interleaved, one pass of each per round); the
 ratio is the median over rounds of engine/torch.nn in the same round, so load
 from other processes hits both sides alike ("best/best" = fastest over fastest).
 GFLOP/s counts the recurrent GEMMs only (fwd 2*B*T*(I+H)*G*H per layer and
-direction, fwd+bwd 3x that) and is compared to a GEMM peak measured here: the
-best of torch.matmul (MKL on x86 CPUs) and, on CPU, oneDNN's matmul, which the
-fused engine uses (seqmodels/nn/gemm.py); both are printed.
+direction, fwd+bwd 3x that) and is compared to a square fp32 torch.matmul's
+peak measured here. The targets are issue 21's (the fused LSTM <= 1.0, a cell of one's own
+<= 1.2 on (a)) and issue 2's.
 """
 
 from __future__ import annotations
@@ -28,9 +34,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from seqmodels.nn import GRU, LSTM, gemm  # noqa: E402
+from seqmodels.nn import GRU, LSTM, LSTMCell, PeepholeLSTMCell, Recurrent  # noqa: E402
 from seqmodels.nn.auto import choose_engine  # noqa: E402
-from seqmodels.nn.gemm import StepLinear  # noqa: E402
 
 GATES = {"LSTM": 4, "GRU": 3}
 
@@ -40,22 +45,28 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def gemm_peak(device: str, onednn: bool = False, n: int = 1024, reps: int = 20) -> float:
-    """GFLOP/s of a square fp32 matmul on this device with the current thread count:
-    torch.matmul, or oneDNN's (gemm.StepLinear) with onednn=True."""
+def gemm_peak(device: str, n: int = 1024, reps: int = 20) -> float:
+    """GFLOP/s of a square fp32 torch.matmul on this device with the current thread count."""
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
-    product = StepLinear(b, None, n) if onednn else b.t().__rmatmul__
     for _ in range(3):
-        product(a)
+        a @ b
     times = []
     for _ in range(reps):
         sync(device)
         t0 = time.perf_counter()
-        product(a)
+        a @ b
         sync(device)
         times.append(time.perf_counter() - t0)
     return 2 * n**3 / min(times) / 1e9  # the best run: a peak, not a typical time
+
+
+class StepLSTMCell(LSTMCell):
+    """The LSTM's step as a cell of one's own: the fused engine runs it on its recurrence
+    for any cell instead of the built-in LSTM's hand-written one."""
+
+    def step(self, gates, state):
+        return super().step(gates, state)
 
 
 def step_fn(module, x, lengths):
@@ -69,22 +80,40 @@ def step_fn(module, x, lengths):
     return run
 
 
-def bench_case(name, cls, B, T, I, H, bi, with_lengths, device, reps, warmup):  # noqa: E741
-    torch.manual_seed(0)
-    ref = getattr(torch.nn, cls.__name__)(I, H, batch_first=True, bidirectional=bi).to(device)
-    x = torch.randn(B, T, I, device=device, requires_grad=True)
-    lengths = torch.randint(T // 2, T + 1, (B,), device=device) if with_lengths else None
-    engines = ["loop", "fused", "native", "auto"]
-    runs = {"torch.nn": step_fn(ref, x, None)}  # padded torch.nn: the baseline cost
-    picked = {}
-    for e in engines:
+def layer_runs(cls, ref, x, lengths):
+    """{label: fwd+bwd runner} for every engine of the layer, and auto's choice."""
+    runs, picked = {}, ""
+    if cls is PeepholeLSTMCell:  # a cell of one's own: no torch kernel, no from_torch
+        for e in ("loop", "fused", "auto"):
+            m = Recurrent(PeepholeLSTMCell, ref.input_size, ref.hidden_size, batch_first=True,
+                          bidirectional=ref.bidirectional, engine=e).to(x.device)  # fmt: skip
+            runs[e] = step_fn(m, x, lengths)
+        return runs, choose_engine(m, x, lengths)
+    for e in ("loop", "fused", "native", "auto"):
         m = cls.from_torch(ref, engine=e)
         if e == "native" and m.native_kernel() is None:
             continue
         runs[e] = step_fn(m, x, lengths)
         if e == "auto":
-            picked[e] = choose_engine(m, x, lengths)
-    for fn in runs.values():  # warm up (compiles, allocator, oneDNN primitives)
+            picked = choose_engine(m, x, lengths)
+        if e == "fused" and cls is LSTM:  # the LSTM's step on the recurrence for any cell
+            anycell = Recurrent(StepLSTMCell, ref.input_size, ref.hidden_size, batch_first=True,
+                                bidirectional=ref.bidirectional, engine="fused").to(x.device)  # fmt: skip
+            anycell.load_state_dict(m.state_dict())
+            runs["fused:any-cell"] = step_fn(anycell, x, lengths)
+    return runs, picked
+
+
+def bench_case(name, cls, B, T, I, H, bi, with_lengths, device, reps, warmup):  # noqa: E741
+    torch.manual_seed(0)
+    torch_name = "LSTM" if cls is PeepholeLSTMCell else cls.__name__
+    ref = getattr(torch.nn, torch_name)(I, H, batch_first=True, bidirectional=bi).to(device)
+    x = torch.randn(B, T, I, device=device, requires_grad=True)
+    lengths = torch.randint(T // 2, T + 1, (B,), device=device) if with_lengths else None
+    runs = {"torch.nn": step_fn(ref, x, None)}  # padded torch.nn: the baseline cost
+    engine_runs, picked = layer_runs(cls, ref, x, lengths)
+    runs.update(engine_runs)
+    for fn in runs.values():  # warm up (allocator, oneDNN primitives)
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {k: [] for k in runs}
@@ -96,18 +125,45 @@ def bench_case(name, cls, B, T, I, H, bi, with_lengths, device, reps, warmup):  
             sync(device)
             times[k].append(time.perf_counter() - t0)
     D = 2 if bi else 1
-    flops = 3 * 2 * B * T * (I + H) * GATES[cls.__name__] * H * D
+    flops = 3 * 2 * B * T * (I + H) * GATES[torch_name] * H * D
     med = {k: statistics.median(v) for k, v in times.items()}
     base = times["torch.nn"]
     rows = []
     for k, t in med.items():
-        label = k if k != "auto" else f"auto->{picked['auto']}"
+        label = k if k != "auto" else f"auto->{picked}"
         # ratio: median over rounds of (engine / torch.nn in the same round), so a load
         # spike on a shared machine hits both sides of a ratio alike
         ratio = statistics.median(a / b for a, b in zip(times[k], base, strict=True))
         best = min(times[k]) / min(base)
         rows.append((name, label, t * 1e3, ratio, best, flops / t / 1e9))
     return rows
+
+
+CASES = {
+    "a": [
+        ("(a) LSTM B64 T100 I128 H256", LSTM, 64, 100, 128, 256, False, False),
+        ("(a) peephole LSTM (own cell), same", PeepholeLSTMCell, 64, 100, 128, 256, False, False),
+        ("(a) GRU  B64 T100 I128 H256", GRU, 64, 100, 128, 256, False, False),
+    ],
+    "b": [
+        ("(b) LSTM bi+len B64 T256 I128 H128", LSTM, 64, 256, 128, 128, True, True),
+        ("(b) GRU  bi+len B64 T256 I128 H128", GRU, 64, 256, 128, 128, True, True),
+    ],
+}
+TARGETS = {
+    ("(a) LSTM", "fused"): "<= 1.0",
+    ("(a) peephole", "fused"): "<= 1.2",
+    ("(a) peephole", "auto"): "<= 1.2",
+    ("(b) LSTM", "auto"): "<= 1.15",
+    ("(b) GRU", "auto"): "<= 1.15",
+}
+
+
+def target(name: str, label: str) -> str:
+    for (case, engine), want in TARGETS.items():
+        if name.startswith(case) and (label == engine or label.startswith(engine + "->")):
+            return want
+    return ""
 
 
 def main() -> None:
@@ -123,6 +179,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="5 repeats, 2 warm-ups")
+    ap.add_argument("--case", action="append", choices=sorted(CASES), help="default: all")
     ap.add_argument(
         "--device", action="append", help="cpu and/or cuda (default: cpu, cuda if present)"
     )
@@ -136,30 +193,24 @@ def main() -> None:
     )
     for device in devices:
         peak = gemm_peak(device)
-        line = f"\n[{device}] GEMM peak (1024^3 fp32, measured): torch.matmul {peak:.1f} GFLOP/s"
-        if device == "cpu" and gemm.use_onednn(torch.empty(1024, 1024), 1024):
-            onednn = gemm_peak(device, onednn=True)
-            line += f", oneDNN {onednn:.1f} GFLOP/s (% peak: of the higher)"
-            peak = max(peak, onednn)
-        print(line)
-        cases = [
-            ("(a) LSTM B64 T100 I128 H256", LSTM, 64, 100, 128, 256, False, False),
-            ("(a) GRU  B64 T100 I128 H256", GRU, 64, 100, 128, 256, False, False),
-            ("(b) LSTM bi+len B64 T256 I128 H128", LSTM, 64, 256, 128, 128, True, True),
-            ("(b) GRU  bi+len B64 T256 I128 H128", GRU, 64, 256, 128, 128, True, True),
-        ]
+        print(f"\n[{device}] GEMM peak (1024^3 fp32, measured): torch.matmul {peak:.1f} GFLOP/s")
         print(
-            f"| {'case':36} | {'engine':14} | {'ms':>8} | {'x torch.nn':>10} "
-            f"| {'(best/best)':>11} | {'GFLOP/s':>8} | {'% peak':>6} |"
+            f"| {'case':36} | {'engine':18} | {'ms':>8} | {'x torch.nn':>10} "
+            f"| {'(best/best)':>11} | {'GFLOP/s':>8} | {'% peak':>6} | target |"
         )
-        print(f"|{'-' * 38}|{'-' * 16}|{'-' * 10}|{'-' * 12}|{'-' * 13}|{'-' * 10}|{'-' * 8}|")
-        for case in cases:
-            for name, eng, ms, ratio, best, gf in bench_case(*case, device, args.reps, args.warmup):
-                print(
-                    f"| {name:36} | {eng:14} | {ms:8.1f} | {ratio:10.2f} | {best:11.2f} "
-                    f"| {gf:8.1f} | {100 * gf / peak:5.0f}% |",
-                    flush=True,
-                )
+        print(
+            f"|{'-' * 38}|{'-' * 20}|{'-' * 10}|{'-' * 12}|{'-' * 13}|{'-' * 10}|{'-' * 8}|--------|"
+        )
+        for key in args.case or sorted(CASES):
+            for case in CASES[key]:
+                for name, label, ms, ratio, best, gf in bench_case(
+                    *case, device, args.reps, args.warmup
+                ):
+                    print(
+                        f"| {name:36} | {label:18} | {ms:8.1f} | {ratio:10.2f} | {best:11.2f} "
+                        f"| {gf:8.1f} | {100 * gf / peak:5.0f}% | {target(name, label):6} |",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

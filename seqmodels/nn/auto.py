@@ -3,27 +3,22 @@
 A fixed rule from facts known without timing anything (no first-call cost, no
 compilation, every dtype torch's kernels and plain ops support):
 
-- CUDA, where torch has the formulation (LSTM, GRU reset_after=True, tanh/relu
-  RNN): `native`, i.e. cuDNN, which also handles lengths (packed) fast.
+- CUDA, for the cells torch has (LSTM, GRU reset_after=True, tanh/relu RNN):
+  `native`, i.e. cuDNN, which also handles lengths (packed) fast.
 - CPU, one time step (a sampler feeding (B, 1, I) with a carried state):
   `loop`, the fewest ops per call: native and fused pay a setup that only
   many steps amortise.
 - CPU LSTM over long sequences (T >= 256, B*H >= 8192, in fp32; pixel MNIST):
-  `fused`. native's oneDNN kernel allocates its workspace afresh on every
-  call, and memory that size comes from the OS and is paid for again in page
-  faults; fused keeps its buffers (buffers.py). Each fused step runs some 15
-  torch ops, one thread's fixed cost that only a large step amortises, and
-  more threads shrink the products but not those ops: below these sizes a
-  gain measured at 1 thread did not hold at 2 (scripts/bench_lstm.py).
-- other CPU LSTM calls, and any under autocast (oneDNN's bf16 kernel beats
-  fused, which computes in fp32): `native`, with lengths on the padded batch
-  (see native.py).
-- everything else on CPU (GRU, RNN, with or without lengths): `fused`. Which
-  of fused and native is faster for a GRU depends on the CPU's matmul
-  libraries: fused was well ahead on the AMD CPU it was chosen on, native
-  ahead on an Intel Xeon with AVX-512 for short sequences (README, Speed).
-- a cell of one's own: `fused` (CUDA or CPU), or `loop` when the cell defines
-  no `step` for it to run (one that overrides only `forward`).
+  `fused`, whose LSTM recurrence keeps its buffers between calls
+  (fused_lstm.py), where native's oneDNN kernel allocates its workspace afresh
+  on every call and pays for it again in page faults. Below these sizes the
+  ranking of the two depends on the CPU (fused ahead on an AMD EPYC, native on
+  an Intel Xeon: README, Speed), and native is never far behind.
+- the other CPU calls of the cells torch has, and any under autocast (oneDNN's
+  bf16 kernels beat fused, which computes in fp32): `native`, with lengths on
+  the padded batch (see native.py).
+- every other cell (one's own, Cho et al.'s GRU, the swish RNN): `fused`, on
+  CUDA too, or `loop` for a cell that defines no `step` for it to run.
 - `native` is never picked where its kernel cannot run here (see
   native.kernel_problem: oneDNN has no bf16 LSTM on CPUs without AVX-512):
   `fused` instead.
@@ -55,7 +50,7 @@ def choose_engine(layer, x: Tensor, lengths: Tensor | None) -> str:
         long = T >= FUSED_LSTM_MIN_STEPS and B * layer.hidden_size >= FUSED_LSTM_MIN_STEP_SIZE
         engine = "fused" if long and not torch.is_autocast_enabled("cpu") else "native"
     else:
-        engine = "fused"
+        engine = "fused" if kind is None else "native"
     if engine == "native" and kernel_problem(kind, x) is not None:
         engine = "fused"
     if engine == "fused" and not all(fused_runs(cell) for cell in layer.cells):

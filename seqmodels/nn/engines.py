@@ -1,15 +1,18 @@
 """Engines: the ways a recurrent layer runs its cells over time.
 
-All engines read the same parameters (each cell's `i2h`, and `bias_hn` for the
-reset_after GRU) and give the same numbers:
+All engines read the same parameters (each cell's `i2h` and whatever else it
+owns) and give the same numbers:
 
 - `loop`: steps the cell module in Python, one `cell(x_t, state)` per step.
-  The readable reference every other engine is tested against.
-- `fused`: a hand-written recurrence per direction (fused.py): one product
-  with the weight and a few pointwise ops per step, BPTT written out, the
-  weight gradient in products outside autograd's graph.
+  Runs any cell; the readable reference every other engine is tested against.
+- `fused`: runs any cell with a `step` (fused.py): the input product for all
+  steps at once, one product per step, the cell's step on autograd, and the
+  recurrent weight's gradient as one product over all steps. The built-in LSTM
+  also has a hand-written recurrence (fused_lstm.py), and Cho et al.'s GRU,
+  which has no step, one of its own (fused_gru.py).
 - `native`: torch's own fused kernels (`torch._VF.rnn_tanh/rnn_relu/lstm/gru`:
-  cuDNN on CUDA, oneDNN/aten on CPU) called with views of i2h (see native.py).
+  cuDNN on CUDA, oneDNN/aten on CPU) called with views of i2h (see native.py),
+  for the cells whose `native_kernel()` names one.
 
 `run_loop(cell, x, state, lengths)` works per (layer, direction) with x
 batch-first (B, T, F) in the time order set by the caller (the backward
@@ -27,10 +30,6 @@ from torch import Tensor
 from seqmodels.errors import UserError
 from seqmodels.nn import fused, fused_gru, fused_lstm
 from seqmodels.nn.cells import Cell, GRUCell, is_exactly
-
-# From this many steps on, the built-in LSTM's fused engine runs its hand-written
-# recurrence instead of the one for any cell (scripts/bench_nn.py measures both).
-LONG_LSTM_STEPS = 0
 
 State = Any  # h (B, H), or (h, c) for the LSTM
 
@@ -124,15 +123,16 @@ def run_fused(cells, x: Tensor, states: list[Any], lengths: Tensor | None):
 def recurrence(cell: Cell, x: Tensor, lengths: Tensor | None):
     """The fused engine's recurrence for one direction: `run(cell, x, state, lengths)`.
 
-    The built-in LSTM has a hand-written one (fused_lstm.py), used over long
-    sequences where it is the faster (LONG_LSTM_STEPS, scripts/bench_nn.py);
-    Cho et al.'s GRU needs its reset gate before its second product, which no
-    `step` can express, and has its own (fused_gru.py). While a tracer
+    The built-in LSTM has a hand-written one (fused_lstm.py), faster than the
+    one for any cell at every shape measured (scripts/bench_nn.py's "fused:any-cell"
+    row runs the LSTM's step on the other); Cho et al.'s GRU needs its reset
+    gate before its second product, which no `step` can express, and has its
+    own (fused_gru.py). While a tracer
     (torch.compile, torch.export) runs, always fused.run: the hand-written ones
     write into preallocated tensors, which tracing cannot differentiate.
     """
     if not torch.compiler.is_compiling():
-        if cell.native_kernel() == "lstm" and x.shape[0] >= LONG_LSTM_STEPS:
+        if cell.native_kernel() == "lstm":
             return fused_lstm.run
         if _cho_gru(cell):
             return fused_gru.run

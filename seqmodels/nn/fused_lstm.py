@@ -4,9 +4,9 @@ The fused engine runs any cell on autograd (fused.py). For torch's LSTM over
 long sequences this recurrence does better: it runs feature-major, computes in
 its forward what its backward needs (3 pointwise ops and 2 products per
 backward step), and keeps its large buffers from call to call (buffers.py),
-which on pixel MNIST's 784 steps matters more than the arithmetic. The engine
-picks it by sequence length (engines.LONG_LSTM_STEPS; scripts/bench_nn.py and
-bench_lstm.py measure both).
+which on pixel MNIST's 784 steps matters more than the arithmetic. It beat
+the recurrence for any cell on every LSTM shape measured, short sequences
+included (scripts/bench_nn.py), so the fused engine runs the LSTM on it.
 The backward is not itself differentiable (no double backward), like cuDNN's.
 
 Tried and not kept (README, "Speed"): TorchScript of the per-step pointwise

@@ -25,7 +25,6 @@ from seqmodels.nn import (
     PeepholeLSTMCell,
     Recurrent,
     RNNCell,
-    engines,
 )
 from seqmodels.nn.auto import choose_engine
 from seqmodels.nn.gradflow import state_gradient_norms
@@ -279,17 +278,24 @@ def test_state_errors_name_the_cells_state():
         Recurrent(IndRNNCell, I, H)(x, torch.zeros(1, 3, H))
 
 
-def test_both_lstm_recurrences_of_the_fused_engine_agree(monkeypatch):
-    """The built-in LSTM runs the hand-written recurrence from LONG_LSTM_STEPS steps
-    on and the one for any cell below: both against loop."""
+class StepLSTMCell(LSTMCell):
+    """The LSTM's step as a cell of one's own: the fused engine runs it on the recurrence
+    for any cell, not the built-in LSTM's hand-written one (as bench_nn does)."""
+
+    def step(self, gates, state):
+        return super().step(gates, state)
+
+
+def test_the_lstm_on_the_fused_engines_two_recurrences():
     torch.manual_seed(0)
     ref = LSTM(I, H, num_layers=2, bidirectional=True, engine="loop")
-    other = LSTM(I, H, num_layers=2, bidirectional=True, engine="fused")
-    other.load_state_dict(ref.state_dict())
-    x = torch.randn(B, T, I)
     s0 = (torch.randn(4, B, H), torch.randn(4, B, H))
-    for threshold in (0, 10**6):
-        monkeypatch.setattr(engines, "LONG_LSTM_STEPS", threshold)
+    x = torch.randn(B, T, I)
+    hand = LSTM(I, H, num_layers=2, bidirectional=True, engine="fused")
+    anycell = Recurrent(StepLSTMCell, I, H, num_layers=2, bidirectional=True, engine="fused")
+    assert anycell.native_kernel() is None and hand.native_kernel() == "lstm"
+    for other in (hand, anycell):
+        other.load_state_dict(ref.state_dict())
         for lengths in (None, torch.tensor([5, 1, 3])):
             assert_same_run(other, ref, x, s0, lengths)
 
@@ -299,3 +305,29 @@ def test_builtin_cells_are_cells(cls):
     cell = cls(I, H)
     assert isinstance(cell, Cell) and cell.num_gates * H == cell.i2h.out_features
     assert cell.state_size == (2 if cls is LSTMCell else 1)
+
+
+@pytest.mark.parametrize(
+    "cls", [PeepholeLSTMCell, GRUCell, MinimalRNNCell], ids=lambda c: c.__name__
+)
+def test_fused_gradients_from_the_final_state_alone(cls):
+    """A loss on h_n only (a classifier's pooling=last): no gradient reaches the outputs,
+    padded steps add nothing; the weight gradient over all steps still equals loop's."""
+    torch.manual_seed(0)
+    ref = Recurrent(cls, I, H, bidirectional=True, engine="loop")
+    other = Recurrent(cls, I, H, bidirectional=True, engine="fused")
+    other.load_state_dict(ref.state_dict())
+    x, lengths = torch.randn(B, T, I), torch.tensor([5, 1, 3])
+    for layer in (ref, other):
+        layer.zero_grad()
+        states(layer(x, lengths=lengths)[1])[0].square().sum().backward()
+    for (name, p), q in zip(ref.named_parameters(), other.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-5, rtol=0, msg=name)
+
+
+def test_fused_refuses_a_backward_after_its_outputs_changed_in_place():
+    layer = Recurrent(MinimalRNNCell, I, H, engine="fused")
+    out, _ = layer(torch.randn(B, T, I))
+    out.mul_(2)  # the recurrent weight's gradient needs the old values
+    with pytest.raises(RuntimeError, match="modified in place"):
+        out.sum().backward()

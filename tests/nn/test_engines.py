@@ -21,7 +21,6 @@ from seqmodels.nn import (
     buffers,
     fused_gru,
     fused_lstm,
-    gemm,
 )
 from seqmodels.nn import fused as fused_mod
 from seqmodels.nn.auto import choose_engine
@@ -157,8 +156,9 @@ def test_auto_choice_on_cpu():
     lengths = torch.tensor([5, 2])
     assert choose_engine(LSTM(3, 4), x, None) == "native"  # oneDNN's LSTM kernel
     assert choose_engine(LSTM(3, 4), x, lengths) == "native"  # padded, cell state frozen
-    assert choose_engine(GRU(3, 4), x, None) == "fused"  # beats torch's GRU on CPU
-    assert choose_engine(GRU(3, 4), x, lengths) == "fused"
+    assert choose_engine(GRU(3, 4), x, None) == "native"  # torch has the cell
+    assert choose_engine(GRU(3, 4), x, lengths) == "native"
+    assert choose_engine(RNN(3, 4), x, lengths) == "native"
     assert choose_engine(GRU(3, 4, reset_after=False), x, None) == "fused"  # no torch kernel
     assert choose_engine(RNN(3, 4, nonlinearity="swish"), x, lengths) == "fused"
     for layer in (LSTM(3, 4), GRU(3, 4, reset_after=False)):
@@ -360,60 +360,6 @@ def test_reverse_within_lengths_and_its_gradient(time_dim):
     weight = torch.randn_like(x)
     (out * weight).sum().backward()
     assert torch.equal(x.grad, reverse_within(weight, lengths, time_dim))
-
-
-def test_onednn_matmul_is_there_where_torch_has_onednn():
-    """The fused engine's fast CPU path: it must not silently disappear from a build."""
-    assert gemm.onednn_available() == torch.backends.mkldnn.is_available()
-
-
-@pytest.mark.parametrize("onednn", [True, False])
-@pytest.mark.parametrize("activation", [None, "sigmoid"])
-@pytest.mark.parametrize("with_bias", [True, False])
-def test_step_linear_matches_torch(monkeypatch, onednn, activation, with_bias):
-    monkeypatch.setattr(gemm, "ONEDNN_MIN_MACS", 0 if onednn else 1 << 62)
-    w, b = torch.randn(48, 20), torch.randn(48) if with_bias else None
-    lin = gemm.StepLinear(w.t().contiguous().t(), b, rows=5, activation=activation)  # any strides
-    assert lin.onednn == (onednn and gemm.onednn_available())
-    x = torch.randn(7, 40)[:, ::2]  # a strided input, and not the rows it was prepared for
-    ref = torch.nn.functional.linear(x, w, b)
-    ref = torch.sigmoid(ref) if activation else ref
-    torch.testing.assert_close(lin(x), ref, atol=1e-5, rtol=0)
-
-
-@pytest.mark.parametrize("kind", list(KINDS))
-@pytest.mark.parametrize("with_lengths", [False, True])
-def test_fused_on_onednn_agrees_with_loop(monkeypatch, kind, with_lengths):
-    """The agreement test above runs sizes below oneDNN's threshold; here every product
-    of the fused engine runs on oneDNN (2 layers, bidirectional, input gradient too)."""
-    monkeypatch.setattr(gemm, "ONEDNN_MIN_MACS", 0)
-    cls, kw = KINDS[kind]
-    torch.manual_seed(1)
-    ref = cls(6, 16, num_layers=2, bidirectional=True, engine="loop", **kw)
-    other = cls(6, 16, num_layers=2, bidirectional=True, engine="fused", **kw)
-    other.load_state_dict(ref.state_dict())
-    x = torch.randn(5, 9, 6)
-    lengths = torch.tensor([9, 2, 5, 9, 1]) if with_lengths else None
-    assert_same_run(other, ref, x, None, lengths)
-
-
-@pytest.mark.parametrize("with_bias", [True, False])
-def test_onednn_linear_matches_f_linear_twice_differentiable(monkeypatch, with_bias):
-    """gemm.linear, the fused GRU/RNN's input projection: values, gradients, and a
-    gradient of a gradient (create_graph=True) as F.linear gives them."""
-    monkeypatch.setattr(gemm, "ONEDNN_MIN_MACS", 0)
-    torch.manual_seed(0)
-    x = torch.randn(3, 5, 8, requires_grad=True)
-    w = torch.randn(12, 20)[:, :8].requires_grad_()  # a column view, like weight_ih
-    b = torch.randn(12, requires_grad=True) if with_bias else None
-    results = []
-    for fn in (gemm.linear, torch.nn.functional.linear):
-        y = fn(x, w, b)
-        (dx,) = torch.autograd.grad((y * y).sum(), x, create_graph=True)
-        (dw,) = torch.autograd.grad(dx.square().sum(), w)
-        results.append((y, dx, dw))
-    for a, b_ in zip(*results, strict=True):
-        torch.testing.assert_close(a, b_, atol=1e-4, rtol=1e-5)
 
 
 AVX2_ONLY = """
