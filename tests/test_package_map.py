@@ -23,7 +23,8 @@ ALLOWED = {
     "evaluate": {"errors", "checkpoint", "train"},
     "predict": {"errors", "checkpoint", "data"},
     "sample": {"errors", "checkpoint", "data", "tasks"},
-    "cli": {"errors", "train", "evaluate", "predict", "sample"},
+    "export": {"errors", "checkpoint", "data", "nn", "tasks"},
+    "cli": {"errors", "train", "evaluate", "predict", "sample", "export"},
     "__init__": set(),
 }
 
