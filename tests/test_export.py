@@ -20,7 +20,7 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 import torch
-from support import compose_train, small_data_overrides
+from support import compose_train, real_data, small_data_overrides
 
 from seqmodels.checkpoint import load_run
 from seqmodels.export import export
@@ -301,6 +301,33 @@ def test_onnx_steps_reproduce_greedy_sampling(checkpoints):
         token = int(logits[0].argmax())
         made += chars[token]
     assert made == text.rstrip("\n")
+
+
+@pytest.mark.slow
+def test_a_real_mnist_model_gives_predicts_answers_on_real_digits(tmp_path):
+    """Trained for 60 steps on the real digits; onnxruntime labels 500 real test digits as the
+    checkpoint does, with its probabilities."""
+    from seqmodels.data.mnist import MNISTDataModule
+
+    root = real_data("mnist")
+    with contextlib.redirect_stdout(io.StringIO()):
+        train(compose_train("experiment=mnist_row", f"data.root={root}", "trainer.max_epochs=1",
+                            "trainer.limit_train_batches=60", "trainer.limit_val_batches=2",
+                            "test=false", "logger=none", "trainer.enable_progress_bar=false",
+                            output_dir=tmp_path))  # fmt: skip
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    path = export({"ckpt_path": str(ckpt), "format": "onnx"}, io.StringIO())
+    dm = MNISTDataModule(root=str(root), mode="row")
+    dm.setup()
+    digits = dm.splits["test"].images[:500]  # uint8 (500, 28, 28), as in the files
+    (probs,) = session(path).run(None, {"images": digits.numpy()})
+    _, task, saved = load_run(ckpt)
+    with torch.no_grad():
+        want = task.class_probabilities(saved.encode_images(digits))
+    np.testing.assert_allclose(probs, want.numpy(), atol=1e-4)
+    assert (probs.argmax(1) == want.argmax(1).numpy()).all()
+    labels = dm.splits["test"].labels[:500].numpy()
+    assert (probs.argmax(1) == labels).mean() > 0.5  # it learned something real
 
 
 # -- pt2 -----------------------------------------------------------------------------------------

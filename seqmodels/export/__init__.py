@@ -61,8 +61,9 @@ class ExportMismatch(RuntimeError):
     """The exported file does not give the model's outputs (a bug, not a user's mistake)."""
 
 
-def export(cfg: Mapping[str, Any], out: Any = None) -> Path:
-    """Write the file, print what it holds and how it was checked; return its path."""
+def export(cfg: Mapping[str, Any], stream: Any = None) -> Path:
+    """Write the file, print what it holds and how it was checked (to `stream`, default
+    stdout); return its path."""
     fmt = cfg.get("format")
     if fmt not in FORMATS:
         raise UserError(f"format={fmt}: give format=onnx (onnxruntime and other ONNX runtimes) "
@@ -80,7 +81,7 @@ def export(cfg: Mapping[str, Any], out: Any = None) -> Path:
     else:
         lines = write_pt2(task, datamodule, path, length)
     for line in lines:
-        print(line, file=out)
+        print(line, file=stream)
     return path
 
 
@@ -126,7 +127,7 @@ def write_onnx(task: Any, datamodule: Any, path: Path, length: int | None = None
         f"wrote {path} ({len(data) / 1e6:.1f} MB): ONNX opset {ONNX_OPSET}, recurrent layers as "
         f"{counted or 'unrolled steps'}",
         *signature(program),
-        f"checked: onnxruntime gives PyTorch's outputs to {diff:.1e} on {describe(check, program)}",
+        f"checked: onnxruntime gives PyTorch's outputs to {diff:.1e} on {describe(program)}",
     ]
 
 
@@ -166,7 +167,7 @@ def write_pt2(task: Any, datamodule: Any, path: Path, length: int | None = None)
         "(torch.export.load(path).module() runs it)",
         *signature(program),
         f"checked: the exported program gives PyTorch's outputs to {diff:.1e} on "
-        f"{describe(check, program)}",
+        f"{describe(program)}",
     ]
 
 
@@ -232,7 +233,7 @@ def signature(program: Program) -> list[str]:
     return lines
 
 
-def describe(inputs: dict[str, Tensor], program: Program) -> str:
+def describe(program: Program) -> str:
     """The check's input sizes, which differ from the traced ones (batch 2, 5 steps)."""
     text = f"a batch of {CHECK_BATCH}"
     return text + (f", {CHECK_TIME} steps" if has_time(program) else "")
