@@ -105,7 +105,8 @@ def main() -> None:
             f"IMDB review ({args.tokens} words), experiment=imdb": (
                 ["experiment=imdb", f"data.root={imdb}", "data.min_freq=1"]
                 + ([] if args.imdb_root else ["data.val_size=40"]),
-                lambda inputs: {"ids": torch.randint(2, 50, (1, args.tokens)),
+                lambda inputs: {"ids": torch.randint(2, int(inputs["ids"].max()) + 1,
+                                                     (1, args.tokens)),
                                 "lengths": torch.tensor([args.tokens])}),  # fmt: skip
             "MNIST digit, experiment=mnist_row": (
                 ["experiment=mnist_row", f"data.root={mnist}", "data.verify=false",
