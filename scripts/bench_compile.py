@@ -5,8 +5,9 @@ For each recipe, builds the datamodule and task module as seqmodels-train does
 eager, and with the task module's forward compiled (train.compile_module, what
 `compile=true` does). Prints the median step time of each after `--warmup`
 untimed steps, the speed-up (eager step / compiled step), the compile time (the
-compiled run's first steps minus as many median steps) and the steps after which
-compiling has paid for itself.
+compiled run's first steps minus the eager run's, with torch's compile caches
+empty, as on a new machine) and the steps after which compiling has paid for
+itself.
 
     python scripts/bench_compile.py                                   # the LSTM recipes below
     python scripts/bench_compile.py --recipe "experiment=mnist_row data.root=<MNIST folder>"
@@ -20,14 +21,25 @@ generated text) unless `--data` names a folder with `mnist/` and
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
+import os
+import shutil
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+# A first compilation, as a new run on a new machine pays it: no kernels or graphs
+# cached by an earlier run (torch keeps them under /tmp across processes).
+if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_compile_")
+    atexit.register(shutil.rmtree, os.environ["TORCHINDUCTOR_CACHE_DIR"], ignore_errors=True)
+os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "0")
+os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "0")
+
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
