@@ -212,7 +212,8 @@ def compare(want: list[Tensor], got: list[Tensor]) -> float:
     """The largest |difference| / (1 + |value|): absolute for probabilities and logits,
     relative for a forecast in the data's units (hundreds of MW carry float32's ~1e-7
     relative rounding as ~1e-4 absolute)."""
-    diff = max(float(((w - g).abs() / (1 + w.abs())).max()) for w, g in zip(want, got, strict=True))
+    pairs = [(w.detach(), g.detach()) for w, g in zip(want, got, strict=True)]
+    diff = max(float(((w - g).abs() / (1 + w.abs())).max()) for w, g in pairs)
     if not diff <= TOLERANCE:
         raise ExportMismatch(f"the exported program differs from the model by {diff:.2e} "
                              f"(more than {TOLERANCE}); nothing was written")  # fmt: skip
