@@ -18,8 +18,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	@# compat: the checkout on sys.path, so Hydra finds the plugin in hydra_plugins/
-	$(BIN)/python -m pip install -q -e ".[dev,slurm,forecast]" --config-settings editable_mode=compat
+	$(BIN)/python -m pip install -q -e ".[dev,slurm,forecast,export]"
 	touch $(STAMP)
 
 train: $(STAMP)

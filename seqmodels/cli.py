@@ -40,6 +40,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from seqmodels import evaluate as evaluate_command
+from seqmodels import export as export_command
 from seqmodels import predict as predict_command
 from seqmodels import sample as sample_command
 from seqmodels import train as train_command
@@ -235,3 +236,9 @@ def sample(cfg: DictConfig) -> None:
         cfg.ckpt_path, prime=cfg.prime, length=cfg.length, temperature=cfg.temperature,
         top_k=cfg.top_k, seed=cfg.seed,
     )  # fmt: skip
+
+
+@entry_point("export")
+def export(cfg: DictConfig) -> None:
+    """seqmodels-export ckpt_path=... format=onnx|pt2 [out=...]: the inference path as a file."""
+    export_command.export(cfg)

@@ -89,6 +89,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
         datamodule.prepare_data()
     datamodule.setup()
     module = instantiate(cfg.task, _recursive_=False, encoder=cfg.model, **datamodule.model_kwargs)
+    compile_module(module, cfg.get("compile"))
     return datamodule, module
 
 
@@ -131,6 +132,30 @@ def continue_restarted_job(cfg: DictConfig) -> None:
         print(f"{scheduler} restarted this job: continuing {run} from checkpoints/last.ckpt")
     with open_dict(cfg):
         cfg.resume = str(run)
+
+
+def compile_module(module: L.LightningModule, setting: Any) -> None:
+    """`compile=true` (or a dict of torch.compile's options, e.g. {mode: max-autotune}):
+    torch.compile the task module's forward, in place, for this run.
+
+    In place (nn.Module.compile): the parameters keep their names, so checkpoints
+    are those of an eager run and load anywhere. Only the forward is compiled, the
+    heavy part of every step; Lightning's hooks and the metric updates around it
+    stay eager (compiling training_step too breaks the graph at every self.log).
+    """
+    if setting is None or setting is False:
+        return
+    if setting is True:
+        options: dict[str, Any] = {}
+    elif isinstance(setting, Mapping):
+        options = dict(setting)
+    else:
+        raise UserError(f"compile={setting!r} must be true, false or a dict of torch.compile "
+                        "options (e.g. compile={mode:max-autotune})")  # fmt: skip
+    try:
+        module.compile(**options)
+    except (TypeError, RuntimeError) as e:  # an option or mode torch.compile does not take
+        raise UserError(f"compile={setting!r}: {e}") from None
 
 
 def start_checkpoint(cfg: DictConfig) -> str | None:

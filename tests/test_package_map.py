@@ -36,7 +36,8 @@ ALLOWED = {
     "evaluate": {"errors", "checkpoint", "train"},
     "predict": {"errors", "checkpoint", "data"},
     "sample": {"errors", "checkpoint", "data", "tasks"},
-    "cli": {"errors", "train", "evaluate", "predict", "sample", "preemption", "run_lock"},
+    "export": {"errors", "checkpoint", "data", "nn", "tasks"},
+    "cli": {"errors", "train", "evaluate", "predict", "sample", "export", "preemption", "run_lock"},
     "__init__": set(),
 }
 

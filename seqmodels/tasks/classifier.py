@@ -170,6 +170,11 @@ class SequenceClassifier(TaskModule):
 
     def predict_step(self, batch: Any, batch_idx: int = 0) -> Tensor:
         x, lengths = batch
+        return self.class_probabilities(x, lengths)
+
+    def class_probabilities(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """(B, num_classes) probabilities: the inference path that seqmodels-predict runs
+        and seqmodels-export writes out (seqmodels.export)."""
         return self(x, lengths).softmax(dim=-1)
 
     # -- logging -------------------------------------------------------------

@@ -146,7 +146,13 @@ class Forecaster(TaskModule):
 
     def forecast(self, batch: ForecastBatch) -> Tensor:
         """(B, horizon) in the data's units."""
-        return batch.snaive + self(batch.past, batch.known) * self.target_scale
+        return self.forecast_from(batch.past, batch.known, batch.snaive)
+
+    def forecast_from(self, past: Tensor, known: Tensor, snaive: Tensor) -> Tensor:
+        """past (B, window, F), known (B, horizon, K), seasonal naive (B, horizon) -> the
+        forecast (B, horizon) in the data's units: the inference path that
+        seqmodels-predict runs and seqmodels-export writes out (seqmodels.export)."""
+        return snaive + self(past, known) * self.target_scale
 
     def residual(self, batch: ForecastBatch) -> Tensor:
         """The training target: (y - seasonal naive) / std_train(y)."""

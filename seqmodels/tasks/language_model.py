@@ -108,6 +108,14 @@ class LanguageModel(TaskModule):
         out, state = self.encoder(self.dropout(self.embedding(x)), state)
         return self.head(self.dropout(out)), state
 
+    def step(self, token: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        """One token per stream: ids (B,) and the state (None: zeros) -> the next token's
+        logits (B, V) and the new state. The function seqmodels-export writes out
+        (seqmodels.export); generation.py steps the same cells with a faster
+        batch-1 stepper."""
+        logits, state = self(token[:, None], state)
+        return logits[:, 0], state
+
     # -- steps ---------------------------------------------------------------
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch

@@ -1,0 +1,264 @@
+"""Write a checkpoint's inference path to a file other runtimes load: `seqmodels-export`.
+
+    seqmodels-export ckpt_path=<run>/checkpoints/last.ckpt format=onnx   # -> last.onnx beside it
+    seqmodels-export ckpt_path=... format=pt2 out=model.pt2              # torch.export's archive
+
+What is written (programs.py): a classifier's probabilities from token ids and
+lengths (IMDB, parity) or from raw pixels (MNIST, with the datamodule's own
+encoding inside), a forecaster's forecast from its window, a language model's
+one step (token, state -> logits, state). The batch size is free everywhere,
+and the length where the task has one (token classifiers).
+
+- `format=onnx`: torch's exporter (torch.export, then onnxscript), with the
+  recurrent layers written as ONNX's own LSTM/GRU/RNN operators
+  (recurrent_onnx.py), which take any length. Layers without a torch
+  formulation unroll at a fixed length (`length=`, default data.max_len).
+- `format=pt2`: `torch.export.save` of the program, for torch.export.load,
+  AOTInductor or ExecuTorch. The length stays free where the layers trace
+  with a symbolic length, else it is fixed as above.
+
+The file's metadata carries the class names, the vocabulary (id -> word) or
+the characters, and the task; ONNX keeps it as `metadata_props["seqmodels"]`,
+pt2 as the extra file `seqmodels.json`. Before the file is written, it is run
+on inputs of another batch size (and length) than the traced ones (with
+onnxruntime for ONNX) and compared with PyTorch: a mismatch above 1e-4 writes
+nothing. The file is written whole or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from seqmodels.checkpoint import load_run
+from seqmodels.data.files import atomic_write
+from seqmodels.errors import UserError
+from seqmodels.export.programs import Program, program_for
+from seqmodels.export.recurrent_onnx import (
+    maps_to_onnx,
+    recurrent_layers,
+    translation_table,
+    with_onnx_layers,
+)
+
+FORMATS = ("onnx", "pt2")
+ONNX_OPSET = 18  # onnxscript's torchlib in torch 2.13 writes opset 18
+TOLERANCE = 1e-4
+RECURRENT_OPS = ("LSTM", "GRU", "RNN", "Scan", "Loop")
+CHECK_BATCH, CHECK_TIME = 3, 7  # not the traced 2 and 5
+
+
+class ExportMismatch(RuntimeError):
+    """The exported file does not give the model's outputs (a bug, not a user's mistake)."""
+
+
+def export(cfg: Mapping[str, Any], stream: Any = None) -> Path:
+    """Write the file, print what it holds and how it was checked (to `stream`, default
+    stdout); return its path."""
+    fmt = cfg.get("format")
+    if fmt not in FORMATS:
+        raise UserError(f"format={fmt}: give format=onnx (onnxruntime and other ONNX runtimes) "
+                        "or format=pt2 (torch.export's archive)")  # fmt: skip
+    ckpt_path = cfg.get("ckpt_path")
+    _, task, datamodule = load_run(ckpt_path)
+    path = Path(cfg.get("out") or Path(str(ckpt_path)).with_suffix(f".{fmt}")).expanduser()
+    if path.is_dir():
+        raise UserError(
+            f"out={path} is a folder: give a file name, e.g. out={path / f'model.{fmt}'}"
+        )
+    length = cfg.get("length")
+    if fmt == "onnx":
+        lines = write_onnx(task, datamodule, path, length)
+    else:
+        lines = write_pt2(task, datamodule, path, length)
+    for line in lines:
+        print(line, file=stream)
+    return path
+
+
+# -- ONNX ----------------------------------------------------------------------------------
+
+
+def onnx_program(task: Any, datamodule: Any, length: int | None = None) -> tuple[Program, Any]:
+    """(the program, torch's ONNXProgram) with the recurrent layers as ONNX operators."""
+    onnx_task = with_onnx_layers(task)
+    unrolled = [m for m in recurrent_layers(onnx_task) if not maps_to_onnx(m)]
+    program = program_for(onnx_task, datamodule)
+    if unrolled:
+        program = fixed_length(program, datamodule, length)
+    with quiet_exporter():
+        exported = torch.onnx.export(
+            program.module, tuple(program.inputs.values()), dynamo=True, verbose=False,
+            input_names=list(program.inputs), output_names=program.outputs,
+            dynamic_shapes=dynamic_shapes(program), opset_version=ONNX_OPSET,
+            custom_translation_table=translation_table(),
+        )  # fmt: skip
+    return program, exported
+
+
+def write_onnx(task: Any, datamodule: Any, path: Path, length: int | None = None) -> list[str]:
+    need("onnx", "onnxscript", "onnxruntime", what="format=onnx")
+    import onnxruntime as ort
+
+    program, exported = onnx_program(task, datamodule, length)
+    model = exported.model_proto
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "seqmodels", json.dumps(program.metadata)
+    data = model.SerializeToString()
+
+    check = program.example(CHECK_BATCH, CHECK_TIME if has_time(program) else None)
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    got = session.run(None, {k: v.numpy() for k, v in check.items()})
+    diff = compare(eager(task, datamodule, check), [torch.from_numpy(g) for g in got])
+    with atomic_write(path) as f:
+        f.write(data)
+    ops = [n.op_type for n in model.graph.node if n.op_type in RECURRENT_OPS]
+    counted = ", ".join(f"{ops.count(o)} {o}" for o in RECURRENT_OPS if o in ops)
+    return [
+        f"wrote {path} ({len(data) / 1e6:.1f} MB): ONNX opset {ONNX_OPSET}, recurrent layers as "
+        f"{counted or 'unrolled steps'}",
+        *signature(program),
+        f"checked: onnxruntime gives PyTorch's outputs to {diff:.1e} on {describe(program)}",
+    ]
+
+
+# -- pt2 -----------------------------------------------------------------------------------
+
+
+def export_pt2(task: Any, datamodule: Any, length: int | None = None) -> tuple[Program, Any]:
+    """(the program, its ExportedProgram): the length free where it traces, else fixed."""
+    program = program_for(task, datamodule)
+    try:
+        with quiet_exporter():
+            return program, torch.export.export(
+                program.module, tuple(program.inputs.values()),
+                dynamic_shapes=dynamic_shapes(program),
+            )  # fmt: skip
+    except Exception:
+        if not has_time(program):
+            raise
+    program = fixed_length(program, datamodule, length)  # the layers specialise the length
+    with quiet_exporter():
+        return program, torch.export.export(
+            program.module, tuple(program.inputs.values()), dynamic_shapes=dynamic_shapes(program)
+        )
+
+
+def write_pt2(task: Any, datamodule: Any, path: Path, length: int | None = None) -> list[str]:
+    program, ep = export_pt2(task, datamodule, length)
+    check = program.example(CHECK_BATCH, CHECK_TIME if has_time(program) else None)
+    got = ep.module()(*check.values())
+    diff = compare(eager(task, datamodule, check), list(got) if isinstance(got, tuple) else [got])
+    buffer = io.BytesIO()
+    torch.export.save(ep, buffer, extra_files={"seqmodels.json": json.dumps(program.metadata)})
+    with atomic_write(path) as f:
+        f.write(buffer.getvalue())
+    return [
+        f"wrote {path} ({buffer.tell() / 1e6:.1f} MB): torch.export program "
+        "(torch.export.load(path).module() runs it)",
+        *signature(program),
+        f"checked: the exported program gives PyTorch's outputs to {diff:.1e} on "
+        f"{describe(program)}",
+    ]
+
+
+# -- shared --------------------------------------------------------------------------------
+
+
+def dynamic_shapes(program: Program) -> tuple[dict[int, Any], ...]:
+    dims = {"batch": torch.export.Dim("batch", min=1), "time": torch.export.Dim("time", min=1)}
+    return tuple({axis: dims[name] for axis, name in program.dynamic.get(k, {}).items()}
+                 for k in program.inputs)  # fmt: skip
+
+
+def has_time(program: Program) -> bool:
+    return any("time" in dims.values() for dims in program.dynamic.values())
+
+
+def fixed_length(program: Program, datamodule: Any, length: int | None) -> Program:
+    """The program traced at one length (padded inputs with lengths give the same results)."""
+    if not has_time(program):
+        return program
+    steps = length or getattr(datamodule, "max_len", None)
+    if not steps:
+        raise UserError(
+            "this model's recurrent layers unroll at a fixed length when exported (a cell "
+            "without a torch formulation), and the data sets no maximum length: pass length=N"
+        )
+    program.inputs = program.example(2, int(steps))
+    program.dynamic = {k: {a: n for a, n in d.items() if n != "time"}
+                       for k, d in program.dynamic.items()}  # fmt: skip
+    program.metadata["fixed_length"] = int(steps)
+    return program
+
+
+def eager(task: Any, datamodule: Any, inputs: dict[str, Tensor]) -> list[Tensor]:
+    """The checkpoint's own module on `inputs`, as seqmodels-predict runs it."""
+    with torch.inference_mode():
+        out = program_for(task, datamodule).module(*inputs.values())
+    return list(out) if isinstance(out, tuple) else [out]
+
+
+def compare(want: list[Tensor], got: list[Tensor]) -> float:
+    """The largest |difference| / (1 + |value|): absolute for probabilities and logits,
+    relative for a forecast in the data's units (hundreds of MW carry float32's ~1e-7
+    relative rounding as ~1e-4 absolute)."""
+    pairs = [(w.detach(), g.detach()) for w, g in zip(want, got, strict=True)]
+    diff = max(float(((w - g).abs() / (1 + w.abs())).max()) for w, g in pairs)
+    if not diff <= TOLERANCE:
+        raise ExportMismatch(f"the exported program differs from the model by {diff:.2e} "
+                             f"(more than {TOLERANCE}); nothing was written")  # fmt: skip
+    return diff
+
+
+def signature(program: Program) -> list[str]:
+    def dims(name: str, x: Tensor) -> str:
+        named = program.dynamic.get(name, {})
+        return "(" + ", ".join(named.get(i, str(n)) for i, n in enumerate(x.shape)) + ")"
+
+    inputs = ", ".join(f"{k} {str(v.dtype).removeprefix('torch.')} {dims(k, v)}"
+                       for k, v in program.inputs.items())  # fmt: skip
+    lines = [f"inputs:  {inputs}", f"outputs: {', '.join(program.outputs)}"]
+    if "fixed_length" in program.metadata:
+        lines.append(f"length:  fixed at {program.metadata['fixed_length']} steps (pad shorter "
+                     "inputs; lengths= marks each one's own)")  # fmt: skip
+    return lines
+
+
+def describe(program: Program) -> str:
+    """The check's input sizes, which differ from the traced ones (batch 2, 5 steps)."""
+    text = f"a batch of {CHECK_BATCH}"
+    return text + (f", {CHECK_TIME} steps" if has_time(program) else "")
+
+
+def need(*modules: str, what: str) -> None:
+    """A one-line UserError naming the extra to install when a module is missing."""
+    for name in modules:
+        try:
+            __import__(name)
+        except ImportError:
+            raise UserError(f"{what} needs {name}: pip install 'seqmodels[export]' "
+                            "(onnx, onnxscript, onnxruntime)") from None  # fmt: skip
+
+
+@contextlib.contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """The exporters' progress lines and warnings about torch internals are not the user's."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
