@@ -49,6 +49,7 @@ RUNS = {  # name -> (task, overrides)
     "chargen": ("chargen", ("task.embedding_dim=8", "model.num_layers=2")),
     "chargen_gru": ("chargen", ("model=gru", "task.embedding_dim=8")),
     "imdb_swish_rnn": ("imdb", ("model=rnn", "model.nonlinearity=swish")),
+    "imdb_peephole": ("imdb", ("model=custom",)),  # a cell of one's own: no ONNX operator
 }  # fmt: skip
 SLOW = {"imdb_gru_bidirectional_mean", "imdb_rnn_relu_meanmax", "chargen_gru", "imdb_swish_rnn"}
 
@@ -192,17 +193,26 @@ def test_language_model_step_onnx_carries_the_state(checkpoints, name, tmp_path)
         np.testing.assert_allclose(logits, want[:, t].numpy(), atol=1e-4, rtol=0)
 
 
-@pytest.mark.slow
-def test_a_cell_without_onnx_operator_unrolls_at_the_data_length(checkpoints, tmp_path):
-    """A swish RNN has no ONNX operator: its steps unroll at data.max_len (needs the layer
-    to trace under torch.export, seqmodels.nn's part)."""
-    ckpt = checkpoints("imdb_swish_rnn")
+@pytest.mark.parametrize("name", params(["imdb_peephole", "imdb_swish_rnn"]))
+def test_a_cell_without_onnx_operator_becomes_a_scan_over_any_length(checkpoints, tmp_path, name):
+    """A cell of one's own (or a swish RNN) has no ONNX operator: its steps become an ONNX
+    Scan (torch's scan under torch.export), which takes any length; length=N unrolls them
+    at N steps instead."""
+    import onnx
+
+    ckpt = checkpoints(name)
+    path = export({"ckpt_path": str(ckpt), "format": "onnx", "out": str(tmp_path / "m.onnx")},
+                  io.StringIO())  # fmt: skip
+    assert "Scan" in {n.op_type for n in onnx.load(str(path)).graph.node}
+    for T in (3, 17):
+        x = inputs_of(ckpt, 3, T)
+        close(run_onnx(path, x), eager(ckpt, x))
     out = io.StringIO()
-    path = export({"ckpt_path": str(ckpt), "format": "onnx", "out": str(tmp_path / "m.onnx")}, out)
-    max_len = load_run(ckpt)[2].max_len
-    assert f"fixed at {max_len} steps" in out.getvalue()
-    x = inputs_of(ckpt, 3, max_len)
-    close(run_onnx(path, x), eager(ckpt, x))
+    fixed = export({"ckpt_path": str(ckpt), "format": "onnx", "out": str(tmp_path / "f.onnx"),
+                    "length": 9}, out)  # fmt: skip
+    assert "fixed at 9 steps" in out.getvalue()
+    x = inputs_of(ckpt, 3, 9)
+    close(run_onnx(fixed, x), eager(ckpt, x))
 
 
 def test_onnx_layers_give_the_layers_numbers_in_pytorch_too():

@@ -12,10 +12,12 @@ and the length where the task has one (token classifiers).
 - `format=onnx`: torch's exporter (torch.export, then onnxscript), with the
   recurrent layers written as ONNX's own LSTM/GRU/RNN operators
   (recurrent_onnx.py), which take any length. Layers without a torch
-  formulation unroll at a fixed length (`length=`, default data.max_len).
+  formulation (a cell of one's own) become an ONNX Scan over their steps,
+  which takes any length too; `length=N` fixes the length instead (the steps
+  unrolled), as does data.max_len if the Scan cannot be exported.
 - `format=pt2`: `torch.export.save` of the program, for torch.export.load,
-  AOTInductor or ExecuTorch. The length stays free where the layers trace
-  with a symbolic length, else it is fixed as above.
+  AOTInductor or ExecuTorch. The length stays free (the layers trace a
+  symbolic length as torch's scan), unless fixed as above.
 
 The file's metadata carries the class names, the vocabulary (id -> word) or
 the characters, and the task; ONNX keeps it as `metadata_props["seqmodels"]`,
@@ -44,8 +46,6 @@ from seqmodels.data.files import atomic_write
 from seqmodels.errors import UserError
 from seqmodels.export.programs import Program, program_for
 from seqmodels.export.recurrent_onnx import (
-    maps_to_onnx,
-    recurrent_layers,
     translation_table,
     with_onnx_layers,
 )
@@ -89,20 +89,28 @@ def export(cfg: Mapping[str, Any], stream: Any = None) -> Path:
 
 
 def onnx_program(task: Any, datamodule: Any, length: int | None = None) -> tuple[Program, Any]:
-    """(the program, torch's ONNXProgram) with the recurrent layers as ONNX operators."""
-    onnx_task = with_onnx_layers(task)
-    unrolled = [m for m in recurrent_layers(onnx_task) if not maps_to_onnx(m)]
-    program = program_for(onnx_task, datamodule)
-    if unrolled:
-        program = fixed_length(program, datamodule, length)
+    """(the program, torch's ONNXProgram) with the recurrent layers as ONNX operators, and
+    the others as an ONNX Scan over any length (their scan under torch.export); a fixed
+    length (length=, data.max_len) only where that fails."""
+    program = program_for(with_onnx_layers(task), datamodule)
+    if length is None:
+        try:
+            return program, _to_onnx(program)
+        except Exception:
+            if not has_time(program):
+                raise
+    program = fixed_length(program, datamodule, length)
+    return program, _to_onnx(program)
+
+
+def _to_onnx(program: Program) -> Any:
     with quiet_exporter():
-        exported = torch.onnx.export(
+        return torch.onnx.export(
             program.module, tuple(program.inputs.values()), dynamo=True, verbose=False,
             input_names=list(program.inputs), output_names=program.outputs,
             dynamic_shapes=dynamic_shapes(program), opset_version=ONNX_OPSET,
             custom_translation_table=translation_table(),
         )  # fmt: skip
-    return program, exported
 
 
 def write_onnx(task: Any, datamodule: Any, path: Path, length: int | None = None) -> list[str]:
@@ -135,17 +143,19 @@ def write_onnx(task: Any, datamodule: Any, path: Path, length: int | None = None
 
 
 def export_pt2(task: Any, datamodule: Any, length: int | None = None) -> tuple[Program, Any]:
-    """(the program, its ExportedProgram): the length free where it traces, else fixed."""
+    """(the program, its ExportedProgram): the length free (the layers trace a symbolic
+    length as torch's scan), unless length= fixes it or that fails."""
     program = program_for(task, datamodule)
-    try:
-        with quiet_exporter():
-            return program, torch.export.export(
-                program.module, tuple(program.inputs.values()),
-                dynamic_shapes=dynamic_shapes(program),
-            )  # fmt: skip
-    except Exception:
-        if not has_time(program):
-            raise
+    if length is None:
+        try:
+            with quiet_exporter():
+                return program, torch.export.export(
+                    program.module, tuple(program.inputs.values()),
+                    dynamic_shapes=dynamic_shapes(program),
+                )  # fmt: skip
+        except Exception:
+            if not has_time(program):
+                raise
     program = fixed_length(program, datamodule, length)  # the layers specialise the length
     with quiet_exporter():
         return program, torch.export.export(
