@@ -175,11 +175,8 @@ def run(cell: Cell, x: Tensor, state: State, lengths: Tensor | None) -> tuple[Te
         else:
             new = cell.step(torch.addmm(gxs[t], h, wt), old)
         new_states = (new,) if one else tuple(new)
-        if valid is not None and t >= first_padded:  # a sequence that has ended keeps its state
-            m = valid[t]
-            new_states = tuple(
-                torch.where(m, n, o) for n, o in zip(new_states, states, strict=True)
-            )
+        if valid is not None and t >= first_padded:
+            new_states = _keep_ended(new_states, states, valid[t])
         states = new_states
         hs.append(states[0])
     out = torch.stack(hs)
@@ -210,8 +207,7 @@ def _scan(cell: Cell, gx: Tensor, states: tuple[Tensor, ...], valid: Tensor | No
             new = cell.step(torch.addmm(g, h, w_hh.t()), old)
         new_states = (new,) if one else tuple(new)
         if valid is not None:
-            m = inputs[1]
-            new_states = tuple(torch.where(m, n, o) for n, o in zip(new_states, carry, strict=True))
+            new_states = _keep_ended(new_states, carry, inputs[1])
         return tuple(n.clone() for n in new_states), new_states[0].clone()
 
     xs = (gx,) if valid is None else (gx, valid)
@@ -231,8 +227,7 @@ def _by_forward(cell: Cell, x: Tensor, states: tuple[Tensor, ...], lengths: Tens
         _, new = cell(inputs[0], carry[0] if one else carry)
         new_states = (new,) if one else tuple(new)
         if valid is not None:
-            m = inputs[1]
-            new_states = tuple(torch.where(m, n, o) for n, o in zip(new_states, carry, strict=True))
+            new_states = _keep_ended(new_states, carry, inputs[1])
         return tuple(n.clone() for n in new_states), new_states[0].clone()
 
     xs = (x,) if valid is None else (x, valid)
@@ -245,6 +240,11 @@ def _by_forward(cell: Cell, x: Tensor, states: tuple[Tensor, ...], lengths: Tens
             outs.append(out)
         final, hs = carry, torch.stack(outs)
     return hs, (final[0] if one else tuple(final))
+
+
+def _keep_ended(new: tuple[Tensor, ...], old: tuple[Tensor, ...], valid: Tensor):
+    """The new state where the step is valid (B, 1), the old one where a sequence has ended."""
+    return tuple(torch.where(valid, n, o) for n, o in zip(new, old, strict=True))
 
 
 def _map(state: State, fn) -> State:
