@@ -89,28 +89,6 @@ def assert_resume_is_exact(overrides, steps_per_epoch, epochs, kill_steps, tmp_p
             printed_metric(whole.stdout, metric), abs=1e-6)  # fmt: skip
 
 
-def test_parity_killed_and_resumed_ends_like_the_uninterrupted_run(tmp_path):
-    overrides = ["data.num_train=2000", "data.batch_size=64", "monitor.stop_at=null",
-                 "trainer.max_epochs=10", "trainer.deterministic=true", "task.dropout=0.2",
-                 "task.input_dropout=0.1", "trainer.enable_progress_bar=false"]  # fmt: skip
-    steps, epochs = 2000 // 64 + 1, 10  # 32 steps per epoch (the last batch is short)
-    kills = sorted(random.Random(0).sample(range(3 * steps, 8 * steps), 3))
-    assert_resume_is_exact(overrides, steps, epochs, kills, tmp_path, "test/loss")
-
-
-def test_chargen_killed_and_resumed_ends_like_the_uninterrupted_run(tmp_path):
-    (tmp_path / "text.txt").write_text(TEXT * 4)
-    overrides = ["task=chargen", f"data.path={tmp_path / 'text.txt'}", "data.batch_size=4",
-                 "data.seq_len=16", "model.hidden_size=16", "model.num_layers=2",
-                 "model.dropout=0.2", "task.dropout=0.1", "task.embedding_dim=8",
-                 "task.sample_length=20", "trainer.max_epochs=4", "trainer.deterministic=true",
-                 "trainer.enable_progress_bar=false"]  # fmt: skip
-    chars = len(TEXT * 4)
-    per_stream = (int(chars * 0.9) - 1) // 4
-    steps = -(-per_stream // 16)
-    assert_resume_is_exact(overrides, steps, 4, [steps * 2 + 3], tmp_path, "test/loss")
-
-
 PARITY = ["data.num_train=2000", "data.batch_size=64", "monitor.stop_at=null",
           "trainer.max_epochs=10", "trainer.deterministic=true", "task.dropout=0.2",
           "task.input_dropout=0.1", "trainer.enable_progress_bar=false"]  # fmt: skip
@@ -126,6 +104,16 @@ def chargen(tmp_path):
                  "trainer.enable_progress_bar=false"]  # fmt: skip
     per_stream = (int(len(TEXT * 4) * 0.9) - 1) // 4
     return overrides, -(-per_stream // 16)
+
+
+def test_parity_killed_and_resumed_ends_like_the_uninterrupted_run(tmp_path):
+    kills = sorted(random.Random(0).sample(range(3 * PARITY_STEPS, 8 * PARITY_STEPS), 3))
+    assert_resume_is_exact(PARITY, PARITY_STEPS, 10, kills, tmp_path, "test/loss")
+
+
+def test_chargen_killed_and_resumed_ends_like_the_uninterrupted_run(tmp_path):
+    overrides, steps = chargen(tmp_path)
+    assert_resume_is_exact(overrides, steps, 4, [steps * 2 + 3], tmp_path, "test/loss")
 
 
 @pytest.mark.parametrize("signal", ["SIGTERM", "SIGUSR1"])

@@ -10,7 +10,7 @@ import functools
 
 import pytest
 import torch
-from conftest import grads, loss_of, states
+from conftest import assert_same_run, states
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
@@ -106,27 +106,6 @@ class ForwardOnlyCell(Cell):
         h = self.init_state(x.shape[0], x.device, x.dtype) if state is None else state
         h = torch.tanh(self.i2h(torch.cat((x, h), -1)))
         return h, h
-
-
-def run(layer, x, s0, lengths):
-    x = x.detach().requires_grad_()
-    layer.zero_grad(set_to_none=True)
-    out, s = layer(x, s0, lengths=lengths)
-    loss_of(out, s).backward()
-    return out, s, grads(layer), x.grad
-
-
-def assert_same_run(other, ref, x, s0, lengths, atol=1e-5):
-    out_r, s_r, g_r, dx_r = run(ref, x, s0, lengths)
-    out_o, s_o, g_o, dx_o = run(other, x, s0, lengths)
-    tol = dict(atol=atol, rtol=0)
-    torch.testing.assert_close(out_o, out_r, **tol)
-    for a, b in zip(states(s_o), states(s_r), strict=True):
-        torch.testing.assert_close(a, b, **tol)
-    assert g_o.keys() == g_r.keys() and len(g_r) > 0
-    for name in g_r:
-        torch.testing.assert_close(g_o[name], g_r[name], **tol, msg=name)
-    torch.testing.assert_close(dx_o, dx_r, **tol)
 
 
 USER_CELLS = [PeepholeLSTMCell, IndRNNCell, CIFGLSTMCell, MinimalRNNCell]

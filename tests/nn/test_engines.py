@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import grads, loss_of, states
+from conftest import assert_same_run, grads, loss_of, states
 
 from seqmodels.errors import UserError
 from seqmodels.nn import (
@@ -36,28 +36,6 @@ KINDS = {
     "rnn_swish": (RNN, {"nonlinearity": "swish"}),
 }
 NATIVE = {"lstm", "gru", "rnn_tanh", "rnn_relu"}
-
-
-def run(layer, x, s0, lengths):
-    x = x.detach().requires_grad_()
-    layer.zero_grad(set_to_none=True)
-    out, s = layer(x, s0, lengths=lengths)
-    loss_of(out, s).backward()
-    return out, s, grads(layer), x.grad
-
-
-def assert_same_run(other, ref, x, s0, lengths, atol=1e-5):
-    """Outputs, final states, parameter and input gradients of two layers agree."""
-    out_r, s_r, g_r, dx_r = run(ref, x, s0, lengths)
-    out_o, s_o, g_o, dx_o = run(other, x, s0, lengths)
-    tol = dict(atol=atol, rtol=0)
-    torch.testing.assert_close(out_o, out_r, **tol)
-    for a, b in zip(states(s_o), states(s_r), strict=True):
-        torch.testing.assert_close(a, b, **tol)
-    assert g_o.keys() == g_r.keys() and len(g_r) > 0
-    for name in g_r:
-        torch.testing.assert_close(g_o[name], g_r[name], **tol, msg=name)
-    torch.testing.assert_close(dx_o, dx_r, **tol)
 
 
 # native only where torch has the formulation (the others raise: see test_layers)
