@@ -13,7 +13,9 @@ registered when it starts (those started after it take their share of what is
 left). The user's own setting wins: `threads=N` in the config, or
 `OMP_NUM_THREADS` in the environment. A run that starts beside others, or on a
 machine whose load is already past its cores, says so in one line, with the
-override to use.
+override to use. While it trains, each epoch starts by taking its share again
+(`SharedCores`): a run gives threads up when others start beside it and takes
+them back when they end.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import lightning as L
 import torch
 
 from seqmodels.errors import UserError
@@ -80,6 +83,16 @@ def registered(folder: Path | None = None) -> Iterator[Path]:
         os.close(fd)
 
 
+def chosen_by_user(configured: int | None) -> bool:
+    return configured is not None or bool(os.environ.get("OMP_NUM_THREADS"))
+
+
+def share(folder: Path | None = None) -> tuple[int, list[int]]:
+    """(this run's share of the cores' threads, the pids of the other live runs)."""
+    others = [p for p in live_runs(folder or runs_folder()) if p != os.getpid()]
+    return max(1, usable_cores() // (len(others) + 1)), others
+
+
 def choose_threads(configured: int | None, folder: Path | None = None) -> tuple[int, str | None]:
     """(torch threads for this run, the one line to print or None), and set them."""
     if configured is not None:
@@ -87,11 +100,10 @@ def choose_threads(configured: int | None, folder: Path | None = None) -> tuple[
             raise UserError(f"threads={configured!r} must be a number of threads >= 1, or null")
         torch.set_num_threads(configured)
         return configured, None
-    if os.environ.get("OMP_NUM_THREADS"):
-        return torch.get_num_threads(), None  # the user's; torch already follows it
+    if chosen_by_user(configured):
+        return torch.get_num_threads(), None  # OMP_NUM_THREADS: torch already follows it
     cores = usable_cores()
-    others = [p for p in live_runs(folder or runs_folder()) if p != os.getpid()]
-    threads = max(1, cores // (len(others) + 1))
+    threads, others = share(folder)
     torch.set_num_threads(threads)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     if others:
@@ -108,3 +120,17 @@ def choose_threads(configured: int | None, folder: Path | None = None) -> tuple[
             "or OMP_NUM_THREADS=N to choose fewer)"
         )
     return threads, None
+
+
+class SharedCores(L.Callback):
+    """Takes this run's share of the cores again at the start of every training epoch,
+    counting the runs alive then (a neighbour that ended gives its threads back; one
+    that started takes its share). Only for runs whose threads were not set by the user."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        threads, _ = share(self.folder)
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)

@@ -52,7 +52,7 @@ from seqmodels.run_lock import global_rank, holding
 from seqmodels.tasks.base import Diverged
 from seqmodels.tensorboard import TensorBoardLogger as SeqmodelsTensorBoardLogger
 from seqmodels.tensorboard import event_file, quiet_writer_threads
-from seqmodels.threads import choose_threads, registered
+from seqmodels.threads import SharedCores, choose_threads, chosen_by_user, registered
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +220,8 @@ def fit_and_test(cfg: DictConfig, preemption: Preemption) -> dict[str, float]:
     datamodule, module = build(cfg)
     loggers = make_loggers(cfg, start if cfg.get("resume") else None)
     callbacks = [*instantiate_all(cfg.get("callbacks")), RunState(cfg), preemption]
+    if not chosen_by_user(cfg.get("threads")):
+        callbacks.append(SharedCores())  # the share is taken again at every epoch's start
     # A switch on the command line wins over the callbacks group: no progress bar
     # with `trainer.enable_progress_bar=false`.
     if not cfg.trainer.get("enable_progress_bar", True):

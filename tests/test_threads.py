@@ -86,3 +86,25 @@ def test_a_busy_machine_is_one_line(tmp_path, eight_cores, monkeypatch):
     n, line = threads.choose_threads(None, tmp_path)
     assert n == 8
     assert line.startswith("this machine is busy (load 9.5 on 8 cores)")
+
+
+def test_a_run_takes_its_share_again_at_each_epoch(tmp_path, others, eight_cores):
+    callback = threads.SharedCores(tmp_path)
+    with threads.registered(tmp_path):
+        assert threads.choose_threads(None, tmp_path) == (8, None)
+        procs = others(3)  # three runs start beside it
+        callback.on_train_epoch_start(None, None)  # type: ignore[arg-type]
+        assert torch.get_num_threads() == 2
+        for p in procs[1:]:  # two of them end
+            p.kill()
+            p.wait()
+        callback.on_train_epoch_start(None, None)  # type: ignore[arg-type]
+        assert torch.get_num_threads() == 4
+
+
+def test_only_a_run_whose_threads_were_not_set_shares_again(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert not threads.chosen_by_user(None)
+    assert threads.chosen_by_user(3)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert threads.chosen_by_user(None)
