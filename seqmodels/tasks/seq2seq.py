@@ -92,10 +92,12 @@ class Seq2Seq(TaskModule):
             raise UserError(f"task.decode.{sorted(unknown)[0]} is not a decoding setting "
                             f"(they are {', '.join(DECODE)})")  # fmt: skip
         self.save_plain_hyperparameters({"_target_": "torch.optim.Adam", "lr": 1e-3})
-        self.hparams["decode"] = {**DECODE, **(decode or {})}
-        self.hparams["decoder_cell"] = dict(decoder_cell or {"_target_": "seqmodels.nn.LSTMCell"})
-        self.hparams["attention"] = dict(
-            attention or {"_target_": "seqmodels.tasks.attention.MultiplicativeAttention"})  # fmt: skip
+        # The defaults written into the hparams (already plain data), so a checkpoint says them.
+        hp = self.hparams
+        hp["decode"] = {**DECODE, **(hp["decode"] or {})}
+        hp["decoder_cell"] = hp["decoder_cell"] or {"_target_": "seqmodels.nn.LSTMCell"}
+        hp["attention"] = hp["attention"] or {
+            "_target_": "seqmodels.tasks.attention.MultiplicativeAttention"}  # fmt: skip
 
         self.embedding = nn.Embedding(source_vocab_size, embedding_dim, padding_idx=PAD)
         if bidirectional is not None and isinstance(encoder, Mapping):
