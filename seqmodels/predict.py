@@ -12,9 +12,16 @@ hook (seqmodels.data):
 - `csv=recent.csv` (recent rows of the series in the training columns):
   `encode_csv(path)` of a `SeriesInputs` datamodule (forecast).
 
+- `text="..."` or `file=words.txt` for a sequence-to-sequence model
+  (`Transduction`, task=seq2seq): `encode_texts(texts)`, then the model's
+  `transduce` with `beam=` (null: the checkpoint's decode.beam_size; 1: greedy)
+  and `nbest=` (outputs per input, best first).
+
 A classifier prints `label  probability  input` per input, and with more than
 two classes a second line with every class's probability. A forecaster prints
-CSV: a header `timestamp,forecast`, then one row per step of its horizon.
+CSV: a header `timestamp,forecast`, then one row per step of its horizon. A
+seq2seq model prints `output  score  input` (score: the output's log-probability
+per token, EOS included), one line per n-best output.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from seqmodels.data import (
     ImageInputs,
     SeriesInputs,
     TextInputs,
+    Transduction,
     missing,
     provides,
 )
@@ -48,6 +56,8 @@ def predict(cfg: Mapping[str, Any], out: TextIO | None = None) -> list[tuple[Any
     run_cfg, module, datamodule = load_run(cfg.get("ckpt_path"))
     if provides(datamodule, SeriesInputs):
         return forecast(module, datamodule, {k: cfg.get(k) for k in REQUEST_KEYS}, out)
+    if provides(datamodule, Transduction):
+        return transduce(module, datamodule, cfg, out)
     if missing(datamodule, Classification) or not (
         provides(datamodule, TextInputs) or provides(datamodule, ImageInputs)
     ):
@@ -55,7 +65,8 @@ def predict(cfg: Mapping[str, Any], out: TextIO | None = None) -> list[tuple[Any
         raise UserError(
             f"{cfg.get('ckpt_path')} is a checkpoint of {type(datamodule).__name__} with {task}, "
             "which does not classify inputs: seqmodels-predict needs a classifier checkpoint "
-            "(task=imdb, task=mnist) or a forecaster's (task=forecast); for a language model "
+            "(task=imdb, task=mnist), a forecaster's (task=forecast) or a seq2seq model's "
+            "(task=seq2seq); for a language model "
             "use seqmodels-sample"
         )
     x, lengths, names = read_request(datamodule, {k: cfg.get(k) for k in REQUEST_KEYS})
@@ -96,6 +107,29 @@ def forecast(module: Any, datamodule: Any, request: Mapping[str, Any],
     for time, value in zip(times, values, strict=True):
         print(f"{time},{value:.4f}", file=out)
     return list(zip(times, values, strict=True))
+
+
+def transduce(module: Any, datamodule: Any, cfg: Mapping[str, Any],
+              out: TextIO) -> list[tuple[Any, ...]]:  # fmt: skip
+    """Print each input's n-best outputs: `output  score  input`; return (name, output, score)."""
+    x, lengths, names = read_request(datamodule, {k: cfg.get(k) for k in REQUEST_KEYS})
+    assert lengths is not None  # encode_texts of a Transduction gives lengths
+    beam, nbest = cfg.get("beam"), int(cfg.get("nbest") or 1)
+    batch_size = int(cfg.get("batch_size") or 256)
+    found = []
+    with torch.inference_mode():
+        for i in range(0, len(x), batch_size):
+            found += module.transduce(x[i : i + batch_size], lengths[i : i + batch_size],
+                                      beam_size=None if beam is None else int(beam), nbest=nbest)  # fmt: skip
+    results = []
+    for name, hypotheses in zip(names, found, strict=True):
+        texts = [(datamodule.decode_target(ids), score) for ids, score in hypotheses]
+        width = max(len(t) for t, _ in texts)
+        for rank, (text, score) in enumerate(texts, 1):
+            shown = name if nbest == 1 else f"{name} (#{rank})"
+            print(f"{text:<{width}}  {score:.3f}  {shown}", file=out)
+            results.append((name, text, score))
+    return results
 
 
 def read_request(datamodule: Any, request: Mapping[str, Any]):

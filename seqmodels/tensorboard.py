@@ -61,6 +61,9 @@ METRICS = [
     ("test/mae", "test MAE (forecasting)"),
     ("test/mape", "test MAPE in percent (forecasting)"),
     ("test/rel_mae", "test MAE over the seasonal-naive MAE (forecasting)"),
+    ("val/best_wer", "best validation sequence (word) error rate, greedy (seq2seq)"),
+    ("test/wer", "test sequence (word) error rate, with the configured beam (seq2seq)"),
+    ("test/per", "test token (phoneme) error rate, with the configured beam (seq2seq)"),
 ]
 
 

@@ -133,6 +133,30 @@ TEXT = (
 ) * 12
 
 
+# A toy pronouncing dictionary in cmudict.dict's layout: each letter has its own phoneme(s),
+# so a model can learn it; with alternates, comments and stress digits as in the real one.
+LETTER_PHONES = {"a": "AE1", "b": "B", "d": "D", "e": "EH0", "k": "K", "l": "L", "m": "M",
+                 "n": "N", "o": "OW2", "r": "R", "s": "S", "t": "T", "u": "UW1"}  # fmt: skip
+
+
+def write_tiny_cmudict(path: Path, n: int = 400, seed: int = 0) -> Path:
+    """n distinct random words of 2-7 letters, pronounced letter by letter; every 10th
+    has an alternate `word(2)`, every 7th a `# comment`, and two lines are dropped words."""
+    rng = np.random.default_rng(seed)
+    letters = sorted(LETTER_PHONES)
+    words: set[str] = set()
+    while len(words) < n:
+        words.add("".join(rng.choice(letters, size=int(rng.integers(2, 8)))))
+    lines = ["a.m. EY2 EH1 M", "abc123 EY1 B IY1"]  # not ^[a-z']+$: dropped
+    for i, word in enumerate(sorted(words)):
+        phones = " ".join(LETTER_PHONES[c] for c in word)
+        lines.append(f"{word} {phones}" + (" # place, toy" if i % 7 == 0 else ""))
+        if i % 10 == 0:
+            lines.append(f"{word}(2) {phones} AH0")
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return Path(path)
+
+
 # Overrides that point every task at the small datasets above (see small_data fixture).
 def small_data_overrides(task: str, root: Path) -> list[str]:
     return {
@@ -145,4 +169,6 @@ def small_data_overrides(task: str, root: Path) -> list[str]:
                     "data.val_fraction=0.1", "data.test_fraction=0.1"],
         "forecast": [f"data.path={root / 'series.csv'}", *SERIES_SPLITS, "data.stride=8",
                      "data.batch_size=16", "data.eval_batch_size=8"],
+        "seq2seq": [f"data.path={root / 'cmudict.dict'}", "data.batch_size=32",
+                    "data.eval_batch_size=16", "task.decode.max_len=12"],
     }[task]  # fmt: skip

@@ -14,7 +14,14 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from support import CONFIGS, compose_train, options, small_data_overrides
 
-from seqmodels.data import CharacterText, Classification, DataModule, Forecasting, missing
+from seqmodels.data import (
+    CharacterText,
+    Classification,
+    DataModule,
+    Forecasting,
+    Transduction,
+    missing,
+)
 from seqmodels.train import build, instantiate_all
 
 
@@ -49,7 +56,8 @@ def test_every_task_and_model_builds(task, model, small_data, tmp_path):
     assert cfg.monitor.metric and cfg.monitor.mode in ("min", "max")
     # The datamodule keeps the written contract (seqmodels.data).
     assert missing(datamodule, DataModule) == []
-    kind = {"chargen": CharacterText, "forecast": Forecasting}.get(task, Classification)
+    kinds = {"chargen": CharacterText, "forecast": Forecasting, "seq2seq": Transduction}
+    kind = kinds.get(task, Classification)
     assert missing(datamodule, kind) == []
     assert trainer.max_epochs == cfg.trainer.max_epochs
 
@@ -60,7 +68,8 @@ def test_every_experiment_builds(experiment, small_data, tmp_path):
         task = compose("train", overrides=[f"experiment={experiment}"]).data._target_
     task = {"ParityDataModule": "parity", "IMDBDataModule": "imdb", "MNISTDataModule": "mnist",
             "CharTextDataModule": "chargen",
-            "ForecastDataModule": "forecast"}[task.rsplit(".", 1)[1]]  # fmt: skip
+            "ForecastDataModule": "forecast",
+            "Seq2SeqDataModule": "seq2seq"}[task.rsplit(".", 1)[1]]  # fmt: skip
     cfg = compose_train(f"experiment={experiment}", *small_data_overrides(task, small_data),
                         output_dir=tmp_path)  # fmt: skip
     datamodule, module, trainer = build_everything(cfg, tmp_path)

@@ -152,7 +152,7 @@ def test_chargen_step_checkpoint_then_sigkill_resumes_exactly(tmp_path):
                            steps, 4, [kill], tmp_path, "test/loss", saved_at=saved_at)  # fmt: skip
 
 
-@pytest.mark.parametrize("task", ["imdb", "mnist", "forecast"])
+@pytest.mark.parametrize("task", ["imdb", "mnist", "forecast", "seq2seq"])
 def test_every_task_preempted_mid_epoch_resumes_like_the_uninterrupted_run(
     task, tmp_path, small_data
 ):

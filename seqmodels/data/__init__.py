@@ -26,6 +26,11 @@ Then, by task:
 - `Forecasting` (Forecaster): `horizon`, the steps forecast from each origin;
   `examples()`, a few fixed validation stretches as (title, batch) pairs,
   drawn in TensorBoard every epoch. Its batches are `forecast.ForecastBatch`.
+- `Transduction` (Seq2Seq): `encode_texts(texts) -> (x, lengths)` for new
+  sources, `decode_target(ids) -> str` and `decode_source(ids) -> str`,
+  `source_tokens_of(ids)` / `target_tokens_of(ids)` (labels of an attention
+  image), `example_batch()`, a few fixed validation sources. Its batches are
+  `seq2seq.Seq2SeqBatch`.
 
 Optional hooks (checked with `provides(datamodule, Hook)`):
 - `TextInputs.encode_texts(texts) -> (x, lengths or None)`: seqmodels-predict text=/file=.
@@ -70,6 +75,15 @@ class Forecasting(DataModule, Protocol):
     horizon: int
 
     def examples(self) -> list[tuple[str, Any]]: ...
+
+
+class Transduction(DataModule, Protocol):
+    def encode_texts(self, texts: Sequence[str]) -> tuple[Tensor, Tensor | None]: ...
+    def decode_target(self, ids: Sequence[int] | Tensor) -> str: ...
+    def decode_source(self, ids: Sequence[int] | Tensor) -> str: ...
+    def source_tokens_of(self, ids: Sequence[int] | Tensor) -> list[str]: ...
+    def target_tokens_of(self, ids: Sequence[int]) -> list[str]: ...
+    def example_batch(self) -> Any: ...
 
 
 class TextInputs(Protocol):

@@ -1,0 +1,246 @@
+"""Seq2Seq: an attention encoder-decoder (grapheme-to-phoneme by default).
+
+    source tokens → embedding → encoder (any seqmodels.nn layer, with lengths)
+                  → AttentionDecoder (any seqmodels.nn cell, one token at a time)
+                  → greedy or beam search (search.py)
+
+Training is teacher-forced cross-entropy over the target tokens and EOS
+(`label_smoothing` optional). Every validation epoch decodes greedily and logs
+`val/wer` and `val/per` (sequence_errors.py) with `val/loss`; the test decodes
+with the configured beam (`decode.beam_size`, 1: greedy) and logs `test/wer`,
+`test/per` and `test/beam_size`, so the number says how it was made.
+TensorBoard gets, each validation epoch, the attention matrix of a few fixed
+validation sources (`val/attention`) and a table of their outputs against
+their references (`val/examples`).
+
+Args:
+    encoder: a seqmodels.nn layer or its config (input_size filled in).
+    bidirectional: the encoder config's direction, whatever model.bidirectional says
+        (the model group's default is one direction; a transducer reads the whole
+        source first, so both is the better default); None keeps the config's.
+    source_vocab_size, target_vocab_size: from the datamodule.
+    embedding_dim, target_embedding_dim: source and target token embeddings.
+    decoder_cell: the decoder's cell config, e.g. {_target_: seqmodels.nn.LSTMCell}
+        or one's own Cell subclass; built as cell(input_size, hidden_size).
+    decoder_hidden_size: the cell's hidden size (also the attentional state's).
+    attention: its config, {_target_: seqmodels.tasks.attention.MultiplicativeAttention}
+        or AdditiveAttention (attention_size=...); query and key sizes filled in.
+    input_feeding: feed the previous attentional state to the cell.
+    dropout: on embeddings, encoder states and the decoder's attentional state.
+    label_smoothing: of the training loss (validation/test loss: none).
+    decode: {beam_size, length_penalty, max_len} for the test and predict (search.py).
+    optimizer, scheduler, encoder_init: as every task (optim.py, encoder.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from seqmodels.data import Transduction, provides
+from seqmodels.data.seq2seq import BOS, EOS, PAD, Seq2SeqBatch
+from seqmodels.errors import UserError
+from seqmodels.nn.gradflow import state_gradient_norms
+from seqmodels.nn.recurrent import build_cell
+from seqmodels.tasks.attention_plots import attention_image, stack
+from seqmodels.tasks.base import TaskModule
+from seqmodels.tasks.decoder import AttentionDecoder, DecoderState
+from seqmodels.tasks.encoder import build_encoder, encoder_output_size
+from seqmodels.tasks.search import beam_search, greedy
+from seqmodels.tasks.sequence_errors import SequenceErrorRate, TokenErrorRate
+
+STAGES = ("train", "val", "test")
+DECODE = {"beam_size": 5, "length_penalty": 1.0, "max_len": 50}
+
+
+class Seq2Seq(TaskModule):
+    train_loss: MeanMetric  # set per stage in __init__, as val_loss and test_loss
+
+    def __init__(
+        self,
+        encoder: nn.Module | Mapping[str, Any],
+        source_vocab_size: int,
+        target_vocab_size: int,
+        bidirectional: bool | None = True,
+        embedding_dim: int = 64,
+        target_embedding_dim: int = 64,
+        decoder_cell: Mapping[str, Any] | None = None,
+        decoder_hidden_size: int = 256,
+        attention: Mapping[str, Any] | None = None,
+        input_feeding: bool = True,
+        dropout: float = 0.0,
+        label_smoothing: float = 0.0,
+        decode: Mapping[str, Any] | None = None,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+        encoder_init: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise UserError(f"task.dropout must be in [0, 1); got {dropout}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise UserError(f"task.label_smoothing must be in [0, 1); got {label_smoothing}")
+        unknown = set(decode or {}) - set(DECODE)
+        if unknown:
+            raise UserError(f"task.decode.{sorted(unknown)[0]} is not a decoding setting "
+                            f"(they are {', '.join(DECODE)})")  # fmt: skip
+        self.save_plain_hyperparameters({"_target_": "torch.optim.Adam", "lr": 1e-3})
+        # The defaults written into the hparams (already plain data), so a checkpoint says them.
+        hp = self.hparams
+        hp["decode"] = {**DECODE, **(hp["decode"] or {})}
+        hp["decoder_cell"] = hp["decoder_cell"] or {"_target_": "seqmodels.nn.LSTMCell"}
+        hp["attention"] = hp["attention"] or {
+            "_target_": "seqmodels.tasks.attention.MultiplicativeAttention"}  # fmt: skip
+
+        self.embedding = nn.Embedding(source_vocab_size, embedding_dim, padding_idx=PAD)
+        if bidirectional is not None and isinstance(encoder, Mapping):
+            encoder = {**encoder, "bidirectional": bool(bidirectional)}
+        self.encoder = build_encoder(encoder, embedding_dim, encoder_init)
+        cell = instantiate(self.hparams["decoder_cell"], _partial_=True)
+        self.decoder = AttentionDecoder(
+            target_vocab_size, target_embedding_dim,
+            cell=lambda i, h: build_cell(cell, i, h, bias=True),
+            hidden_size=decoder_hidden_size, key_size=encoder_output_size(self.encoder),
+            attention=instantiate(self.hparams["attention"], _partial_=True),
+            input_feeding=input_feeding, dropout=dropout,
+        )  # fmt: skip
+        self.dropout = nn.Dropout(dropout)
+        for stage in STAGES:  # a ModuleDict key cannot be "train": attributes per stage
+            setattr(self, f"{stage}_loss", MeanMetric())
+        for stage in ("val", "test"):
+            setattr(self, f"{stage}_wer", SequenceErrorRate())
+            setattr(self, f"{stage}_per", TokenErrorRate())
+
+    # -- model -----------------------------------------------------------------------
+    def encode(self, source: Tensor, lengths: Tensor) -> DecoderState:
+        """The decoder's starting state for a batch of sources (B, S) with their lengths."""
+        memory, _ = self.encoder(self.dropout(self.embedding(source)), lengths=lengths)
+        steps = torch.arange(source.shape[1], device=source.device)
+        mask = steps.unsqueeze(0) < lengths.to(source.device).unsqueeze(1)
+        return self.decoder.start(self.dropout(memory), mask)
+
+    def forward(self, source: Tensor, lengths: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """Teacher forcing: logits (B, U, V) for target (B, U) (its tokens then EOS), and
+        the attention weights (B, U, S)."""
+        inputs = torch.cat((torch.full_like(target[:, :1], BOS), target[:, :-1]), 1)
+        return self.decoder(inputs, self.encode(source, lengths))
+
+    def loss(self, logits: Tensor, target: Tensor, smoothing: float = 0.0) -> Tensor:
+        return nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(),
+                                           ignore_index=PAD, label_smoothing=smoothing)  # fmt: skip
+
+    def transduce(self, source: Tensor, lengths: Tensor, beam_size: int | None = None,
+                  nbest: int = 1) -> list[list[tuple[list[int], float]]]:  # fmt: skip
+        """Per source, its nbest outputs (token ids, no EOS) with their length-normalised
+        log-probability, best first: the inference path of seqmodels-predict."""
+        decode = self.hparams["decode"]
+        beam = int(beam_size or decode["beam_size"])
+        if beam < 1 or not 1 <= nbest <= beam:
+            raise UserError(f"beam={beam}, nbest={nbest}: need 1 <= nbest <= beam")
+        state = self.encode(source, lengths)
+        return beam_search(self.decoder, state, beam, int(decode["max_len"]),
+                           float(decode["length_penalty"]), nbest)  # fmt: skip
+
+    # -- steps -----------------------------------------------------------------------
+    def training_step(self, batch: Seq2SeqBatch, batch_idx: int) -> Tensor:
+        logits, _ = self(batch.source, batch.source_lengths, batch.target)
+        loss = self.loss(logits, batch.target, self.hparams["label_smoothing"])
+        self.train_loss.update(loss.detach(), int((batch.target != PAD).sum()))
+        if self.writes_logs():
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    def _evaluate(self, batch: Seq2SeqBatch, stage: str, beam_size: int) -> None:
+        logits, _ = self(batch.source, batch.source_lengths, batch.target)
+        tokens = int((batch.target != PAD).sum())
+        getattr(self, f"{stage}_loss").update(self.loss(logits, batch.target), tokens)
+        state = self.encode(batch.source, batch.source_lengths)
+        max_len = int(self.hparams["decode"]["max_len"])
+        if beam_size == 1:
+            outputs = greedy(self.decoder, state, max_len).tokens
+        else:
+            decode = self.hparams["decode"]
+            found = beam_search(self.decoder, state, beam_size, max_len,
+                                float(decode["length_penalty"]))  # fmt: skip
+            outputs = [best[0][0] for best in found]
+        getattr(self, f"{stage}_wer").update(outputs, batch.references)
+        getattr(self, f"{stage}_per").update(outputs, batch.references)
+
+    def validation_step(self, batch: Seq2SeqBatch, batch_idx: int) -> None:
+        self._evaluate(batch, "val", beam_size=1)  # greedy: fast enough for every epoch
+
+    def test_step(self, batch: Seq2SeqBatch, batch_idx: int) -> None:
+        self._evaluate(batch, "test", beam_size=int(self.hparams["decode"]["beam_size"]))
+
+    # -- logging ---------------------------------------------------------------------
+    def _log_epoch(self, stage: str) -> None:
+        self.log(f"{stage}/loss", getattr(self, f"{stage}_loss"), prog_bar=stage != "train")
+        if stage != "train":
+            self.log(f"{stage}/wer", getattr(self, f"{stage}_wer"), prog_bar=True)
+            self.log(f"{stage}/per", getattr(self, f"{stage}_per"), prog_bar=True)
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def decoding(self) -> str:
+        decode = self.hparams["decode"]
+        if int(decode["beam_size"]) == 1:
+            return f"greedy search (max_len {decode['max_len']})"
+        return (f"beam search (beam {decode['beam_size']}, length penalty "
+                f"{decode['length_penalty']}, max_len {decode['max_len']})")  # fmt: skip
+
+    def on_test_epoch_start(self) -> None:
+        rank_zero_info(f"test decoding: {self.decoding()}; validation decodes greedily")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+        self.log("test/beam_size", float(self.hparams["decode"]["beam_size"]))
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+        dm = self.datamodule
+        writers = [lg.experiment for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
+        if not writers or not provides(dm, Transduction) or self.trainer.sanity_checking:
+            return
+        if not self.trainer.is_global_zero:
+            return
+        batch = dm.example_batch()  # the same sources every epoch
+        with torch.no_grad():
+            state = self.encode(batch.source.to(self.device), batch.source_lengths.to(self.device))
+            found = greedy(self.decoder, state, int(self.hparams["decode"]["max_len"]))
+        images, rows = [], ["| source | output | references | |", "|---|---|---|---|"]
+        weights = found.weights.float().cpu().numpy()
+        for i, (output, refs) in enumerate(zip(found.tokens, batch.references, strict=True)):
+            source = dm.source_tokens_of(batch.source[i])
+            # With EOS (its row shows where the output ended) unless max_len cut it first.
+            written = dm.target_tokens_of([*output, EOS])[: weights.shape[1]]
+            images.append(attention_image(weights[i, : len(written), : len(source)], source,
+                                          written, title=dm.decode_source(batch.source[i])))  # fmt: skip
+            right = output in refs
+            rows.append(f"| {dm.decode_source(batch.source[i])} | {dm.decode_target(output)} | "
+                        + " / ".join(dm.decode_target(r) for r in refs)
+                        + f" | {'right' if right else '**wrong**'} |")  # fmt: skip
+        image = stack(images)
+        for writer in writers:
+            writer.add_image("val/attention", image, self.media_step(), dataformats="HWC")
+            writer.add_text("val/examples", "\n".join(rows), self.media_step())
+
+    def charts(self) -> dict[str, dict[str, list[str]]]:
+        return {"train vs validation": {"loss": ["train/loss", "val/loss"],
+                                        "sequence error rate (WER)": ["val/wer", "test/wer"],
+                                        "token error rate (PER)": ["val/per", "test/per"]},
+                **super().charts()}  # fmt: skip
+
+    def gradient_flow(self, batch: Seq2SeqBatch) -> Tensor:
+        def loss() -> Tensor:
+            logits, _ = self(batch.source, batch.source_lengths, batch.target)
+            return self.loss(logits, batch.target)
+
+        return state_gradient_norms(self.encoder, loss, batch.source_lengths)

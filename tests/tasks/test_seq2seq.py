@@ -1,0 +1,125 @@
+"""task=seq2seq end to end on a toy dictionary: a run logs WER/PER, the attention images and the
+examples table; resume= ends where the uninterrupted run ends; predict prints outputs and
+scores (beam=, nbest=, file=), and an unknown character is one line; a user's cell decodes."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from support import compose_train, run_dirs, small_data_overrides
+
+BASE = ("task=seq2seq", "model=gru", "model.hidden_size=16", "task.decoder_hidden_size=32",
+        "task.embedding_dim=16", "task.target_embedding_dim=16", "task.optimizer.lr=0.01",
+        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+        "callbacks.early_stopping=null")  # fmt: skip
+
+
+def overrides(small_data, *more):
+    return (*BASE, *small_data_overrides("seq2seq", small_data), *more)
+
+
+def load(path):
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, small_data):
+    """One 8-epoch run on the toy dictionary (tensorboard on), shared by the tests below."""
+    from seqmodels.train import train
+
+    out = tmp_path_factory.mktemp("seq2seq_run")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        metrics = train(compose_train(*overrides(small_data, "trainer.max_epochs=8"),
+                                      output_dir=out))  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    return out, metrics
+
+
+def test_a_run_logs_error_rates_attention_and_examples(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run, metrics = trained
+    assert 0.0 <= metrics["test/wer"] <= 1.0 and 0.0 <= metrics["test/per"]
+    assert metrics["test/beam_size"] == 5.0  # the configured beam decoded the test
+    events = EventAccumulator(str(run), size_guidance={"images": 0, "tensors": 0})
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    assert {"val/wer", "val/per", "val/loss", "train/loss", "test/wer", "test/per"} <= set(scalars)
+    assert len(events.Scalars("val/wer")) == 8  # every epoch
+    assert len(events.Images("val/attention")) == 8
+    tables = [t for t in events.Tags()["tensors"] if t.startswith("val/examples")]
+    assert tables
+
+
+def test_the_toy_dictionary_is_learnt(trained):
+    _, metrics = trained
+    # Each letter has its own phoneme: 8 epochs on 400 words get most phonemes right
+    # (an empty output would score PER 1.0).
+    assert metrics["test/per"] < 0.6
+
+
+def test_resume_ends_where_the_uninterrupted_run_ends(run_cli, small_data, tmp_path):
+    common = overrides(small_data, "logger=none", "callbacks.gradient_flow=null")
+    whole = run_cli("train", *common, "trainer.max_epochs=2", outputs=tmp_path / "whole")
+    assert whole.code == 0, whole.err
+    part = run_cli("train", *common, "trainer.max_epochs=1", outputs=tmp_path / "part")
+    assert part.code == 0, part.err
+    (run,) = run_dirs(tmp_path / "part")
+    again = run_cli("train", f"resume={run}", "trainer.max_epochs=2", outputs=tmp_path / "part")
+    assert again.code == 0, again.err
+    (reference,) = run_dirs(tmp_path / "whole")
+    a = load(reference / "checkpoints" / "last.ckpt")
+    b = load(run / "checkpoints" / "last.ckpt")
+    assert a["global_step"] == b["global_step"] > 0
+    for name, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][name]), name
+
+
+def test_predict_prints_outputs_and_scores(trained, tmp_path):
+    from seqmodels.predict import predict
+
+    run, _ = trained
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    out = io.StringIO()
+    ((name, phones, score),) = predict({"ckpt_path": ckpt, "text": "Banana"}, out=out)
+    assert name == "text: Banana" and score <= 0.0
+    line = out.getvalue().strip()
+    assert line.startswith(phones) and line.endswith("text: Banana") and f"{score:.3f}" in line
+    assert phones and set(phones.split()) <= {"AE", "B", "D", "EH", "K", "L", "M", "N", "OW", "R",
+                                              "S", "T", "UW"}  # fmt: skip
+
+    words = tmp_path / "words.txt"
+    words.write_text("tab\n\nmost\n", encoding="utf-8")
+    out = io.StringIO()
+    found = predict({"ckpt_path": ckpt, "file": str(words), "beam": 4, "nbest": 3}, out=out)
+    assert [n for n, _, _ in found] == ["line 1: tab"] * 3 + ["line 3: most"] * 3
+    scores = [s for _, _, s in found[:3]]
+    assert scores == sorted(scores, reverse=True) and len({p for _, p, _ in found[:3]}) == 3
+    assert len(out.getvalue().strip().splitlines()) == 6 and "(#3)" in out.getvalue()
+    # beam=1 is greedy search: one output.
+    ((_, greedy, _),) = predict({"ckpt_path": ckpt, "text": "tab", "beam": 1}, out=io.StringIO())
+    assert greedy
+
+
+def test_predict_names_an_unknown_character_in_one_line(trained, run_cli):
+    run, _ = trained
+    result = run_cli("predict", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", 'text="tab9"')
+    assert result.code == 1 and "Traceback" not in result.err
+    (line,) = [x for x in result.err.splitlines() if x.startswith("error:")]
+    assert "'9'" in line
+    bad = run_cli("predict", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", 'text="tab"',
+                  "beam=2", "nbest=3")  # fmt: skip
+    assert bad.code == 1 and "nbest" in bad.err and "Traceback" not in bad.err
+
+
+def test_a_users_cell_decodes(run_cli, small_data):
+    result = run_cli("train", *overrides(small_data, "trainer=debug", "logger=none",
+                                         "task.decoder_cell._target_=seqmodels.nn.PeepholeLSTMCell",
+                                         "task.attention._target_=seqmodels.tasks.attention.AdditiveAttention",
+                                         "task.input_feeding=false"))  # fmt: skip
+    assert result.code == 0, result.err
