@@ -6,9 +6,28 @@ without a traceback, and exit with status 1. `HYDRA_FULL_ERROR=1` shows the
 traceback anyway.
 
 It subclasses ValueError so that library users (and `pytest.raises(ValueError)`)
-see the type they expect for bad arguments.
+see the type they expect for bad arguments. `CannotWrite` is the one for a
+file the machine refuses (a full disk, a read-only folder): the user's to fix.
 """
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+# What a full or closed filesystem answers: the user's to fix, not a bug.
+UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG}
 
 
 class UserError(ValueError):
     """Bad input from the user: a config value, a path, a file's contents."""
+
+
+class CannotWrite(UserError):
+    """A file that cannot be written: `path` and the cause (`strerror`)."""
+
+    def __init__(self, path: str | os.PathLike, err: OSError) -> None:
+        self.path, self.strerror = Path(path), err.strerror or str(err)
+        kept = "it is left as it was" if self.path.exists() else "no file was written"
+        super().__init__(f"cannot write {self.path}: {self.strerror} ({kept})")

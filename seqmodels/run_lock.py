@@ -33,7 +33,7 @@ from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_only
 
-from seqmodels.errors import UserError
+from seqmodels.errors import UNWRITABLE, CannotWrite, UserError
 
 LOCK_NAME = "run.lock"
 HEARTBEAT = 30.0  # seconds between refreshes of the lock file's time
@@ -125,6 +125,15 @@ class RunLock:
     def acquire(self) -> str | None:
         """Take the lock; returns the one line to print when a stale lock was taken over.
         Raises FolderInUse when a live process holds it."""
+        try:
+            return self._acquire()
+        except OSError as err:
+            self.release()  # the lock file written so far, and its descriptor
+            if err.errno in UNWRITABLE:  # a full disk, a read-only folder: one line
+                raise CannotWrite(self.path, err) from None
+            raise
+
+    def _acquire(self) -> str | None:
         self.run.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -45,8 +45,7 @@ from omegaconf import DictConfig, open_dict
 
 from seqmodels.checkpoint import AtomicCheckpointIO, RunState, check_same_model, read_checkpoint
 from seqmodels.config_check import check_config, check_optimizer
-from seqmodels.data.files import UNWRITABLE, CannotWrite
-from seqmodels.errors import UserError
+from seqmodels.errors import UNWRITABLE, CannotWrite, UserError
 from seqmodels.preemption import Preemption
 from seqmodels.run_lock import global_rank, holding
 from seqmodels.tasks.base import Diverged

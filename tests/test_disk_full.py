@@ -12,7 +12,8 @@ import torch
 from support import run_dirs
 
 from seqmodels.data import files
-from seqmodels.data.files import CannotWrite, torch_save
+from seqmodels.data.files import torch_save
+from seqmodels.errors import CannotWrite
 
 SMALL = ("data.num_train=256", "data.num_val=64", "data.num_test=64", "data.batch_size=32",
          "monitor.stop_at=null", "trainer.enable_progress_bar=false",

@@ -3,6 +3,7 @@ line naming its pid and host; a lock left by a dead process is taken over in one
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -13,6 +14,8 @@ import time
 import pytest
 from support import run_dirs
 
+from seqmodels import run_lock
+from seqmodels.errors import CannotWrite
 from seqmodels.run_lock import LOCK_NAME, STALE, FolderInUse, RunLock, live_holder
 
 SMALL = ("data.num_train=256", "data.num_val=64", "data.num_test=64", "data.batch_size=32",
@@ -148,3 +151,14 @@ def test_a_new_run_into_a_folder_with_a_checkpoint_is_refused(run_cli, tmp_path)
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
     assert f"{run} already holds a run (checkpoints/last.ckpt): continue it with " in result.err
     assert f"resume={run}" in result.err
+
+
+def test_a_lock_that_cannot_be_written_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(run_lock.os, "pwrite", full)
+    lock = RunLock(tmp_path / "run")
+    with pytest.raises(CannotWrite, match="cannot write .*run.lock: No space left on device"):
+        lock.acquire()
+    assert lock.fd is None and not (tmp_path / "run" / "run.lock").exists()

@@ -241,8 +241,10 @@ def test_a_second_resume_of_a_running_folder_is_refused(tmp_path):
         first.send_signal(signal_module.SIGTERM)
         _, err = first.communicate(timeout=120)
     assert first.returncode == 143 and "preempted by SIGTERM" in err
+    # Resumable once its holder is gone: one more epoch than the preempted run reached.
+    last = torch.load(lock.parent / "checkpoints" / "last.ckpt", weights_only=False)
     again = run([str(SCRIPTS / "seqmodels-train"), f"resume={lock.parent}",
-                 "trainer.max_epochs=3"], tmp_path, tmp_path)  # fmt: skip
+                 f"trainer.max_epochs={last['epoch'] + 2}"], tmp_path, tmp_path)  # fmt: skip
     assert again.returncode == 0, again.stderr[-2000:]
 
 

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from seqmodels.data.download import check_checksum, download
-from seqmodels.data.files import CannotWrite, torch_save
+from seqmodels.data.files import torch_save
 from seqmodels.data.vocab import UNK_TOKEN, Tokenizer, Vocab
-from seqmodels.errors import UserError
+from seqmodels.errors import CannotWrite, UserError
 
 # The official archive and its published checksum (also checked by torchtext,
 # MLDatasets.jl and others; md5 7c2ac02c03563afcf9b574c7e56c153a, 84,125,825 bytes).

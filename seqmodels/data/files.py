@@ -20,7 +20,6 @@ torch.save through atomic_write, with torch's own report of a failed write
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -29,19 +28,7 @@ from typing import IO, Any
 
 import torch
 
-from seqmodels.errors import UserError
-
-# What a full or closed filesystem answers: the user's to fix, not a bug.
-UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG}
-
-
-class CannotWrite(UserError):
-    """A file that cannot be written: `path` and the cause (`strerror`)."""
-
-    def __init__(self, path: str | os.PathLike, err: OSError) -> None:
-        self.path, self.strerror = Path(path), err.strerror or str(err)
-        kept = "it is left as it was" if self.path.exists() else "no file was written"
-        super().__init__(f"cannot write {self.path}: {self.strerror} ({kept})")
+from seqmodels.errors import UNWRITABLE, CannotWrite
 
 
 def current_umask() -> int:
