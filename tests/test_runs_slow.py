@@ -272,7 +272,8 @@ def test_a_full_disk_leaves_the_previous_checkpoint_loadable(run_cli, tmp_path):
         assert saved["epoch"] == 0
         assert not [p for p in run_dir.rglob("*") if p.name.endswith(".tmp")]
     finally:
-        subprocess.run(["umount", str(small)], check=False)
+        # lazily: the in-process runs' log handlers may still hold cli.log open there
+        subprocess.run(["umount", "--lazy", str(small)], check=False)
 
 
 def test_a_preempted_submitit_job_requeues_and_ends_like_the_uninterrupted_run(tmp_path):
