@@ -129,8 +129,11 @@ class Seq2Seq(TaskModule):
     def forward(self, source: Tensor, lengths: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         """Teacher forcing: logits (B, U, V) for target (B, U) (its tokens then EOS), and
         the attention weights (B, U, S)."""
+        return self.teacher_forced(self.encode(source, lengths), target)
+
+    def teacher_forced(self, state: DecoderState, target: Tensor) -> tuple[Tensor, Tensor]:
         inputs = torch.cat((torch.full_like(target[:, :1], BOS), target[:, :-1]), 1)
-        return self.decoder(inputs, self.encode(source, lengths))
+        return self.decoder(inputs, state)
 
     def loss(self, logits: Tensor, target: Tensor, smoothing: float = 0.0) -> Tensor:
         return nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(),
@@ -158,10 +161,11 @@ class Seq2Seq(TaskModule):
         return loss
 
     def _evaluate(self, batch: Seq2SeqBatch, stage: str, beam_size: int) -> None:
-        logits, _ = self(batch.source, batch.source_lengths, batch.target)
+        # One encoding for both: the teacher-forced loss and the search (the state is immutable).
+        state = self.encode(batch.source, batch.source_lengths)
+        logits, _ = self.teacher_forced(state, batch.target)
         tokens = int((batch.target != PAD).sum())
         getattr(self, f"{stage}_loss").update(self.loss(logits, batch.target), tokens)
-        state = self.encode(batch.source, batch.source_lengths)
         max_len = int(self.hparams["decode"]["max_len"])
         if beam_size == 1:
             outputs = greedy(self.decoder, state, max_len).tokens
