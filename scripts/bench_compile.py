@@ -84,8 +84,9 @@ def time_steps(overrides: list[str], compiled: bool, steps: int, warmup: int, ou
 
     torch._dynamo.reset()
     with initialize_config_dir(config_dir(), version_base="1.3"):
-        cfg = compose("train", overrides=[f"paths.output_dir={out}", f"compile={compiled}",
-                                          *overrides])  # fmt: skip
+        cfg = compose(
+            "train", overrides=[f"paths.output_dir={out}", f"compile={compiled}", *overrides]
+        )
     set_numerics(cfg)
     L.seed_everything(cfg.seed, verbose=False)
     datamodule, module = build(cfg)
@@ -99,19 +100,33 @@ def time_steps(overrides: list[str], compiled: bool, steps: int, warmup: int, ou
             times.append(time.perf_counter() - self.start)
 
     trainer_cfg = {k: v for k, v in cfg.trainer.items() if k != "_target_"}
-    trainer_cfg.update(max_epochs=1, max_steps=-1, max_time=None, fast_dev_run=False, logger=False,
-                       enable_checkpointing=False, enable_progress_bar=False,
-                       enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-                       limit_train_batches=warmup + steps, callbacks=[StepTimer()],
-                       accelerator="cpu")  # fmt: skip
+    trainer_cfg.update(
+        max_epochs=1,
+        max_steps=-1,
+        max_time=None,
+        fast_dev_run=False,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        limit_train_batches=warmup + steps,
+        callbacks=[StepTimer()],
+        accelerator="cpu",
+    )
     L.Trainer(**trainer_cfg).fit(module, datamodule=datamodule)
     return times
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--recipe", action="append", default=[],
-                   help="overrides of one recipe, in one string (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--recipe",
+        action="append",
+        default=[],
+        help="overrides of one recipe, in one string (repeatable)",
+    )
     p.add_argument("--data", type=Path, default=None, help="a folder with mnist/, tinyshakespeare/")
     p.add_argument("--steps", type=int, default=20, help="timed steps")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compiling)")
@@ -122,10 +137,15 @@ def main() -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 
     with tempfile.TemporaryDirectory() as scratch:
-        runs = ({r: r.split() for r in args.recipe} if args.recipe
-                else recipes(args.data, Path(scratch)))  # fmt: skip
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of "
-              f"{args.steps} training steps after {args.warmup}")  # fmt: skip
+        runs = (
+            {r: r.split() for r in args.recipe}
+            if args.recipe
+            else recipes(args.data, Path(scratch))
+        )
+        print(
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of "
+            f"{args.steps} training steps after {args.warmup}"
+        )
         print("| recipe | eager step | compiled step | speed-up | compile time | pays after |")
         print("|---|---|---|---|---|---|")
         for name, overrides in runs.items():
@@ -135,16 +155,19 @@ def main() -> None:
                 compiled = time_steps(overrides, True, args.steps, args.warmup, scratch)
             except Exception as err:  # a model torch.compile cannot train: say so, go on
                 first = (str(err).strip().splitlines() or [""])[0][:100]
-                print(f"| {name} | {e * 1000:.1f} ms | fails: {type(err).__name__}: {first} "
-                      "| | | |")  # fmt: skip
+                print(
+                    f"| {name} | {e * 1000:.1f} ms | fails: {type(err).__name__}: {first} | | | |"
+                )
                 continue
             c = statistics.median(compiled[args.warmup :])
             # The compiled run's warm-up steps hold the compilation (and any recompilation
             # for a new shape in them); the eager run's the same steps' ordinary work.
             cost = sum(compiled[: args.warmup]) - sum(eager[: args.warmup])
             pays = f"{cost / (e - c):,.0f} steps" if c < e else "never"
-            print(f"| {name} | {e * 1000:.1f} ms | {c * 1000:.1f} ms | {e / c:.2f}x | "
-                  f"{cost:.0f} s | {pays} |")  # fmt: skip
+            print(
+                f"| {name} | {e * 1000:.1f} ms | {c * 1000:.1f} ms | {e / c:.2f}x | "
+                f"{cost:.0f} s | {pays} |"
+            )
 
 
 if __name__ == "__main__":

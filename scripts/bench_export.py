@@ -39,8 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def stand_in_imdb(root: Path) -> Path:
     """A small aclImdb/ (the vocabulary is small; the model's shapes are the recipe's)."""
-    words = ("a great film wonderful acting loved it moving funny the best one of story "
-             "an awful boring film terrible hated worst script plot dull").split()  # fmt: skip
+    words = (
+        "a great film wonderful acting loved it moving funny the best one of story "
+        "an awful boring film terrible hated worst script plot dull"
+    ).split()
     rng = np.random.default_rng(0)
     for split in ("train", "test"):
         for label, rating in (("pos", 9), ("neg", 2)):
@@ -105,20 +107,30 @@ def main() -> None:
             f"IMDB review ({args.tokens} words), experiment=imdb": (
                 ["experiment=imdb", f"data.root={imdb}", "data.min_freq=1"]
                 + ([] if args.imdb_root else ["data.val_size=40"]),
-                lambda inputs: {"ids": torch.randint(2, int(inputs["ids"].max()) + 1,
-                                                     (1, args.tokens)),
-                                "lengths": torch.tensor([args.tokens])}),  # fmt: skip
+                lambda inputs: {
+                    "ids": torch.randint(2, int(inputs["ids"].max()) + 1, (1, args.tokens)),
+                    "lengths": torch.tensor([args.tokens]),
+                },
+            ),
             "MNIST digit, experiment=mnist_row": (
-                ["experiment=mnist_row", f"data.root={mnist}", "data.verify=false",
-                 "data.val_size=100"],
-                lambda inputs: {"images": torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8)}),
+                [
+                    "experiment=mnist_row",
+                    f"data.root={mnist}",
+                    "data.verify=false",
+                    "data.val_size=100",
+                ],
+                lambda inputs: {"images": torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8)},
+            ),
             "day-ahead forecast, experiment=vic_elec": (
                 ["experiment=vic_elec"],
-                lambda inputs: {k: v[:1] for k, v in inputs.items()}),
-        }  # fmt: skip
-        print(f"torch {torch.__version__} ({threads} threads), onnxruntime {ort.__version__} "
-              f"({threads} threads); batch 1; median of {args.rounds} rounds x {args.repeats} "
-              "calls")  # fmt: skip
+                lambda inputs: {k: v[:1] for k, v in inputs.items()},
+            ),
+        }
+        print(
+            f"torch {torch.__version__} ({threads} threads), onnxruntime {ort.__version__} "
+            f"({threads} threads); batch 1; median of {args.rounds} rounds x {args.repeats} "
+            "calls"
+        )
         print("| one prediction | PyTorch eager | onnxruntime | PyTorch / onnxruntime |")
         print("|---|---|---|---|")
         for name, (overrides, make_input) in cases.items():
@@ -130,8 +142,11 @@ def main() -> None:
             program, exported = onnx_program(task, datamodule)
             options = ort.SessionOptions()
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-            session = ort.InferenceSession(exported.model_proto.SerializeToString(), options,
-                                           providers=["CPUExecutionProvider"])  # fmt: skip
+            session = ort.InferenceSession(
+                exported.model_proto.SerializeToString(),
+                options,
+                providers=["CPUExecutionProvider"],
+            )
             x = make_input(program.inputs)
             feed = {k: v.numpy() for k, v in x.items()}
             eager_module = program_for(task, datamodule).module  # seqmodels-predict's path
@@ -147,8 +162,10 @@ def main() -> None:
             assert np.allclose(want.numpy(), got, atol=1e-4, rtol=1e-4), "outputs differ"
             for fn in (run_torch, run_onnx):  # warm-up: first calls allocate
                 timed(fn, 3)
-            rounds = [(timed(run_torch, args.repeats), timed(run_onnx, args.repeats))
-                      for _ in range(args.rounds)]  # fmt: skip
+            rounds = [
+                (timed(run_torch, args.repeats), timed(run_onnx, args.repeats))
+                for _ in range(args.rounds)
+            ]
             t = statistics.median(r[0] for r in rounds)
             o = statistics.median(r[1] for r in rounds)
             ratio = statistics.median(r[0] / r[1] for r in rounds)

@@ -34,8 +34,11 @@ from seqmodels.data.series import wall_clock
 
 def metrics(forecast: np.ndarray, target: np.ndarray) -> dict[str, float]:
     e = forecast - target
-    return {"mae": float(np.abs(e).mean()), "rmse": float(np.sqrt((e**2).mean())),
-            "mape": float(100 * np.mean(np.abs(e) / np.abs(target)))}  # fmt: skip
+    return {
+        "mae": float(np.abs(e).mean()),
+        "rmse": float(np.sqrt((e**2).mean())),
+        "mape": float(100 * np.mean(np.abs(e) / np.abs(target))),
+    }
 
 
 def least_squares(dm: ForecastDataModule, val_start: int) -> np.ndarray:
@@ -49,8 +52,7 @@ def least_squares(dm: ForecastDataModule, val_start: int) -> np.ndarray:
     day = np.eye(per_day)[of_day]
     temperature = series.values[:, 1:2]
     holiday = series.holiday[:, None] if series.holiday is not None else np.zeros_like(temperature)
-    x = np.hstack([np.eye(7 * per_day)[of_week], holiday, day * temperature,
-                   day * temperature**2])  # fmt: skip
+    x = np.hstack([np.eye(7 * per_day)[of_week], holiday, day * temperature, day * temperature**2])
     beta, *_ = np.linalg.lstsq(x[:val_start], series.values[:val_start, 0], rcond=None)
     return x @ beta
 
@@ -79,22 +81,28 @@ def main() -> None:
     rows = data.origins.numpy()[:, None] + np.arange(dm.horizon)
     val_start = int(dm.splits["val"].origins[0])
     val_start = int(np.searchsorted(dm.days, dm.days[val_start]))  # the first row of that date
-    table = {"naive (lag 48)": batch.naive.double().numpy(),
-             "seasonal naive (lag 336)": batch.snaive.double().numpy(),
-             "least squares (calendar, holiday, T, T^2)": least_squares(dm, val_start)[rows]}  # fmt: skip
+    table = {
+        "naive (lag 48)": batch.naive.double().numpy(),
+        "seasonal naive (lag 336)": batch.snaive.double().numpy(),
+        "least squares (calendar, holiday, T, T^2)": least_squares(dm, val_start)[rows],
+    }
     for path in args.checkpoints:
         table[path] = checkpoint_forecasts(path, data.origins, args.split)
 
     snaive = metrics(table["seasonal naive (lag 336)"], target)["mae"]
     days = dm.days[data.origins.numpy()]
-    print(f"vic_elec {args.split}: {len(rows)} origins (local midnights {days[0]} .. {days[-1]}), "
-          f"{target.size} targets; MAE and RMSE in MW")  # fmt: skip
+    print(
+        f"vic_elec {args.split}: {len(rows)} origins (local midnights {days[0]} .. {days[-1]}), "
+        f"{target.size} targets; MAE and RMSE in MW"
+    )
     width = max(len(name) for name in table)
     print(f"{'forecast':<{width}}  {'MAE':>7}  {'RMSE':>7}  {'MAPE %':>6}  {'rel_mae':>7}")
     for name, forecast in table.items():
         m = metrics(forecast, target)
-        print(f"{name:<{width}}  {m['mae']:7.1f}  {m['rmse']:7.1f}  {m['mape']:6.2f}  "
-              f"{m['mae'] / snaive:7.3f}")  # fmt: skip
+        print(
+            f"{name:<{width}}  {m['mae']:7.1f}  {m['rmse']:7.1f}  {m['mape']:6.2f}  "
+            f"{m['mae'] / snaive:7.3f}"
+        )
 
 
 if __name__ == "__main__":

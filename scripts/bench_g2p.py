@@ -72,8 +72,9 @@ def ours(module, datamodule, batch_size: int, beam: int) -> Callable[[], list[li
                 if beam == 1:
                     found = greedy(module.decoder, state, max_len).tokens
                 else:
-                    found = [h[0][0] for h in beam_search(module.decoder, state, beam, max_len,
-                                                          penalty)]  # fmt: skip
+                    found = [
+                        h[0][0] for h in beam_search(module.decoder, state, beam, max_len, penalty)
+                    ]
                 outputs += [datamodule.target_tokens_of(ids) for ids in found]
         return outputs
 
@@ -115,8 +116,10 @@ def main() -> None:
     test = datamodule.splits["test"]
     words = [datamodule.decode_source(s) for s in test.sources]
     references = [[datamodule.target_tokens_of(r) for r in refs] for refs in test.references]
-    print(f"{len(words)} test words, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"batches of {args.batch_size}")  # fmt: skip
+    print(
+        f"{len(words)} test words, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"batches of {args.batch_size}"
+    )
     print(f"{'model':<34} {'WER %':>7} {'PER %':>7} {'words/s':>9}")
     for beam in (1, 5):
         outputs, seconds = timed(ours(module, datamodule, args.batch_size, beam))

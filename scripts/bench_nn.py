@@ -85,8 +85,14 @@ def layer_runs(cls, ref, x, lengths):
     runs, picked = {}, ""
     if cls is PeepholeLSTMCell:  # a cell of one's own: no torch kernel, no from_torch
         for e in ("loop", "fused", "auto"):
-            m = Recurrent(PeepholeLSTMCell, ref.input_size, ref.hidden_size, batch_first=True,
-                          bidirectional=ref.bidirectional, engine=e).to(x.device)  # fmt: skip
+            m = Recurrent(
+                PeepholeLSTMCell,
+                ref.input_size,
+                ref.hidden_size,
+                batch_first=True,
+                bidirectional=ref.bidirectional,
+                engine=e,
+            ).to(x.device)
             runs[e] = step_fn(m, x, lengths)
         return runs, choose_engine(m, x, lengths)
     for e in ("loop", "fused", "native", "auto"):
@@ -97,8 +103,14 @@ def layer_runs(cls, ref, x, lengths):
         if e == "auto":
             picked = choose_engine(m, x, lengths)
         if e == "fused" and cls is LSTM:  # the LSTM's step on the recurrence for any cell
-            anycell = Recurrent(StepLSTMCell, ref.input_size, ref.hidden_size, batch_first=True,
-                                bidirectional=ref.bidirectional, engine="fused").to(x.device)  # fmt: skip
+            anycell = Recurrent(
+                StepLSTMCell,
+                ref.input_size,
+                ref.hidden_size,
+                batch_first=True,
+                bidirectional=ref.bidirectional,
+                engine="fused",
+            ).to(x.device)
             anycell.load_state_dict(m.state_dict())
             runs["fused:any-cell"] = step_fn(anycell, x, lengths)
     return runs, picked

@@ -55,10 +55,15 @@ def main() -> None:
     torch.manual_seed(0)
 
     model = LanguageModel(
-        {"_target_": "seqmodels.nn.LSTM", "hidden_size": args.hidden,
-         "num_layers": args.layers, "engine": "auto"},
-        vocab_size=args.vocab, embedding_dim=args.embedding_dim,
-    ).eval()  # fmt: skip
+        {
+            "_target_": "seqmodels.nn.LSTM",
+            "hidden_size": args.hidden,
+            "num_layers": args.layers,
+            "engine": "auto",
+        },
+        vocab_size=args.vocab,
+        embedding_dim=args.embedding_dim,
+    ).eval()
     V, H = args.vocab, args.hidden
     prime = torch.randint(0, V, (args.seq_len,))
 

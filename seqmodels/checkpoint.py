@@ -69,8 +69,14 @@ class LastCheckpoint(ModelCheckpoint):
     """
 
     def __init__(self, dirpath: str, every_n_train_steps: int | None = None) -> None:
-        super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1,
-                         every_n_train_steps=every_n_train_steps, enable_version_counter=False)  # fmt: skip
+        super().__init__(
+            dirpath=dirpath,
+            filename="last",
+            monitor=None,
+            save_top_k=1,
+            every_n_train_steps=every_n_train_steps,
+            enable_version_counter=False,
+        )
         self._every_n_epochs = 1  # on top of the step trigger, which Lightning makes exclusive
 
     @property
@@ -141,7 +147,7 @@ def rng_states() -> dict[str, Any]:
             int(pos),
             int(has_gauss),
             float(gauss),
-        ),  # fmt: skip
+        ),
         "python": random.getstate(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -187,12 +193,28 @@ def read_checkpoint(ckpt_path: str | os.PathLike | None, key: str = "ckpt_path")
 # settings, trainer, logger and callbacks are always free to change).
 APPLICABLE = {
     "model": {"engine", "dropout"},
-    "task": {"optimizer", "scheduler", "dropout", "input_dropout", "sample_length",
-             "sample_temperature", "encoder_init", "embedding_init_range"},
+    "task": {
+        "optimizer",
+        "scheduler",
+        "dropout",
+        "input_dropout",
+        "sample_length",
+        "sample_temperature",
+        "encoder_init",
+        "embedding_init_range",
+    },
     # where files are, how they are read; evaluation batches
-    "data": {"root", "path", "cache_dir", "num_workers", "download", "verify", "eval_batch_size",
-             "val_batch_size"},
-}  # fmt: skip
+    "data": {
+        "root",
+        "path",
+        "cache_dir",
+        "num_workers",
+        "download",
+        "verify",
+        "eval_batch_size",
+        "val_batch_size",
+    },
+}
 # ckpt_path= starts a new run from the weights: only what changes their shapes is refused.
 SHAPE_GROUPS = ("model", "task")
 

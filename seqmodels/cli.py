@@ -123,8 +123,10 @@ def remove_unfinished_run() -> None:
         return  # a resumed run's folder holds its history
     run = Path(hc.runtime.output_dir)
     names = {p.name for p in run.iterdir()} if run.is_dir() else set()
-    ours = all(n in RUN_FOLDER_NAMES or n.endswith(".log") or n.startswith("events.out.tfevents")
-               for n in names)  # fmt: skip
+    ours = all(
+        n in RUN_FOLDER_NAMES or n.endswith(".log") or n.startswith("events.out.tfevents")
+        for n in names
+    )
     if ours and not any(run.rglob("*.ckpt")):
         shutil.rmtree(run, ignore_errors=True)
         for parent in (run.parent, run.parent.parent):  # outputs/<run_name>/, outputs/
@@ -174,8 +176,11 @@ def resume_argv(argv: list[str]) -> list[str]:
         )
     original = OmegaConf.load(saved)
     assert isinstance(original, ListConfig)
-    keep = [str(o) for o in original
-            if not str(o).startswith(("resume=", "hparams_search=", "hydra/sweeper", "hydra."))]  # fmt: skip
+    keep = [
+        str(o)
+        for o in original
+        if not str(o).startswith(("resume=", "hparams_search=", "hydra/sweeper", "hydra."))
+    ]
     rest = [a for a in argv[1:] if not a.startswith("resume=")]
     folder = "'" + str(run).replace("'", "\\'") + "'"  # quoted for Hydra's override grammar
     return [argv[0], *keep, *rest, f"resume={folder}", f"hydra.run.dir={folder}"]
@@ -233,9 +238,13 @@ def predict(cfg: DictConfig) -> None:
 def sample(cfg: DictConfig) -> None:
     """seqmodels-sample ckpt_path=... prime="ROMEO:" length=1000 temperature=0.8: stream text."""
     sample_command.sample_checkpoint(
-        cfg.ckpt_path, prime=cfg.prime, length=cfg.length, temperature=cfg.temperature,
-        top_k=cfg.top_k, seed=cfg.seed,
-    )  # fmt: skip
+        cfg.ckpt_path,
+        prime=cfg.prime,
+        length=cfg.length,
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
+        seed=cfg.seed,
+    )
 
 
 @entry_point("export")

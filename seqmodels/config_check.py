@@ -116,8 +116,12 @@ def matches(value: Any, hint: Any) -> bool:
 def describe(hint: Any) -> str:
     """An annotation in words: `int | float | None` -> "a number or null"."""
     members = _flatten(hint)
-    literals = [repr(a) for h in members if typing.get_origin(h) is typing.Literal
-                for a in typing.get_args(h)]  # fmt: skip
+    literals = [
+        repr(a)
+        for h in members
+        if typing.get_origin(h) is typing.Literal
+        for a in typing.get_args(h)
+    ]
     parts = [_describe_one(h) for h in members if typing.get_origin(h) is not typing.Literal]
     if "a number" in parts and "an integer" in parts:
         parts.remove("an integer")
@@ -147,8 +151,13 @@ def _describe_one(hint: Any) -> str:
 
 
 # Words torch's optimizers use in their ValueErrors, for the argument each names.
-_OPTIMIZER_WORDS = {"lr": "learning rate", "eps": "epsilon", "betas": "beta",
-                    "weight_decay": "weight_decay", "momentum": "momentum"}  # fmt: skip
+_OPTIMIZER_WORDS = {
+    "lr": "learning rate",
+    "eps": "epsilon",
+    "betas": "beta",
+    "weight_decay": "weight_decay",
+    "momentum": "momentum",
+}
 
 
 def check_optimizer(cfg: DictConfig, key: str = "task.optimizer") -> None:

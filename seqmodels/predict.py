@@ -86,13 +86,17 @@ def predict(cfg: Mapping[str, Any], out: TextIO | None = None) -> list[tuple[Any
     for (name, lab, q), row in zip(results, every, strict=True):
         print(f"{lab:<{width}}  {q:.3f}  {name}", file=out)
         if len(class_names) > 2:  # with two, the top one says it all
-            print("  " + "  ".join(f"{c}:{float(r):.3f}" for c, r in zip(class_names, row, strict=True)),
-                  file=out)  # fmt: skip
+            print(
+                "  "
+                + "  ".join(f"{c}:{float(r):.3f}" for c, r in zip(class_names, row, strict=True)),
+                file=out,
+            )
     return results
 
 
-def forecast(module: Any, datamodule: Any, request: Mapping[str, Any],
-             out: TextIO) -> list[tuple[Any, ...]]:  # fmt: skip
+def forecast(
+    module: Any, datamodule: Any, request: Mapping[str, Any], out: TextIO
+) -> list[tuple[Any, ...]]:
     """Print the next horizon after the file's last observed value as CSV: timestamp,forecast."""
     given = [k for k in REQUEST_KEYS if request.get(k) is not None]
     if given != ["csv"]:
@@ -109,8 +113,9 @@ def forecast(module: Any, datamodule: Any, request: Mapping[str, Any],
     return list(zip(times, values, strict=True))
 
 
-def transduce(module: Any, datamodule: Any, cfg: Mapping[str, Any],
-              out: TextIO) -> list[tuple[Any, ...]]:  # fmt: skip
+def transduce(
+    module: Any, datamodule: Any, cfg: Mapping[str, Any], out: TextIO
+) -> list[tuple[Any, ...]]:
     """Print each input's n-best outputs: `output  score  input`; return (name, output, score)."""
     x, lengths, names = read_request(datamodule, {k: cfg.get(k) for k in REQUEST_KEYS})
     assert lengths is not None  # encode_texts of a Transduction gives lengths
@@ -119,8 +124,12 @@ def transduce(module: Any, datamodule: Any, cfg: Mapping[str, Any],
     found = []
     with torch.inference_mode():
         for i in range(0, len(x), batch_size):
-            found += module.transduce(x[i : i + batch_size], lengths[i : i + batch_size],
-                                      beam_size=None if beam is None else int(beam), nbest=nbest)  # fmt: skip
+            found += module.transduce(
+                x[i : i + batch_size],
+                lengths[i : i + batch_size],
+                beam_size=None if beam is None else int(beam),
+                nbest=nbest,
+            )
     results = []
     for name, hypotheses in zip(names, found, strict=True):
         texts = [(datamodule.decode_target(ids), score) for ids, score in hypotheses]
@@ -143,12 +152,16 @@ def read_request(datamodule: Any, request: Mapping[str, Any]):
             )
         path = Path(request["image"])
         images, note = read_images(path, datamodule.image_shape)
-        names = [f"{path}{f'[{i}]' if len(images) > 1 else ''}{note}\n{ascii_image(d)}"
-                 for i, d in enumerate(images)]  # fmt: skip
+        names = [
+            f"{path}{f'[{i}]' if len(images) > 1 else ''}{note}\n{ascii_image(d)}"
+            for i, d in enumerate(images)
+        ]
         return datamodule.encode_images(images), None, names
     if "image" in given or len(given) != 1:
-        raise UserError('this model reads text: give exactly one of text="a review" or '
-                        "file=reviews.txt (one per line, file=- for stdin)")  # fmt: skip
+        raise UserError(
+            'this model reads text: give exactly one of text="a review" or '
+            "file=reviews.txt (one per line, file=- for stdin)"
+        )
     if request.get("text") is not None:
         texts, names = [str(request["text"])], ["text"]
     else:

@@ -68,8 +68,9 @@ def submitit_signal() -> int | None:
 
 def is_submitit_requeue(handler: Any) -> bool:
     owner = getattr(handler, "__self__", None)
-    return (getattr(handler, "__name__", "") == "checkpoint_and_try_requeue"
-            and type(owner).__module__.startswith("submitit"))  # fmt: skip
+    return getattr(handler, "__name__", "") == "checkpoint_and_try_requeue" and type(
+        owner
+    ).__module__.startswith("submitit")
 
 
 class Preemption(L.Callback):
@@ -127,15 +128,22 @@ class Preemption(L.Callback):
             return mine
         return bool(trainer.strategy.reduce_boolean_decision(mine, all=False))
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
-                             batch_idx: int) -> None:  # fmt: skip
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         # The signal came between two steps (a validation, an epoch's end): stop here
         # when last.ckpt already holds this step, else after this step.
         if self.signalled(trainer) and self.saved_now(trainer):
             raise self.preempted(self.where(trainer, batch_idx))
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
-                           batch: Any, batch_idx: int) -> None:  # fmt: skip
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
         if self.signalled(trainer):
             trainer.save_checkpoint(self.last_ckpt)
             raise self.preempted(self.where(trainer, batch_idx + 1))
@@ -150,15 +158,20 @@ class Preemption(L.Callback):
 
     def saved_now(self, trainer: L.Trainer) -> bool:
         """Whether last.ckpt already holds the current step (written by LastCheckpoint)."""
-        return any(isinstance(cb, LastCheckpoint) and cb.path == self.last_ckpt
-                   and cb.saved_step == trainer.global_step
-                   for cb in trainer.checkpoint_callbacks)  # fmt: skip
+        return any(
+            isinstance(cb, LastCheckpoint)
+            and cb.path == self.last_ckpt
+            and cb.saved_step == trainer.global_step
+            for cb in trainer.checkpoint_callbacks
+        )
 
     def where(self, trainer: L.Trainer, batches_done: int) -> str:
         total = trainer.num_training_batches
         of = f" of {total}" if isinstance(total, int) else ""
-        return (f"at step {trainer.global_step} (epoch {trainer.current_epoch}, "
-                f"batch {batches_done}{of})")  # fmt: skip
+        return (
+            f"at step {trainer.global_step} (epoch {trainer.current_epoch}, "
+            f"batch {batches_done}{of})"
+        )
 
     def preempted(self, where: str) -> Preempted:
         signum = self.signum or signal.SIGTERM

@@ -71,9 +71,11 @@ def describe(holder: dict[str, Any]) -> str:
 
 
 def in_use_message(run: Path, holder: dict[str, Any]) -> str:
-    return (f"{run} is in use: {describe(holder)} trains in it; wait for it to end or stop it "
-            "first (a run folder has one writer), or start a new run without resume= and "
-            "hydra.run.dir=")  # fmt: skip
+    return (
+        f"{run} is in use: {describe(holder)} trains in it; wait for it to end or stop it "
+        "first (a run folder has one writer), or start a new run without resume= and "
+        "hydra.run.dir="
+    )
 
 
 def live_holder(run: str | os.PathLike) -> dict[str, Any] | None:
@@ -167,8 +169,10 @@ class RunLock:
         self._beat = threading.Thread(target=self._refresh, daemon=True, name="run-lock")
         self._beat.start()
         if previous is not None:
-            return (f"took over the lock of {self.run}: {describe(previous)} is gone "
-                    "(killed without releasing it)")  # fmt: skip
+            return (
+                f"took over the lock of {self.run}: {describe(previous)} is gone "
+                "(killed without releasing it)"
+            )
         return None
 
     def _refresh(self) -> None:

@@ -30,8 +30,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
 # The HParams table of every run, whatever its task: (name, type, description).
-STRING, NUMBER, BOOL = (api_pb2.DATA_TYPE_STRING, api_pb2.DATA_TYPE_FLOAT64,
-                        api_pb2.DATA_TYPE_BOOL)  # fmt: skip
+STRING, NUMBER, BOOL = (api_pb2.DATA_TYPE_STRING, api_pb2.DATA_TYPE_FLOAT64, api_pb2.DATA_TYPE_BOOL)
 HPARAMS = [
     ("task", STRING, "the task= config"),
     ("model", STRING, "the recurrent layer: RNN, LSTM or GRU"),
@@ -77,9 +76,13 @@ class TensorBoardLogger(LightningTensorBoardLogger):
         """Custom Scalars, category -> chart title -> tags: each chart plots its tags together."""
         # TensorBoard reads a chart's tags as regular expressions: anchor them, or
         # "train/loss" would draw train/loss_step too.
-        layout = {category: {title: ["Multiline", [f"^{re.escape(t)}$" for t in tags]]
-                             for title, tags in group.items()}
-                  for category, group in charts.items()}  # fmt: skip
+        layout = {
+            category: {
+                title: ["Multiline", [f"^{re.escape(t)}$" for t in tags]]
+                for title, tags in group.items()
+            }
+            for category, group in charts.items()
+        }
         self.experiment.add_custom_scalars(layout)
 
     def log_run(self, hparams: Mapping[str, Any], metrics: Mapping[str, float], step: int) -> None:
@@ -88,25 +91,39 @@ class TensorBoardLogger(LightningTensorBoardLogger):
         for tag, value in metrics.items():
             writer.add_scalar(tag, value, step)
         # `differs` orders TensorBoard's columns and shows the first five: here, SHOWN.
-        infos = [api_pb2.HParamInfo(name=name, type=kind, description=text, differs=name in SHOWN)
-                 for name, kind, text in HPARAMS]  # fmt: skip
-        metric_infos = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag), description=text)
-                        for tag, text in METRICS]  # fmt: skip
+        infos = [
+            api_pb2.HParamInfo(name=name, type=kind, description=text, differs=name in SHOWN)
+            for name, kind, text in HPARAMS
+        ]
+        metric_infos = [
+            api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag), description=text)
+            for tag, text in METRICS
+        ]
         start = plugin_data_pb2.SessionStartInfo()
         for name, value in hparams.items():
             start.hparams[name].CopyFrom(_value(value))
         end = plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS)
         file_writer = writer._get_file_writer()
         for tag, data in (
-            (metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(
-                experiment=api_pb2.Experiment(hparam_infos=infos, metric_infos=metric_infos))),
-            (metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(
-                session_start_info=start)),
-            (metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=end)),
-        ):  # fmt: skip
+            (
+                metadata.EXPERIMENT_TAG,
+                plugin_data_pb2.HParamsPluginData(
+                    experiment=api_pb2.Experiment(hparam_infos=infos, metric_infos=metric_infos)
+                ),
+            ),
+            (
+                metadata.SESSION_START_INFO_TAG,
+                plugin_data_pb2.HParamsPluginData(session_start_info=start),
+            ),
+            (
+                metadata.SESSION_END_INFO_TAG,
+                plugin_data_pb2.HParamsPluginData(session_end_info=end),
+            ),
+        ):
             data.version = metadata.PLUGIN_DATA_VERSION
-            plugin = SummaryMetadata.PluginData(plugin_name=metadata.PLUGIN_NAME,
-                                                content=data.SerializeToString())  # fmt: skip
+            plugin = SummaryMetadata.PluginData(
+                plugin_name=metadata.PLUGIN_NAME, content=data.SerializeToString()
+            )
             summary = Summary(
                 value=[Summary.Value(tag=tag, metadata=SummaryMetadata(plugin_data=plugin))]
             )
@@ -124,8 +141,9 @@ def _value(value: Any) -> struct_pb2.Value:
 
 def event_file(logger: Any) -> str:
     """The event file a TensorBoard logger writes (its folder when it has none yet)."""
-    writer = getattr(getattr(getattr(logger, "_experiment", None), "file_writer", None),
-                     "event_writer", None)  # fmt: skip
+    writer = getattr(
+        getattr(getattr(logger, "_experiment", None), "file_writer", None), "event_writer", None
+    )
     return str(getattr(writer, "_file_name", None) or logger.log_dir)
 
 

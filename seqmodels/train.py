@@ -149,8 +149,10 @@ def compile_module(module: L.LightningModule, setting: Any) -> None:
     elif isinstance(setting, Mapping):
         options = dict(setting)
     else:
-        raise UserError(f"compile={setting!r} must be true, false or a dict of torch.compile "
-                        "options (e.g. compile={mode:max-autotune})")  # fmt: skip
+        raise UserError(
+            f"compile={setting!r} must be true, false or a dict of torch.compile "
+            "options (e.g. compile={mode:max-autotune})"
+        )
     try:
         module.compile(**options)
     except (TypeError, RuntimeError) as e:  # an option or mode torch.compile does not take
@@ -225,8 +227,12 @@ def fit_and_test(cfg: DictConfig, preemption: Preemption) -> dict[str, float]:
     # with `trainer.enable_progress_bar=false`.
     if not cfg.trainer.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                     plugins=[AtomicCheckpointIO(), *cluster_plugins()])  # fmt: skip
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        plugins=[AtomicCheckpointIO(), *cluster_plugins()],
+    )
     _, busy = choose_threads(cfg.get("threads"))
     if busy and global_rank() == 0:
         print(busy)
@@ -306,8 +312,9 @@ def best_score(trainer: L.Trainer) -> dict[str, float]:
     return {}
 
 
-def run_row(cfg: DictConfig, module: L.LightningModule, trainer: L.Trainer,
-            minutes: float) -> dict[str, Any]:  # fmt: skip
+def run_row(
+    cfg: DictConfig, module: L.LightningModule, trainer: L.Trainer, minutes: float
+) -> dict[str, Any]:
     """The run's values of the HParams table's columns (seqmodels.tensorboard.HPARAMS)."""
     if HydraConfig.initialized():
         task = HydraConfig.get().runtime.choices.get("task", "")
@@ -338,8 +345,10 @@ def run_row(cfg: DictConfig, module: L.LightningModule, trainer: L.Trainer,
 def report(metrics: Mapping[str, float], best: str, trainer: L.Trainer) -> None:
     for callback in trainer.callbacks:  # type: ignore[attr-defined]
         if isinstance(callback, EarlyStopping) and callback.stopping_reason_message:
-            print(f"stopped early after epoch {callback.stopped_epoch}: "
-                  f"{callback.stopping_reason_message.strip()}")  # fmt: skip
+            print(
+                f"stopped early after epoch {callback.stopped_epoch}: "
+                f"{callback.stopping_reason_message.strip()}"
+            )
     tests = {k: v for k, v in metrics.items() if k.startswith("test/")}
     if tests:
         print("test metrics: " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(tests.items())))
@@ -347,5 +356,7 @@ def report(metrics: Mapping[str, float], best: str, trainer: L.Trainer) -> None:
         print(f"best checkpoint: {best}")
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
-            print(f"tensorboard: tensorboard --logdir {logger.log_dir} (then open "
-                  "http://localhost:6006/#custom_scalars)")  # fmt: skip
+            print(
+                f"tensorboard: tensorboard --logdir {logger.log_dir} (then open "
+                "http://localhost:6006/#custom_scalars)"
+            )

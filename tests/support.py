@@ -55,10 +55,18 @@ def run_dirs(root: Path) -> list[Path]:
 
 # -- small datasets in the real layouts ----------------------------------------------------
 
-POS = ["a great film, wonderful acting!", "loved it<br /><br />Great story and great cast",
-       "wonderful, moving and funny", "one of the best films I've seen"]  # fmt: skip
-NEG = ["an awful, boring film", "terrible acting<br />I hated it", "boring boring boring?",
-       "the worst film; awful script"]  # fmt: skip
+POS = [
+    "a great film, wonderful acting!",
+    "loved it<br /><br />Great story and great cast",
+    "wonderful, moving and funny",
+    "one of the best films I've seen",
+]
+NEG = [
+    "an awful, boring film",
+    "terrible acting<br />I hated it",
+    "boring boring boring?",
+    "the worst film; awful script",
+]
 
 
 def write_tiny_imdb(folder: Path, per_label: int = 12) -> Path:
@@ -76,8 +84,9 @@ def write_tiny_imdb(folder: Path, per_label: int = 12) -> Path:
     return folder
 
 
-def write_synthetic_mnist(root: Path, n_train: int = 48, n_test: int = 16, gz: bool = True,
-                          seed: int = 0) -> dict[str, np.ndarray]:  # fmt: skip
+def write_synthetic_mnist(
+    root: Path, n_train: int = 48, n_test: int = 16, gz: bool = True, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Four small IDX files with MNIST's names: random uint8 digits, labels 0..9."""
     from seqmodels.data.idx import write_idx
     from seqmodels.data.mnist import FILES
@@ -93,8 +102,9 @@ def write_synthetic_mnist(root: Path, n_train: int = 48, n_test: int = 16, gz: b
     return arrays
 
 
-def write_synthetic_series(path: Path, days: int = 40, start: str = "2013-03-20",
-                           seed: int = 0) -> Path:  # fmt: skip
+def write_synthetic_series(
+    path: Path, days: int = 40, start: str = "2013-03-20", seed: int = 0
+) -> Path:
     """A half-hourly series in vic_elec's layout: Time (UTC, ISO 8601 with Z), Demand,
     Temperature, Date (local, Australia/Melbourne), Holiday (TRUE/FALSE). From local
     midnight of `start` for `days` local days; the default crosses the end of daylight
@@ -111,12 +121,23 @@ def write_synthetic_series(path: Path, days: int = 40, start: str = "2013-03-20"
     tod = (local.hour * 60 + local.minute).to_numpy() / 1440
     temperature = 16 + 6 * np.sin(2 * np.pi * (tod - 0.4)) + rng.normal(0, 1, len(time))
     holiday = np.isin(local.strftime("%m-%d"), ["03-29", "04-01", "04-25"])
-    demand = (4500 + 900 * np.sin(2 * np.pi * (tod - 0.3)) - 500 * (local.day_of_week >= 5)
-              - 400 * holiday + 40 * (temperature - 16) ** 2 / 6 + rng.normal(0, 60, len(time)))  # fmt: skip
-    frame = pd.DataFrame({"Time": time.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
-                          "Demand": demand.round(3), "Temperature": temperature.round(2),
-                          "Date": local.strftime("%Y-%m-%d"),
-                          "Holiday": np.where(holiday, "TRUE", "FALSE")})  # fmt: skip
+    demand = (
+        4500
+        + 900 * np.sin(2 * np.pi * (tod - 0.3))
+        - 500 * (local.day_of_week >= 5)
+        - 400 * holiday
+        + 40 * (temperature - 16) ** 2 / 6
+        + rng.normal(0, 60, len(time))
+    )
+    frame = pd.DataFrame(
+        {
+            "Time": time.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "Demand": demand.round(3),
+            "Temperature": temperature.round(2),
+            "Date": local.strftime("%Y-%m-%d"),
+            "Holiday": np.where(holiday, "TRUE", "FALSE"),
+        }
+    )
     frame.to_csv(path, index=False)
     return Path(path)
 
@@ -135,8 +156,21 @@ TEXT = (
 
 # A toy pronouncing dictionary in cmudict.dict's layout: each letter has its own phoneme(s),
 # so a model can learn it; with alternates, comments and stress digits as in the real one.
-LETTER_PHONES = {"a": "AE1", "b": "B", "d": "D", "e": "EH0", "k": "K", "l": "L", "m": "M",
-                 "n": "N", "o": "OW2", "r": "R", "s": "S", "t": "T", "u": "UW1"}  # fmt: skip
+LETTER_PHONES = {
+    "a": "AE1",
+    "b": "B",
+    "d": "D",
+    "e": "EH0",
+    "k": "K",
+    "l": "L",
+    "m": "M",
+    "n": "N",
+    "o": "OW2",
+    "r": "R",
+    "s": "S",
+    "t": "T",
+    "u": "UW1",
+}
 
 
 def write_tiny_cmudict(path: Path, n: int = 400, seed: int = 0) -> Path:
@@ -161,14 +195,37 @@ def write_tiny_cmudict(path: Path, n: int = 400, seed: int = 0) -> Path:
 def small_data_overrides(task: str, root: Path) -> list[str]:
     return {
         "parity": ["data.num_train=64", "data.num_val=16", "data.num_test=16", "data.batch_size=4"],
-        "imdb": [f"data.root={root / 'imdb'}", "data.val_size=4", "data.min_freq=1",
-                 "data.batch_size=4", "data.eval_batch_size=4"],
-        "mnist": [f"data.root={root / 'mnist'}", "data.verify=false", "data.val_size=8",
-                  "data.batch_size=4"],
-        "chargen": [f"data.path={root / 'text.txt'}", "data.batch_size=4", "data.seq_len=16",
-                    "data.val_fraction=0.1", "data.test_fraction=0.1"],
-        "forecast": [f"data.path={root / 'series.csv'}", *SERIES_SPLITS, "data.stride=8",
-                     "data.batch_size=16", "data.eval_batch_size=8"],
-        "seq2seq": [f"data.path={root / 'cmudict.dict'}", "data.batch_size=32",
-                    "data.eval_batch_size=16", "task.decode.max_len=12"],
-    }[task]  # fmt: skip
+        "imdb": [
+            f"data.root={root / 'imdb'}",
+            "data.val_size=4",
+            "data.min_freq=1",
+            "data.batch_size=4",
+            "data.eval_batch_size=4",
+        ],
+        "mnist": [
+            f"data.root={root / 'mnist'}",
+            "data.verify=false",
+            "data.val_size=8",
+            "data.batch_size=4",
+        ],
+        "chargen": [
+            f"data.path={root / 'text.txt'}",
+            "data.batch_size=4",
+            "data.seq_len=16",
+            "data.val_fraction=0.1",
+            "data.test_fraction=0.1",
+        ],
+        "forecast": [
+            f"data.path={root / 'series.csv'}",
+            *SERIES_SPLITS,
+            "data.stride=8",
+            "data.batch_size=16",
+            "data.eval_batch_size=8",
+        ],
+        "seq2seq": [
+            f"data.path={root / 'cmudict.dict'}",
+            "data.batch_size=32",
+            "data.eval_batch_size=16",
+            "task.decode.max_len=12",
+        ],
+    }[task]

@@ -17,8 +17,14 @@ from support import CONFIGS, run_dirs
 
 SCRIPT = Path(sys.executable).parent / "seqmodels-train"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-QUICK = ["trainer.max_epochs=2", "data.num_train=256", "data.num_val=64", "data.num_test=64",
-         "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]  # fmt: skip
+QUICK = [
+    "trainer.max_epochs=2",
+    "data.num_train=256",
+    "data.num_val=64",
+    "data.num_test=64",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
 
 
 def hydra_config(*overrides):
@@ -27,8 +33,13 @@ def hydra_config(*overrides):
 
 
 def test_slurm_tasks_follow_the_trainer_for_multi_node_ddp():
-    cfg = hydra_config("hydra/launcher=slurm", "trainer=ddp", "trainer.num_nodes=2",
-                       "trainer.devices=4", "hydra.launcher.partition=gpu")  # fmt: skip
+    cfg = hydra_config(
+        "hydra/launcher=slurm",
+        "trainer=ddp",
+        "trainer.num_nodes=2",
+        "trainer.devices=4",
+        "hydra.launcher.partition=gpu",
+    )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)
@@ -46,17 +57,30 @@ def test_searches_keep_their_study_in_a_database(search):
 
 def sweep(root, *overrides, n_trials, extra_env=None):
     return subprocess.Popen(
-        [str(SCRIPT), "-m", "hparams_search=parity_optuna", f"hydra.sweeper.n_trials={n_trials}",
-         "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3", *QUICK, *overrides,
-         "logger=none", f"paths.root_dir={root}"],
-        cwd=root, env={**ENV, **(extra_env or {})}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            str(SCRIPT),
+            "-m",
+            "hparams_search=parity_optuna",
+            f"hydra.sweeper.n_trials={n_trials}",
+            "hydra.sweeper.heartbeat_interval=1",
+            "hydra.sweeper.grace_period=3",
+            *QUICK,
+            *overrides,
+            "logger=none",
+            f"paths.root_dir={root}",
+        ],
+        cwd=root,
+        env={**ENV, **(extra_env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def trials(root):
-    study = optuna.load_study(study_name="parity",
-                              storage=f"sqlite:///{root / 'outputs' / 'parity' / 'optuna.db'}")  # fmt: skip
+    study = optuna.load_study(
+        study_name="parity", storage=f"sqlite:///{root / 'outputs' / 'parity' / 'optuna.db'}"
+    )
     return study.trials
 
 
@@ -76,8 +100,11 @@ def test_a_killed_search_resumes_to_the_requested_trial_count(tmp_path):
     again = sweep(tmp_path, n_trials=6)
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0, out[-3000:]
-    finished = [t for t in trials(tmp_path) if t.state in (optuna.trial.TrialState.COMPLETE,
-                                                           optuna.trial.TrialState.PRUNED)]  # fmt: skip
+    finished = [
+        t
+        for t in trials(tmp_path)
+        if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    ]
     assert len(finished) == 6
     numbers = [t.number for t in trials(tmp_path)]
     assert len(numbers) == len(set(numbers))
@@ -94,8 +121,11 @@ def test_two_workers_share_one_study(tmp_path):
     outs = [w.communicate(timeout=600)[0] for w in workers]
     assert all(w.returncode == 0 for w in workers), outs[0][-2000:] + outs[1][-2000:]
     states = [t.state for t in trials(tmp_path)]
-    assert states.count(optuna.trial.TrialState.COMPLETE) + states.count(
-        optuna.trial.TrialState.PRUNED) == 5  # fmt: skip
+    assert (
+        states.count(optuna.trial.TrialState.COMPLETE)
+        + states.count(optuna.trial.TrialState.PRUNED)
+        == 5
+    )
     numbers = [t.number for t in trials(tmp_path)]
     assert len(numbers) == len(set(numbers))
     ran = {t.user_attrs["sweeper"] for t in trials(tmp_path) if t.state.is_finished()}
@@ -111,18 +141,29 @@ def test_a_hopeless_trial_is_pruned(tmp_path):
     assert run.returncode == 0, out[-3000:]
     assert "Error executing job" not in out  # a pruned trial is not reported as a crash
     assert [t.state for t in trials(tmp_path)] == [optuna.trial.TrialState.PRUNED] * 2
-    assert [t.intermediate_values for t in trials(tmp_path)] == [{0: pytest.approx(
-        t.intermediate_values[0])} for t in trials(tmp_path)]  # fmt: skip
+    assert [t.intermediate_values for t in trials(tmp_path)] == [
+        {0: pytest.approx(t.intermediate_values[0])} for t in trials(tmp_path)
+    ]
     assert all(0 <= t.intermediate_values[0] <= 1 for t in trials(tmp_path))  # val/acc reported
 
 
 @pytest.mark.slow
 def test_submitit_local_runs_a_sweep_of_two_jobs(tmp_path):
     result = subprocess.run(
-        [str(SCRIPT), "-m", "hydra/launcher=submitit_local", "model=rnn,gru", *QUICK,
-         f"paths.root_dir={tmp_path}"],
-        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            str(SCRIPT),
+            "-m",
+            "hydra/launcher=submitit_local",
+            "model=rnn,gru",
+            *QUICK,
+            f"paths.root_dir={tmp_path}",
+        ],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = run_dirs(tmp_path)
     assert [r.name[:2] for r in runs] == ["0_", "1_"]  # named by number and overrides
@@ -144,9 +185,17 @@ def test_the_pruning_callback_reports_each_validation_epoch(tmp_path, monkeypatc
     trial = study.ask()
     for key, value in ((STORAGE_ENV, url), (STUDY_ENV, "s"), (TRIAL_ENV, str(trial._trial_id))):
         monkeypatch.setenv(key, value)
-    train(compose_train("+callbacks.optuna_pruning._target_=seqmodels.tasks.optuna_pruning.OptunaPruning",
-                        "+callbacks.optuna_pruning.monitor=val/acc", "trainer.max_epochs=3",
-                        "data.num_train=256", "logger=none", "trainer.enable_progress_bar=false",
-                        "monitor.stop_at=null", output_dir=tmp_path / "run"))  # fmt: skip
+    train(
+        compose_train(
+            "+callbacks.optuna_pruning._target_=seqmodels.tasks.optuna_pruning.OptunaPruning",
+            "+callbacks.optuna_pruning.monitor=val/acc",
+            "trainer.max_epochs=3",
+            "data.num_train=256",
+            "logger=none",
+            "trainer.enable_progress_bar=false",
+            "monitor.stop_at=null",
+            output_dir=tmp_path / "run",
+        )
+    )
     reported = optuna.load_study(study_name="s", storage=url).trials[0].intermediate_values
     assert sorted(reported) == [0, 1, 2] and all(0 <= v <= 1 for v in reported.values())

@@ -33,9 +33,14 @@ def test_compile_true_compiles_the_forward_in_place(tmp_path):
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [("compile=3", "compile=3 must be true, false or a dict"),
-     ("compile={fullgraph: true, colour: red}", "compile={'fullgraph': True, 'colour': 'red'}: ")],
-)  # fmt: skip
+    [
+        ("compile=3", "compile=3 must be true, false or a dict"),
+        (
+            "compile={fullgraph: true, colour: red}",
+            "compile={'fullgraph': True, 'colour': 'red'}: ",
+        ),
+    ],
+)
 def test_compile_mistakes_are_one_line(run_cli, tmp_path, value, message):
     result = run_cli("train", value, "trainer=debug")
     assert result.code == 1 and result.err.startswith("error: ") and message in result.err
@@ -51,8 +56,13 @@ def encoder(kind: str, **kw):
 
 def classifier_tokens(kind: str):
     torch.manual_seed(0)
-    m = SequenceClassifier(encoder(kind, num_layers=2, bidirectional=True), num_classes=3,
-                           vocab_size=20, embedding_dim=6, pooling="meanmax")  # fmt: skip
+    m = SequenceClassifier(
+        encoder(kind, num_layers=2, bidirectional=True),
+        num_classes=3,
+        vocab_size=20,
+        embedding_dim=6,
+        pooling="meanmax",
+    )
     x = torch.randint(1, 20, (4, 9))
     lengths = torch.tensor([9, 4, 7, 1])
     y = torch.tensor([0, 1, 2, 1])
@@ -68,8 +78,16 @@ def classifier_features(kind: str):
 
 def forecaster(kind: str):
     torch.manual_seed(0)
-    m = Forecaster(encoder(kind), input_size=3, known_size=2, window=8, horizon=4,
-                   target_scale=2.0, patch=2, head_hidden=8)  # fmt: skip
+    m = Forecaster(
+        encoder(kind),
+        input_size=3,
+        known_size=2,
+        window=8,
+        horizon=4,
+        target_scale=2.0,
+        patch=2,
+        head_hidden=8,
+    )
     past, known, target = torch.randn(5, 8, 3), torch.randn(5, 4, 2), torch.randn(5, 4)
     return m, (lambda mod: F.l1_loss(mod(past, known), target)), (lambda mod: mod(past, known))
 
@@ -92,10 +110,15 @@ def language_model(kind: str):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("task", "kind"),
-    [(classifier_tokens, "LSTM"), (classifier_tokens, "GRU"), (classifier_features, "RNN"),
-     (forecaster, "GRU"), (language_model, "LSTM")],
+    [
+        (classifier_tokens, "LSTM"),
+        (classifier_tokens, "GRU"),
+        (classifier_features, "RNN"),
+        (forecaster, "GRU"),
+        (language_model, "LSTM"),
+    ],
     ids=["tokens-lstm", "tokens-gru", "features-rnn", "forecaster-gru", "language-model-lstm"],
-)  # fmt: skip
+)
 def test_every_task_module_compiles_with_eager_numbers(task, kind):
     module, loss, outputs = task(kind)
     compiled = copy.deepcopy(module)
@@ -111,8 +134,15 @@ def test_every_task_module_compiles_with_eager_numbers(task, kind):
 
 @pytest.mark.slow
 def test_a_compiled_run_trains_and_checkpoints_like_an_eager_one(run_cli, tmp_path):
-    common = ("model.hidden_size=16", "trainer.max_epochs=1", "data.num_train=64",
-              "data.num_val=16", "data.num_test=16", "logger=none", "seed=3")  # fmt: skip
+    common = (
+        "model.hidden_size=16",
+        "trainer.max_epochs=1",
+        "data.num_train=64",
+        "data.num_val=16",
+        "data.num_test=16",
+        "logger=none",
+        "seed=3",
+    )
     eager = run_cli("train", *common, outputs=tmp_path / "eager")
     compiled = run_cli("train", *common, "compile=true", outputs=tmp_path / "compiled")
     assert eager.code == 0 and compiled.code == 0, compiled.err

@@ -40,16 +40,27 @@ def build_everything(cfg, tmp_path):
 
 
 def test_every_group_has_options():
-    for group in ("task", "model", "trainer", "logger", "callbacks", "experiment",
-                  "hparams_search"):  # fmt: skip
+    for group in (
+        "task",
+        "model",
+        "trainer",
+        "logger",
+        "callbacks",
+        "experiment",
+        "hparams_search",
+    ):
         assert options(group), f"configs/{group}/ is empty"
 
 
 @pytest.mark.parametrize("model", options("model"))
 @pytest.mark.parametrize("task", options("task"))
 def test_every_task_and_model_builds(task, model, small_data, tmp_path):
-    cfg = compose_train(f"task={task}", f"model={model}", *small_data_overrides(task, small_data),
-                        output_dir=tmp_path)  # fmt: skip
+    cfg = compose_train(
+        f"task={task}",
+        f"model={model}",
+        *small_data_overrides(task, small_data),
+        output_dir=tmp_path,
+    )
     datamodule, module, trainer = build_everything(cfg, tmp_path)
     expected = {"custom": "Recurrent"}.get(model, model.upper())
     assert type(module.encoder).__name__ == expected
@@ -66,19 +77,28 @@ def test_every_task_and_model_builds(task, model, small_data, tmp_path):
 def test_every_experiment_builds(experiment, small_data, tmp_path):
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
         task = compose("train", overrides=[f"experiment={experiment}"]).data._target_
-    task = {"ParityDataModule": "parity", "IMDBDataModule": "imdb", "MNISTDataModule": "mnist",
-            "CharTextDataModule": "chargen",
-            "ForecastDataModule": "forecast",
-            "Seq2SeqDataModule": "seq2seq"}[task.rsplit(".", 1)[1]]  # fmt: skip
-    cfg = compose_train(f"experiment={experiment}", *small_data_overrides(task, small_data),
-                        output_dir=tmp_path)  # fmt: skip
+    task = {
+        "ParityDataModule": "parity",
+        "IMDBDataModule": "imdb",
+        "MNISTDataModule": "mnist",
+        "CharTextDataModule": "chargen",
+        "ForecastDataModule": "forecast",
+        "Seq2SeqDataModule": "seq2seq",
+    }[task.rsplit(".", 1)[1]]
+    cfg = compose_train(
+        f"experiment={experiment}", *small_data_overrides(task, small_data), output_dir=tmp_path
+    )
     datamodule, module, trainer = build_everything(cfg, tmp_path)
     assert module.hparams.optimizer["_target_"].startswith("torch.optim.")
 
 
 def test_a_misspelled_key_fails_the_build(small_data, tmp_path):
-    cfg = compose_train("task=imdb", "+task.poolng=mean", *small_data_overrides("imdb", small_data),
-                        output_dir=tmp_path)  # fmt: skip
+    cfg = compose_train(
+        "task=imdb",
+        "+task.poolng=mean",
+        *small_data_overrides("imdb", small_data),
+        output_dir=tmp_path,
+    )
     with pytest.raises(Exception, match="poolng"):
         build_everything(cfg, tmp_path)
 
@@ -117,12 +137,22 @@ def test_hparams_search_composes(search, tmp_path):
 def test_trainer_exposes_common_overrides(tmp_path):
     # Overridable without `+`: each key must exist in the trainer config.
     cfg = compose_train(
-        "trainer.max_time=00:00:05:00", "trainer.max_steps=10", "trainer.precision=bf16-mixed",
-        "trainer.gradient_clip_val=1.0", "trainer.accumulate_grad_batches=2",
-        "trainer.limit_train_batches=5", "trainer.limit_val_batches=2",
-        "trainer.val_check_interval=0.5", "trainer.deterministic=true",
-        "trainer.log_every_n_steps=1", "trainer.devices=1", output_dir=tmp_path,
-    )  # fmt: skip
+        "trainer.max_time=00:00:05:00",
+        "trainer.max_steps=10",
+        "trainer.precision=bf16-mixed",
+        "trainer.gradient_clip_val=1.0",
+        "trainer.accumulate_grad_batches=2",
+        "trainer.limit_train_batches=5",
+        "trainer.limit_val_batches=2",
+        "trainer.val_check_interval=0.5",
+        "trainer.deterministic=true",
+        "trainer.log_every_n_steps=1",
+        "trainer.devices=1",
+        output_dir=tmp_path,
+    )
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     assert (trainer.max_steps, trainer.accumulate_grad_batches, trainer.gradient_clip_val) == (
-        10, 2, 1.0)  # fmt: skip
+        10,
+        2,
+        1.0,
+    )

@@ -15,9 +15,15 @@ from seqmodels.data import files
 from seqmodels.data.files import torch_save
 from seqmodels.errors import CannotWrite
 
-SMALL = ("data.num_train=256", "data.num_val=64", "data.num_test=64", "data.batch_size=32",
-         "monitor.stop_at=null", "trainer.enable_progress_bar=false",
-         "trainer.enable_model_summary=false")  # fmt: skip
+SMALL = (
+    "data.num_train=256",
+    "data.num_val=64",
+    "data.num_test=64",
+    "data.batch_size=32",
+    "monitor.stop_at=null",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+)
 
 
 class FullDisk:
@@ -59,8 +65,9 @@ def test_a_folder_that_refuses_the_file_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(files.tempfile, "mkstemp", refused)
     with pytest.raises(CannotWrite) as err:
         torch_save({}, tmp_path / "x.ckpt")
-    assert str(err.value) == (f"cannot write {tmp_path / 'x.ckpt'}: Permission denied "
-                              "(no file was written)")  # fmt: skip
+    assert str(err.value) == (
+        f"cannot write {tmp_path / 'x.ckpt'}: Permission denied (no file was written)"
+    )
 
 
 def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_last_one(
@@ -81,8 +88,10 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_last_one(
     assert result.code == 1 and "Traceback" not in result.err
     (run,) = run_dirs(tmp_path)
     (line,) = result.err.strip().splitlines()
-    assert line == (f"error: cannot write {run / 'checkpoints' / 'epoch_001.ckpt'}: "
-                    "No space left on device (no file was written)")  # fmt: skip
+    assert line == (
+        f"error: cannot write {run / 'checkpoints' / 'epoch_001.ckpt'}: "
+        "No space left on device (no file was written)"
+    )
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["epoch"] == 0 and last["global_step"] == 8  # the previous one, whole
     assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]

@@ -32,17 +32,28 @@ from seqmodels.sample import sample_checkpoint
 from seqmodels.tasks.base import TaskModule
 from seqmodels.train import train
 
-QUICK = ("trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
-         "test=false", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
-         "trainer.enable_model_summary=false", "logger=none")  # fmt: skip
+QUICK = (
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "test=false",
+    "trainer.accelerator=cpu",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "logger=none",
+)
 SMALL_MODEL = ("model.hidden_size=16",)
 
 RUNS = {  # name -> (task, overrides)
     "imdb": ("imdb", ()),
-    "imdb_gru_bidirectional_mean": ("imdb", ("model=gru", "model.num_layers=2",
-                                             "model.bidirectional=true", "task.pooling=mean")),
-    "imdb_rnn_relu_meanmax": ("imdb", ("model=rnn", "model.nonlinearity=relu", "model.num_layers=2",
-                                       "task.pooling=meanmax")),
+    "imdb_gru_bidirectional_mean": (
+        "imdb",
+        ("model=gru", "model.num_layers=2", "model.bidirectional=true", "task.pooling=mean"),
+    ),
+    "imdb_rnn_relu_meanmax": (
+        "imdb",
+        ("model=rnn", "model.nonlinearity=relu", "model.num_layers=2", "task.pooling=meanmax"),
+    ),
     "parity": ("parity", ()),
     "mnist": ("mnist", ("model.num_layers=1",)),
     "forecast": ("forecast", ("model=gru", "task.head_hidden=16")),
@@ -50,7 +61,7 @@ RUNS = {  # name -> (task, overrides)
     "chargen_gru": ("chargen", ("model=gru", "task.embedding_dim=8")),
     "imdb_swish_rnn": ("imdb", ("model=rnn", "model.nonlinearity=swish")),
     "imdb_peephole": ("imdb", ("model=custom",)),  # a cell of one's own: no ONNX operator
-}  # fmt: skip
+}
 SLOW = {"imdb_gru_bidirectional_mean", "imdb_rnn_relu_meanmax", "chargen_gru", "imdb_swish_rnn"}
 
 
@@ -67,8 +78,16 @@ def checkpoints(tmp_path_factory, small_data):
             torch.set_num_threads(1)
             try:
                 with contextlib.redirect_stdout(io.StringIO()):
-                    train(compose_train(f"task={task}", *small_data_overrides(task, small_data),
-                                        *SMALL_MODEL, *extra, *QUICK, output_dir=out))  # fmt: skip
+                    train(
+                        compose_train(
+                            f"task={task}",
+                            *small_data_overrides(task, small_data),
+                            *SMALL_MODEL,
+                            *extra,
+                            *QUICK,
+                            output_dir=out,
+                        )
+                    )
             finally:
                 torch.set_num_threads(threads)
             made[name] = out / "checkpoints" / "last.ckpt"
@@ -134,8 +153,9 @@ def test_token_classifier_onnx_takes_any_batch_and_length(checkpoints, name, tmp
 
 def test_padding_beyond_lengths_changes_nothing(checkpoints, tmp_path):
     ckpt = checkpoints("imdb")
-    path = export({"ckpt_path": str(ckpt), "format": "onnx", "out": str(tmp_path / "m.onnx")},
-                  io.StringIO())  # fmt: skip
+    path = export(
+        {"ckpt_path": str(ckpt), "format": "onnx", "out": str(tmp_path / "m.onnx")}, io.StringIO()
+    )
     x = inputs_of(ckpt, 3, 6)
     longer = torch.cat([x["ids"], torch.randint(2, 10, (3, 9))], dim=1)  # junk after the lengths
     a = run_onnx(path, x)[0]
@@ -145,8 +165,9 @@ def test_padding_beyond_lengths_changes_nothing(checkpoints, tmp_path):
 
 def test_image_classifier_onnx_reads_raw_pixels(checkpoints, tmp_path):
     ckpt = checkpoints("mnist")
-    path = export({"ckpt_path": str(ckpt), "format": "onnx", "out": str(tmp_path / "m.onnx")},
-                  io.StringIO())  # fmt: skip
+    path = export(
+        {"ckpt_path": str(ckpt), "format": "onnx", "out": str(tmp_path / "m.onnx")}, io.StringIO()
+    )
     model = onnx.load(str(path))
     (images,) = model.graph.input
     assert images.type.tensor_type.elem_type == onnx.TensorProto.UINT8
@@ -165,8 +186,9 @@ def test_image_classifier_onnx_reads_raw_pixels(checkpoints, tmp_path):
 
 def test_forecaster_onnx(checkpoints, tmp_path):
     ckpt = checkpoints("forecast")
-    path = export({"ckpt_path": str(ckpt), "format": "onnx", "out": str(tmp_path / "m.onnx")},
-                  io.StringIO())  # fmt: skip
+    path = export(
+        {"ckpt_path": str(ckpt), "format": "onnx", "out": str(tmp_path / "m.onnx")}, io.StringIO()
+    )
     assert "GRU" in [n.op_type for n in onnx.load(str(path)).graph.node]
     for batch in (1, 6):
         x = inputs_of(ckpt, batch)
@@ -176,8 +198,9 @@ def test_forecaster_onnx(checkpoints, tmp_path):
 @pytest.mark.parametrize("name", params(["chargen", "chargen_gru"]))
 def test_language_model_step_onnx_carries_the_state(checkpoints, name, tmp_path):
     ckpt = checkpoints(name)
-    path = export({"ckpt_path": str(ckpt), "format": "onnx", "out": str(tmp_path / "m.onnx")},
-                  io.StringIO())  # fmt: skip
+    path = export(
+        {"ckpt_path": str(ckpt), "format": "onnx", "out": str(tmp_path / "m.onnx")}, io.StringIO()
+    )
     _, task, dm = load_run(ckpt)
     lstm = isinstance(task.encoder, LSTM)
     names = [i.name for i in session(path).get_inputs()]
@@ -185,8 +208,10 @@ def test_language_model_step_onnx_carries_the_state(checkpoints, name, tmp_path)
     tokens = torch.randint(0, dm.vocab_size, (3, 12))  # 3 streams, 12 steps
     with torch.no_grad():
         want, _ = task(tokens)  # the whole sequence at once, from a zero state
-    state = [np.zeros((task.encoder.num_layers, 3, task.encoder.hidden_size), np.float32)
-             for _ in range(2 if lstm else 1)]  # fmt: skip
+    state = [
+        np.zeros((task.encoder.num_layers, 3, task.encoder.hidden_size), np.float32)
+        for _ in range(2 if lstm else 1)
+    ]
     s = session(path)
     for t in range(tokens.shape[1]):
         logits, *state = s.run(None, dict(zip(names, [tokens[:, t].numpy(), *state], strict=True)))
@@ -201,15 +226,18 @@ def test_a_cell_without_onnx_operator_becomes_a_scan_over_any_length(checkpoints
     import onnx
 
     ckpt = checkpoints(name)
-    path = export({"ckpt_path": str(ckpt), "format": "onnx", "out": str(tmp_path / "m.onnx")},
-                  io.StringIO())  # fmt: skip
+    path = export(
+        {"ckpt_path": str(ckpt), "format": "onnx", "out": str(tmp_path / "m.onnx")}, io.StringIO()
+    )
     assert "Scan" in {n.op_type for n in onnx.load(str(path)).graph.node}
     for T in (3, 17):
         x = inputs_of(ckpt, 3, T)
         close(run_onnx(path, x), eager(ckpt, x))
     out = io.StringIO()
-    fixed = export({"ckpt_path": str(ckpt), "format": "onnx", "out": str(tmp_path / "f.onnx"),
-                    "length": 9}, out)  # fmt: skip
+    fixed = export(
+        {"ckpt_path": str(ckpt), "format": "onnx", "out": str(tmp_path / "f.onnx"), "length": 9},
+        out,
+    )
     assert "fixed at 9 steps" in out.getvalue()
     x = inputs_of(ckpt, 3, 9)
     close(run_onnx(fixed, x), eager(ckpt, x))
@@ -217,8 +245,12 @@ def test_a_cell_without_onnx_operator_becomes_a_scan_over_any_length(checkpoints
 
 def test_onnx_layers_give_the_layers_numbers_in_pytorch_too():
     torch.manual_seed(0)
-    for layer in (LSTM(6, 8, num_layers=2, bidirectional=True), GRU(6, 8, bidirectional=True),
-                  RNN(6, 8, nonlinearity="relu", num_layers=2), LSTM(6, 8, bias=False)):  # fmt: skip
+    for layer in (
+        LSTM(6, 8, num_layers=2, bidirectional=True),
+        GRU(6, 8, bidirectional=True),
+        RNN(6, 8, nonlinearity="relu", num_layers=2),
+        LSTM(6, 8, bias=False),
+    ):
         layer.eval()
         swapped = with_onnx_layers(torch.nn.Sequential(layer))[0]
         assert isinstance(swapped, OnnxRecurrent)
@@ -266,8 +298,9 @@ def test_onnx_reproduces_predict_on_an_image(checkpoints, tmp_path):
     digit = np.zeros((28, 28), dtype=np.uint8)
     digit[5:23, 13:16] = 255
     Image.fromarray(digit).save(tmp_path / "digit.png")
-    ((_, label, p),) = predict({"ckpt_path": str(ckpt), "image": str(tmp_path / "digit.png")},
-                               out=io.StringIO())  # fmt: skip
+    ((_, label, p),) = predict(
+        {"ckpt_path": str(ckpt), "image": str(tmp_path / "digit.png")}, out=io.StringIO()
+    )
     pixels = np.asarray(Image.open(tmp_path / "digit.png").convert("L"))[None]  # what a user reads
     (probs,) = session(path).run(None, {"images": pixels})
     assert str(int(probs[0].argmax())) == label and abs(float(probs[0].max()) - p) < 1e-4
@@ -285,16 +318,19 @@ def test_onnx_reproduces_predict_on_a_csv(checkpoints, small_data, tmp_path):
     rows = predict({"ckpt_path": str(ckpt), "csv": str(tmp_path / "recent.csv")}, out=io.StringIO())
     _, _, dm = load_run(ckpt)
     batch, _ = dm.encode_csv(str(tmp_path / "recent.csv"))
-    (forecast,) = session(path).run(None, {"past": batch.past.numpy(), "known": batch.known.numpy(),
-                                           "snaive": batch.snaive.numpy()})  # fmt: skip
+    (forecast,) = session(path).run(
+        None,
+        {"past": batch.past.numpy(), "known": batch.known.numpy(), "snaive": batch.snaive.numpy()},
+    )
     np.testing.assert_allclose(forecast[0], [v for _, v in rows], atol=1e-3, rtol=1e-6)
 
 
 def test_onnx_steps_reproduce_greedy_sampling(checkpoints):
     ckpt = checkpoints("chargen")
     path = export({"ckpt_path": str(ckpt), "format": "onnx"}, io.StringIO())
-    text = sample_checkpoint(str(ckpt), prime="to be", length=40, temperature=1e-6,
-                             out=io.StringIO())  # fmt: skip
+    text = sample_checkpoint(
+        str(ckpt), prime="to be", length=40, temperature=1e-6, out=io.StringIO()
+    )
     s = session(path)
     meta = json.loads(s.get_modelmeta().custom_metadata_map["seqmodels"])
     chars = meta["characters"]
@@ -321,10 +357,19 @@ def test_a_real_mnist_model_gives_predicts_answers_on_real_digits(tmp_path):
 
     root = real_data("mnist")
     with contextlib.redirect_stdout(io.StringIO()):
-        train(compose_train("experiment=mnist_row", f"data.root={root}", "trainer.max_epochs=1",
-                            "trainer.limit_train_batches=60", "trainer.limit_val_batches=2",
-                            "test=false", "logger=none", "trainer.enable_progress_bar=false",
-                            output_dir=tmp_path))  # fmt: skip
+        train(
+            compose_train(
+                "experiment=mnist_row",
+                f"data.root={root}",
+                "trainer.max_epochs=1",
+                "trainer.limit_train_batches=60",
+                "trainer.limit_val_batches=2",
+                "test=false",
+                "logger=none",
+                "trainer.enable_progress_bar=false",
+                output_dir=tmp_path,
+            )
+        )
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     path = export({"ckpt_path": str(ckpt), "format": "onnx"}, io.StringIO())
     dm = MNISTDataModule(root=str(root), mode="row")
@@ -349,8 +394,9 @@ def test_pt2_round_trip(checkpoints, name, tmp_path):
     where the layers trace with a symbolic one). Needs seqmodels.nn's layers to trace under
     torch.export with lengths (the LSTM's `native` engine syncs on them today)."""
     ckpt = checkpoints(name)
-    path = export({"ckpt_path": str(ckpt), "format": "pt2", "out": str(tmp_path / "m.pt2")},
-                  io.StringIO())  # fmt: skip
+    path = export(
+        {"ckpt_path": str(ckpt), "format": "pt2", "out": str(tmp_path / "m.pt2")}, io.StringIO()
+    )
     extra = {"seqmodels.json": ""}
     program = torch.export.load(str(path), extra_files=extra)
     assert json.loads(extra["seqmodels.json"])["task"].endswith(
@@ -390,8 +436,9 @@ def test_mistakes_are_one_line(run_cli, checkpoints, tmp_path):
     checkpoint["hyper_parameters"] = {"size": 2}
     checkpoint["state_dict"] = Echo().state_dict()
     torch.save(checkpoint, tmp_path / "echo.ckpt")
-    cases.append((("format=onnx", f"ckpt_path={tmp_path / 'echo.ckpt'}"),
-                  "cannot export a Echo checkpoint"))  # fmt: skip
+    cases.append(
+        (("format=onnx", f"ckpt_path={tmp_path / 'echo.ckpt'}"), "cannot export a Echo checkpoint")
+    )
     for args, message in cases:
         result = run_cli("export", *args)
         assert result.code == 1, result.err

@@ -24,9 +24,16 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from seqmodels.train import train
 
-QUICK = ("trainer.max_epochs=2", "trainer.enable_progress_bar=false",
-         "trainer.enable_model_summary=false", "model.hidden_size=8", "task.head_hidden=16",
-         "data.stride=8", "data.batch_size=16", "data.eval_batch_size=8")  # fmt: skip
+QUICK = (
+    "trainer.max_epochs=2",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "model.hidden_size=8",
+    "task.head_hidden=16",
+    "data.stride=8",
+    "data.batch_size=16",
+    "data.eval_batch_size=8",
+)
 
 
 def train_run(root: Path, *overrides: str) -> tuple[Path, str]:
@@ -50,16 +57,30 @@ def series(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(series, tmp_path_factory):
     """One short run of task=forecast (module-scoped: several tests read it)."""
-    return train_run(tmp_path_factory.mktemp("forecast_run"), "task=forecast", "model=gru",
-                     f"data.path={series}", *SERIES_SPLITS, "data.known_covariates=[Temperature]",
-                     *QUICK)  # fmt: skip
+    return train_run(
+        tmp_path_factory.mktemp("forecast_run"),
+        "task=forecast",
+        "model=gru",
+        f"data.path={series}",
+        *SERIES_SPLITS,
+        "data.known_covariates=[Temperature]",
+        *QUICK,
+    )
 
 
 def test_a_run_reports_the_model_beside_both_baselines(trained):
     run, out = trained
     line = next(s for s in out.splitlines() if s.startswith("test metrics:"))
-    for name in ("test/mae", "test/rmse", "test/mape", "test/rel_mae", "test/snaive_mae",
-                 "test/snaive_mape", "test/naive_mae", "test/naive_mape"):  # fmt: skip
+    for name in (
+        "test/mae",
+        "test/rmse",
+        "test/mape",
+        "test/rel_mae",
+        "test/snaive_mae",
+        "test/snaive_mape",
+        "test/naive_mae",
+        "test/naive_mape",
+    ):
         assert f"{name}=" in line
     assert (run / "checkpoints" / "last.ckpt").is_file()
 
@@ -127,8 +148,14 @@ def test_eval_tests_the_checkpoint_again(trained, run_cli):
 
 
 def test_a_classifier_refuses_csv_in_one_line(run_cli, small_data, tmp_path):
-    result = run_cli("train", "task=mnist", *small_data_overrides("mnist", small_data),
-                     "trainer.max_epochs=1", "logger=none", "trainer.enable_progress_bar=false")  # fmt: skip
+    result = run_cli(
+        "train",
+        "task=mnist",
+        *small_data_overrides("mnist", small_data),
+        "trainer.max_epochs=1",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+    )
     assert result.code == 0, result.err
     (run,) = run_dirs(tmp_path)
     result = run_cli("predict", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "csv=x.csv")
@@ -145,10 +172,19 @@ def test_ddp_counts_every_origin_once(series, tmp_path):
 
     from seqmodels.evaluate import evaluate
 
-    command = [str(Path(sys.executable).parent / "seqmodels-train"), "task=forecast",
-               "model=gru", f"data.path={series}", *SERIES_SPLITS, *QUICK, "trainer=ddp",
-               "trainer.accelerator=cpu", "trainer.devices=2", "data.batch_size=8",
-               f"paths.root_dir={tmp_path}"]  # fmt: skip
+    command = [
+        str(Path(sys.executable).parent / "seqmodels-train"),
+        "task=forecast",
+        "model=gru",
+        f"data.path={series}",
+        *SERIES_SPLITS,
+        *QUICK,
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "data.batch_size=8",
+        f"paths.root_dir={tmp_path}",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -157,9 +193,20 @@ def test_ddp_counts_every_origin_once(series, tmp_path):
     events = EventAccumulator(str(run))
     events.Reload()
     best = next((run / "checkpoints").glob("epoch_*.ckpt"))
-    single = evaluate(OmegaConf.create({"ckpt_path": str(best), "trainer": {
-        "_target_": "lightning.pytorch.Trainer", "accelerator": "cpu", "devices": 1,
-        "logger": False, "enable_progress_bar": False}}))  # fmt: skip
+    single = evaluate(
+        OmegaConf.create(
+            {
+                "ckpt_path": str(best),
+                "trainer": {
+                    "_target_": "lightning.pytorch.Trainer",
+                    "accelerator": "cpu",
+                    "devices": 1,
+                    "logger": False,
+                    "enable_progress_bar": False,
+                },
+            }
+        )
+    )
     for name in ("test/mae", "test/rmse", "test/mape", "test/snaive_mae", "test/rel_mae"):
         assert single[name] == pytest.approx(events.Scalars(name)[-1].value, rel=1e-5), name
 
@@ -172,9 +219,14 @@ def vic_elec_run(tmp_path_factory):
     """One epoch of experiment=vic_elec_temp on the real series (validation only: the test
     split is read by the recipes' final runs alone)."""
     path = real_data("vic_elec", "vic_elec.csv")
-    run, _ = train_run(tmp_path_factory.mktemp("vic_elec"), "experiment=vic_elec_temp",
-                       f"data.path={path}", "trainer.max_epochs=1", "test=false",
-                       "trainer.enable_progress_bar=false")  # fmt: skip
+    run, _ = train_run(
+        tmp_path_factory.mktemp("vic_elec"),
+        "experiment=vic_elec_temp",
+        f"data.path={path}",
+        "trainer.max_epochs=1",
+        "test=false",
+        "trainer.enable_progress_bar=false",
+    )
     return run, path
 
 
@@ -195,8 +247,11 @@ def test_predict_on_a_vic_elec_checkpoint_returns_the_horizon(vic_elec_run, tmp_
     recent = frame.iloc[-336 - 48 :].copy()
     recent.loc[recent.index[-48:], "Demand"] = ""  # 2014-12-31: forecast it
     recent.to_csv(tmp_path / "recent.csv", index=False)
-    result = run_cli("predict", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
-                     f"csv={tmp_path / 'recent.csv'}")  # fmt: skip
+    result = run_cli(
+        "predict",
+        f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+        f"csv={tmp_path / 'recent.csv'}",
+    )
     assert result.code == 0, result.err
     rows = result.out.strip().splitlines()[1:]
     assert len(rows) == 48 and rows[0].startswith("2014-12-30T13:00:00Z,")

@@ -67,8 +67,9 @@ def build(project: Path, hook: str, out: Path) -> Path:
     """setuptools.build_meta.<hook> (build_wheel, or build_editable as `pip install -e` calls it)."""
     out.mkdir()
     code = f"from setuptools import build_meta; print(build_meta.{hook}({str(out)!r}))"
-    done = subprocess.run([sys.executable, "-c", code], cwd=project, env=ENV,
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=project, env=ENV, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return out / done.stdout.strip().splitlines()[-1]
 
@@ -76,10 +77,13 @@ def build(project: Path, hook: str, out: Path) -> Path:
 def discover(site: Path, cwd: Path) -> dict:
     """What Hydra discovers in a Python whose site-packages are `site` (its .pth files
     processed, as at start-up) and then the current environment's own folders."""
-    code = (f"import site, sys; site.addsitedir({str(site)!r}); "
-            f"sys.path.extend({SITE_PACKAGES!r})\n" + DISCOVER)  # fmt: skip
-    done = subprocess.run([sys.executable, "-S", "-c", code], cwd=cwd, env=ENV,
-                          capture_output=True, text=True)  # fmt: skip
+    code = (
+        f"import site, sys; site.addsitedir({str(site)!r}); "
+        f"sys.path.extend({SITE_PACKAGES!r})\n" + DISCOVER
+    )
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code], cwd=cwd, env=ENV, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -119,8 +123,12 @@ def fresh_venv(path: Path) -> Path:
     installed again): its python."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
     python = path / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     Path(purelib, "zz_parent_environment.pth").write_text("\n".join(SITE_PACKAGES) + "\n")
     return python
 
@@ -132,18 +140,36 @@ def test_a_search_runs_from_another_folder_after_pip_install(tmp_path, editable)
     python = fresh_venv(tmp_path / "venv")
     target = f"{project}[slurm]"
     pip = [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
-    done = subprocess.run([*pip, *(["-e", target] if editable else [target])], cwd=tmp_path,
-                          env=ENV, capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [*pip, *(["-e", target] if editable else [target])],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
 
     run = subprocess.run(
-        [str(python.parent / "seqmodels-train"), "-m", "hparams_search=parity_optuna",
-         "hydra.sweeper.n_trials=1", "trainer.max_epochs=1", "data.num_train=64",
-         "data.num_val=16", "data.num_test=16", "logger=none", "trainer.enable_progress_bar=false"],
-        cwd=elsewhere, env=ENV, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            str(python.parent / "seqmodels-train"),
+            "-m",
+            "hparams_search=parity_optuna",
+            "hydra.sweeper.n_trials=1",
+            "trainer.max_epochs=1",
+            "data.num_train=64",
+            "data.num_val=16",
+            "data.num_test=16",
+            "logger=none",
+            "trainer.enable_progress_bar=false",
+        ],
+        cwd=elsewhere,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     assert "Unknown plugin" not in run.stderr

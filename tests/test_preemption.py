@@ -13,9 +13,16 @@ import pytest
 import torch
 from support import run_dirs
 
-SMALL = ("data.num_train=256", "data.num_val=64", "data.num_test=64", "data.batch_size=32",
-         "monitor.stop_at=null", "trainer.enable_progress_bar=false",
-         "trainer.enable_model_summary=false", "logger=none")  # fmt: skip
+SMALL = (
+    "data.num_train=256",
+    "data.num_val=64",
+    "data.num_test=64",
+    "data.batch_size=32",
+    "monitor.stop_at=null",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "logger=none",
+)
 
 
 def load(path):

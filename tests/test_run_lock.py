@@ -18,9 +18,16 @@ from seqmodels import run_lock
 from seqmodels.errors import CannotWrite
 from seqmodels.run_lock import LOCK_NAME, STALE, FolderInUse, RunLock, live_holder
 
-SMALL = ("data.num_train=256", "data.num_val=64", "data.num_test=64", "data.batch_size=32",
-         "monitor.stop_at=null", "trainer.enable_progress_bar=false", "logger=none",
-         "trainer.enable_model_summary=false")  # fmt: skip
+SMALL = (
+    "data.num_train=256",
+    "data.num_val=64",
+    "data.num_test=64",
+    "data.batch_size=32",
+    "monitor.stop_at=null",
+    "trainer.enable_progress_bar=false",
+    "logger=none",
+    "trainer.enable_model_summary=false",
+)
 
 HOLD = """
 import sys, time
@@ -37,8 +44,12 @@ def held(tmp_path):
     procs = []
 
     def hold(folder):
-        proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE,
-                                text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HOLD, str(folder)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": os.getcwd()},
+        )
         assert proc.stdout.readline().strip() == "held"
         procs.append(proc)
         return proc.pid

@@ -12,9 +12,15 @@ import torch
 from omegaconf import OmegaConf
 from support import run_dirs, write_tiny_imdb
 
-SMALL = ("data.num_train=256", "data.num_val=64", "data.num_test=64", "data.batch_size=32",
-         "monitor.stop_at=null", "trainer.enable_progress_bar=false",
-         "trainer.enable_model_summary=false")  # fmt: skip
+SMALL = (
+    "data.num_train=256",
+    "data.num_val=64",
+    "data.num_test=64",
+    "data.batch_size=32",
+    "monitor.stop_at=null",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+)
 
 
 def load(path):
@@ -107,7 +113,7 @@ def write_damaged(tmp_path):
             ("+task.poolng=mean",),
             "task.poolng is not an argument of seqmodels.tasks.SequenceClassifier"
             " (did you mean task.pooling?)",
-        ),  # fmt: skip
+        ),
         (("model.hidden_size=0",), "hidden_size"),
         (("data.alphabet=hex",), "data.alphabet must be one of digits, bits"),
     ],
@@ -125,8 +131,14 @@ def test_damaged_or_foreign_checkpoints_are_one_line(run_cli, tmp_path):
     result = run_cli("train", "trainer=debug", f"ckpt_path={write_damaged(tmp_path)}")
     assert result.code == 1 and "cannot read the checkpoint" in result.err
     assert "Traceback" not in result.err
-    other = run_cli("train", "trainer.max_epochs=1", "logger=none", *SMALL[:4], "model=gru",
-                    outputs=tmp_path / "gru")  # fmt: skip
+    other = run_cli(
+        "train",
+        "trainer.max_epochs=1",
+        "logger=none",
+        *SMALL[:4],
+        "model=gru",
+        outputs=tmp_path / "gru",
+    )
     assert other.code == 0, other.err
     gru = next((tmp_path / "gru").rglob("last.ckpt"))
     result = run_cli("train", "trainer=debug", f"ckpt_path={gru}")  # this run is an LSTM

@@ -16,9 +16,16 @@ from seqmodels.checkpoint import CONFIG_KEY
 from seqmodels.sample import sample_checkpoint
 from seqmodels.train import train
 
-SMALL = ("task=chargen", "model.hidden_size=16", "task.embedding_dim=8", "data.batch_size=4",
-         "data.seq_len=16", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
-         "trainer.enable_model_summary=false")  # fmt: skip
+SMALL = (
+    "task=chargen",
+    "model.hidden_size=16",
+    "task.embedding_dim=8",
+    "data.batch_size=4",
+    "data.seq_len=16",
+    "trainer.accelerator=cpu",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +33,17 @@ def checkpoint(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("chargen")
     text = tmp / "text.txt"
     text.write_text(TEXT)
-    train(compose_train(*SMALL, f"data.path={text}", "trainer.max_epochs=1",
-                        "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
-                        "test=false", output_dir=tmp / "run"))  # fmt: skip
+    train(
+        compose_train(
+            *SMALL,
+            f"data.path={text}",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+            "trainer.limit_val_batches=2",
+            "test=false",
+            output_dir=tmp / "run",
+        )
+    )
     text.unlink()  # sampling needs no text file
     return tmp / "run" / "checkpoints" / "last.ckpt"
 
@@ -88,7 +103,7 @@ def test_each_character_is_flushed_as_it_is_made(checkpoint):
             "prime=ROMEO:",
             "error: 'ROMEO:' has 4 character(s) outside the model's vocabulary: "
             "'E' 'M' 'O' 'R'; use only",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(checkpoint, run_cli, override, message):
@@ -108,8 +123,16 @@ def test_missing_checkpoint_is_one_clear_line(run_cli, tmp_path):
 
 def test_a_classifier_checkpoint_is_refused(run_cli, tmp_path):
     # A parity classifier checkpoint, written as seqmodels-train writes it.
-    train(compose_train("task=parity", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-                        "logger=none", "test=false", output_dir=tmp_path))  # fmt: skip
+    train(
+        compose_train(
+            "task=parity",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+            "logger=none",
+            "test=false",
+            output_dir=tmp_path,
+        )
+    )
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     result = run_cli("sample", f"ckpt_path={ckpt}")
     assert result.code == 1

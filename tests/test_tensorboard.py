@@ -25,8 +25,11 @@ def layout_of(events):
     (event,) = events.Tensors("custom_scalars__config__")[-1:]
     layout = layout_pb2.Layout()
     layout.ParseFromString(event.tensor_proto.string_val[0])
-    return [(c.title, chart.title, [t.strip("^$").replace("\\", "") for t in chart.multiline.tag])
-            for c in layout.category for chart in c.chart]  # fmt: skip
+    return [
+        (c.title, chart.title, [t.strip("^$").replace("\\", "") for t in chart.multiline.tag])
+        for c in layout.category
+        for chart in c.chart
+    ]
 
 
 def hparams_of(events):
@@ -45,10 +48,16 @@ def test_heatmap_has_one_panel_per_direction():
 
 @pytest.mark.parametrize("task", ["mnist", "chargen"])
 def test_media_go_at_the_validation_scalars_step(run_cli, small_data, tmp_path, task):
-    result = run_cli("train", f"task={task}", *small_data_overrides(task, small_data),
-                     "trainer.max_epochs=2", "trainer.limit_train_batches=3",
-                     "trainer.limit_val_batches=2", "trainer.enable_progress_bar=false",
-                     "model.hidden_size=8")  # fmt: skip
+    result = run_cli(
+        "train",
+        f"task={task}",
+        *small_data_overrides(task, small_data),
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=2",
+        "trainer.enable_progress_bar=false",
+        "model.hidden_size=8",
+    )
     assert result.code == 0, result.err
     (run,) = run_dirs(tmp_path)
     events = events_of(run)
@@ -59,18 +68,28 @@ def test_media_go_at_the_validation_scalars_step(run_cli, small_data, tmp_path, 
     got = events.Images(tag) if kind == "images" else events.Tensors(tag)
     assert [e.step for e in got] == val_steps
     assert [e.step for e in events.Images("grad_flow/steps")] == val_steps
-    main = {"mnist": ("accuracy", ["train/acc", "val/acc"]),
-            "chargen": ("bits per character", ["train/bpc", "val/bpc"])}[task]  # fmt: skip
+    main = {
+        "mnist": ("accuracy", ["train/acc", "val/acc"]),
+        "chargen": ("bits per character", ["train/bpc", "val/bpc"]),
+    }[task]
     # The dashboard opens on train vs validation: the loss, then the task's main metric.
-    assert layout_of(events)[:2] == [("train vs validation", "loss", ["train/loss", "val/loss"]),
-                                     ("train vs validation", *main)]  # fmt: skip
+    assert layout_of(events)[:2] == [
+        ("train vs validation", "loss", ["train/loss", "val/loss"]),
+        ("train vs validation", *main),
+    ]
 
 
 @pytest.mark.slow
 def test_a_sweep_as_tensorboard_shows_it(run_cli, tmp_path):
-    result = run_cli("train", "-m", "model=rnn,gru", "trainer.max_epochs=2",
-                     "trainer.limit_train_batches=20", "trainer.log_every_n_steps=5",
-                     "trainer.enable_progress_bar=false")  # fmt: skip
+    result = run_cli(
+        "train",
+        "-m",
+        "model=rnn,gru",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=20",
+        "trainer.log_every_n_steps=5",
+        "trainer.enable_progress_bar=false",
+    )
     assert result.code == 0, result.err
     runs = run_dirs(tmp_path)
     # Run folders (what the run selector shows) named by each job's overrides.

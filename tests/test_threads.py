@@ -31,9 +31,12 @@ def others(tmp_path):
 
     def start(n):
         for _ in range(n):
-            p = subprocess.Popen([sys.executable, "-c", REGISTER, str(tmp_path)],
-                                 stdout=subprocess.PIPE, text=True,
-                                 env={**os.environ, "PYTHONPATH": os.getcwd()})  # fmt: skip
+            p = subprocess.Popen(
+                [sys.executable, "-c", REGISTER, str(tmp_path)],
+                stdout=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "PYTHONPATH": os.getcwd()},
+            )
             assert p.stdout.readline().strip() == "registered"
             procs.append(p)
         return procs

@@ -50,8 +50,18 @@ def test_run_folder_holds_config_checkpoints_and_events(run_cli, tmp_path):
     events = EventAccumulator(str(run))
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    for tag in ("train/loss_step", "train/loss", "train/acc", "val/loss", "val/acc", "test/acc",
-                "train/grad_norm", "train/lr", "val/best_acc", "grad_flow/first_over_last"):  # fmt: skip
+    for tag in (
+        "train/loss_step",
+        "train/loss",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "test/acc",
+        "train/grad_norm",
+        "train/lr",
+        "val/best_acc",
+        "grad_flow/first_over_last",
+    ):
         assert tag in scalars, f"{tag} missing from {sorted(scalars)}"
     assert "epoch" not in scalars and not any(t.startswith("hparams/") for t in scalars)
     steps = [e.step for e in events.Scalars("val/acc")]
@@ -160,10 +170,16 @@ def test_a_users_cell_trains_from_the_command_line(run_cli, tmp_path, monkeypatc
     (tmp_path / "my_cells.py").write_text(USER_CELL_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
     result = run_cli(
-        "train", "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
-        "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "model=custom",
-        "model.cell._target_=my_cells.MinimalRNNCell", "model.bidirectional=true",
-    )  # fmt: skip
+        "train",
+        "logger=none",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+        "model=custom",
+        "model.cell._target_=my_cells.MinimalRNNCell",
+        "model.bidirectional=true",
+    )
     assert result.code == 0, result.err
     assert "test/acc=" in result.out
     (ckpt,) = tmp_path.rglob("last.ckpt")

@@ -77,8 +77,9 @@ class OptunaSweeper(Sweeper):
         self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
         self.max_failures = max_failures  # trials in a row: then the search itself is wrong
 
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
-              config: DictConfig) -> None:  # fmt: skip
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
         self.hydra_context, self.config = hydra_context, config
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
@@ -113,8 +114,13 @@ class OptunaSweeper(Sweeper):
 
     def load_study(self, storage: optuna.storages.RDBStorage) -> optuna.Study:
         pruner = instantiate(self.pruner_cfg) if self.pruner_cfg else optuna.pruners.NopPruner()
-        study = optuna.create_study(study_name=self.study_name, storage=storage, pruner=pruner,
-                                    direction=self.direction, load_if_exists=True)  # fmt: skip
+        study = optuna.create_study(
+            study_name=self.study_name,
+            storage=storage,
+            pruner=pruner,
+            direction=self.direction,
+            load_if_exists=True,
+        )
         if self.sampler_cfg:
             # A resumed search must not draw its first trials again: offset the seed
             # by the trials the study already has (a fresh search keeps the seed).
@@ -139,8 +145,10 @@ class OptunaSweeper(Sweeper):
         searched = parser.parse_overrides([f"{k}={v}" for k, v in self.params.items()])
         given = parser.parse_overrides(arguments)
         fixed = [str(o.input_line) for o in given if not o.is_sweep_override()]
-        distributions = {o.get_key_element(): distribution(o)
-                         for o in [*searched, *(o for o in given if o.is_sweep_override())]}  # fmt: skip
+        distributions = {
+            o.get_key_element(): distribution(o)
+            for o in [*searched, *(o for o in given if o.is_sweep_override())]
+        }
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
 
@@ -156,10 +164,19 @@ class OptunaSweeper(Sweeper):
             trials = [t for t in (self.ask(study, distributions) for _ in range(batch)) if t]
             if not trials:
                 break
-            env = [f"+hydra.job.env_set.{STORAGE_ENV}='{self.url()}'",
-                   f"+hydra.job.env_set.{STUDY_ENV}='{self.study_name}'"]  # fmt: skip
-            overrides = [[*fixed, *(f"{k}={v}" for k, v in t.params.items()), *env,
-                          f"+hydra.job.env_set.{TRIAL_ENV}={t._trial_id}"] for t in trials]  # fmt: skip
+            env = [
+                f"+hydra.job.env_set.{STORAGE_ENV}='{self.url()}'",
+                f"+hydra.job.env_set.{STUDY_ENV}='{self.study_name}'",
+            ]
+            overrides = [
+                [
+                    *fixed,
+                    *(f"{k}={v}" for k, v in t.params.items()),
+                    *env,
+                    f"+hydra.job.env_set.{TRIAL_ENV}={t._trial_id}",
+                ]
+                for t in trials
+            ]
             self.validate_batch_is_legal(overrides)
             returns: Sequence[Any]
             with Heartbeat(storage, [t._trial_id for t in trials], self.heartbeat_interval):
@@ -210,8 +227,10 @@ def distribution(override: Override) -> optuna.distributions.BaseDistribution:
         if isinstance(value.start, int) and isinstance(value.end, int):
             return optuna.distributions.IntDistribution(value.start, value.end, log=log_scale)
         return optuna.distributions.FloatDistribution(value.start, value.end, log=log_scale)
-    raise ValueError(f"hydra.sweeper.params.{key}={override.input_line}: not a search space "
-                     "(use choice(...), interval(...), tag(log, interval(...)), range(...))")  # fmt: skip
+    raise ValueError(
+        f"hydra.sweeper.params.{key}={override.input_line}: not a search space "
+        "(use choice(...), interval(...), tag(log, interval(...)), range(...))"
+    )
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, ret: Any) -> bool:
@@ -271,8 +290,9 @@ def _alive(pid: int) -> bool:
 class Heartbeat:
     """Records the trials' heartbeats while their jobs run (a killed sweep stops beating)."""
 
-    def __init__(self, storage: optuna.storages.RDBStorage, trial_ids: Sequence[int],
-                 interval: int) -> None:  # fmt: skip
+    def __init__(
+        self, storage: optuna.storages.RDBStorage, trial_ids: Sequence[int], interval: int
+    ) -> None:
         self.storage, self.trial_ids, self.interval = storage, list(trial_ids), interval
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.beat, daemon=True)
@@ -301,10 +321,20 @@ def report(study: optuna.Study, n_trials: int, sweep_dir: Path) -> None:
         log.warning(f"study {study.study_name}: no complete trial ({counts})")
         return
     best = study.best_trial
-    results = {"name": study.study_name, "n_trials": n_trials, "trials": counts,
-               "best_trial": best.number, "best_value": best.value, "best_params": best.params}  # fmt: skip
+    results = {
+        "name": study.study_name,
+        "n_trials": n_trials,
+        "trials": counts,
+        "best_trial": best.number,
+        "best_value": best.value,
+        "best_params": best.params,
+    }
     OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
-    log.info(f"study {study.study_name}: {counts}; best trial {best.number}: "
-             f"value {best.value:.6g}, {best.params}")  # fmt: skip
-    print(f"best trial {best.number} of study {study.study_name} ({counts}): value "
-          f"{best.value:.6g}, params {best.params}")  # fmt: skip
+    log.info(
+        f"study {study.study_name}: {counts}; best trial {best.number}: "
+        f"value {best.value:.6g}, {best.params}"
+    )
+    print(
+        f"best trial {best.number} of study {study.study_name} ({counts}): value "
+        f"{best.value:.6g}, params {best.params}"
+    )

@@ -116,8 +116,9 @@ def missing(datamodule: Any, protocol: type) -> list[str]:
     for base in protocol.__mro__:
         names += [n for n in getattr(base, "__annotations__", {}) if not n.startswith("_")]
     own = vars(datamodule) if not inspect.isclass(datamodule) else {}
-    return sorted({n for n in names if n not in own
-                   and inspect.getattr_static(datamodule, n, None) is None})  # fmt: skip
+    return sorted(
+        {n for n in names if n not in own and inspect.getattr_static(datamodule, n, None) is None}
+    )
 
 
 def provides(datamodule: Any, protocol: type) -> bool:

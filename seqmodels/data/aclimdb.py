@@ -142,8 +142,10 @@ def review_files(folder: pathlib.Path, split: str) -> list[tuple[str, int]]:
     """(path relative to folder, label) of every review of a split, in a fixed order."""
     files = []
     for y, label in enumerate(LABELS):
-        names = sorted((e.name for e in os.scandir(folder / split / label)
-                        if e.name.endswith(".txt")), key=_file_order)  # fmt: skip
+        names = sorted(
+            (e.name for e in os.scandir(folder / split / label) if e.name.endswith(".txt")),
+            key=_file_order,
+        )
         files += [(f"{split}/{label}/{name}", y) for name in names]
     return files
 
@@ -172,8 +174,13 @@ def fingerprint(folder: pathlib.Path) -> str:
 # --------------------------------------------------------------------------- cache
 
 
-def cache_path(folder: pathlib.Path, cache_dir: pathlib.Path, tokenizer: Tokenizer,
-               max_vocab: int | None, min_freq: int) -> pathlib.Path:  # fmt: skip
+def cache_path(
+    folder: pathlib.Path,
+    cache_dir: pathlib.Path,
+    tokenizer: Tokenizer,
+    max_vocab: int | None,
+    min_freq: int,
+) -> pathlib.Path:
     opts = {
         "version": CACHE_VERSION,
         "files": fingerprint(folder),
@@ -185,8 +192,13 @@ def cache_path(folder: pathlib.Path, cache_dir: pathlib.Path, tokenizer: Tokeniz
     return cache_dir / f"imdb-{key}.pt"
 
 
-def build_cache(folder: pathlib.Path, path: pathlib.Path, tokenizer: Tokenizer,
-                max_vocab: int | None, min_freq: int) -> None:  # fmt: skip
+def build_cache(
+    folder: pathlib.Path,
+    path: pathlib.Path,
+    tokenizer: Tokenizer,
+    max_vocab: int | None,
+    min_freq: int,
+) -> None:
     """Tokenise both splits, build the vocabulary from train, save atomically."""
     tokens, labels, names = {}, {}, {}
     for split in SPLITS:

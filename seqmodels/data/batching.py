@@ -127,8 +127,15 @@ class EpochSampler(Resumable, Sampler[int]):
     out differ from epoch to epoch. Resumable mid-epoch (`Resumable`).
     """
 
-    def __init__(self, n: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 even: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        n: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        even: bool = False,
+    ) -> None:
         self.n, self.shuffle, self.seed = n, shuffle, seed
         self.rank, self.world_size, self.even = rank, world_size, even
         self.epoch = 0
@@ -164,8 +171,9 @@ class EpochSampler(Resumable, Sampler[int]):
 class Sequences(Dataset):
     """Variable-length token-id tensors, their labels and lengths."""
 
-    def __init__(self, ids: Sequence[torch.Tensor], labels: torch.Tensor,
-                 lengths: torch.Tensor | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, ids: Sequence[torch.Tensor], labels: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> None:
         self.ids, self.labels = list(ids), labels
         if lengths is None:
             lengths = torch.tensor([len(t) for t in self.ids], dtype=torch.long)
@@ -212,8 +220,9 @@ class BucketBatchSampler(Resumable, Sampler[list[int]]):
     (evaluation): one sort by length. Resumable mid-epoch, counted in batches.
     """
 
-    def __init__(self, sampler: EpochSampler, lengths: torch.Tensor, batch_size: int,
-                 pool_batches: int = 50) -> None:  # fmt: skip
+    def __init__(
+        self, sampler: EpochSampler, lengths: torch.Tensor, batch_size: int, pool_batches: int = 50
+    ) -> None:
         self.sampler = sampler  # Lightning's set_epoch reaches it as batch_sampler.sampler
         self.lengths = torch.as_tensor(lengths)
         self.batch_size, self.pool_batches = batch_size, pool_batches

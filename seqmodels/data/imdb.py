@@ -205,8 +205,7 @@ class IMDBDataModule(L.LightningDataModule):
                 "IMDBDataModule.encode needs a vocabulary: setup() or load_state_dict()"
             )
         ids = self.vocab.encode(self.tokenizer(text))
-        return truncate(torch.tensor(ids, dtype=torch.long), self.max_len,
-                        self.truncation)  # fmt: skip
+        return truncate(torch.tensor(ids, dtype=torch.long), self.max_len, self.truncation)
 
     def decode(self, ids: torch.Tensor) -> str:
         assert self.vocab is not None
@@ -218,8 +217,10 @@ class IMDBDataModule(L.LightningDataModule):
         for i, t in enumerate(texts):
             ids = self.encode(t)
             if len(ids) == 0:
-                raise UserError(f"input {i + 1} has no words after tokenising ({t.strip()[:40]!r}): "
-                                "give a review with words in it")  # fmt: skip
+                raise UserError(
+                    f"input {i + 1} has no words after tokenising ({t.strip()[:40]!r}): "
+                    "give a review with words in it"
+                )
             encoded.append(ids)
         x, _, lengths = pad_collate([(ids, torch.tensor(0)) for ids in encoded])
         return x, lengths
@@ -245,8 +246,10 @@ class IMDBDataModule(L.LightningDataModule):
         ]
         for i in wrong[: self.SHOWN]:
             truth, guess = self.class_names[int(targets[i])], self.class_names[int(preds[i])]
-            rows.append(f"**true {truth}, predicted {guess} ({float(probs[i, preds[i]]):.2f})**: "
-                        + self.render(self.example_texts[i]))  # fmt: skip
+            rows.append(
+                f"**true {truth}, predicted {guess} ({float(probs[i, preds[i]]):.2f})**: "
+                + self.render(self.example_texts[i])
+            )
         writer.add_text("val/misclassified", "\n\n---\n\n".join(rows), global_step)
 
     def render(self, text: str) -> str:

@@ -206,8 +206,7 @@ class MNISTDataModule(L.LightningDataModule):
         """Every split for stage None; only what Lightning's stage reads otherwise."""
         if stage in (None, "fit", "validate") and "train" not in self.splits:
             images, labels = self._load("train")
-            train, val = holdout(len(labels), self.val_size, self.split_seed,
-                                 "images")  # fmt: skip
+            train, val = holdout(len(labels), self.val_size, self.split_seed, "images")
             self.splits["train"] = Digits(images[train], labels[train], self.mode, self.permutation)
             self.splits["val"] = Digits(images[val], labels[val], self.mode, self.permutation)
         if stage in (None, "test") and "test" not in self.splits:
@@ -268,8 +267,11 @@ class MNISTDataModule(L.LightningDataModule):
         digits = from_sequence(x.cpu(), self.mode, self.permutation).numpy()
         pairs = list(zip(preds.tolist(), targets.tolist(), strict=True))
         writer.add_image("val/digits", digit_grid(digits, pairs), global_step, dataformats="HWC")
-        wrong = [f"{i}: predicted {p} ({float(probs[i, p]):.2f}), true {t}"
-                 for i, (p, t) in enumerate(pairs) if p != t]  # fmt: skip
+        wrong = [
+            f"{i}: predicted {p} ({float(probs[i, p]):.2f}), true {t}"
+            for i, (p, t) in enumerate(pairs)
+            if p != t
+        ]
         writer.add_text(
             "val/digits",
             f"{len(pairs) - len(wrong)}/{len(pairs)} right (the same validation digits every "

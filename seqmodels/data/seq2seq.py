@@ -135,8 +135,10 @@ class Seq2SeqDataModule(L.LightningDataModule):
         check_kind("source_tokens", source_tokens)
         check_kind("target_tokens", target_tokens)
         if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
-            raise UserError(f"data.batch_size={batch_size} and data.eval_batch_size="
-                            f"{eval_batch_size} must be >= 1")  # fmt: skip
+            raise UserError(
+                f"data.batch_size={batch_size} and data.eval_batch_size="
+                f"{eval_batch_size} must be >= 1"
+            )
         self.path, self.format = path, format
         self.source_tokens, self.target_tokens = source_tokens, target_tokens
         self.val_fraction, self.test_fraction, self.split_seed = (
@@ -174,8 +176,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
             entries = {tuple(w): prons for w, prons in words.items()}
             return entries, {tuple(w): cmudict.split_of(w) for w in words}
         entries = read_pairs(str(self.path), self.source_tokens, self.target_tokens)
-        split = split_by_source(list(entries), self.val_fraction, self.test_fraction,
-                                self.split_seed)  # fmt: skip
+        split = split_by_source(
+            list(entries), self.val_fraction, self.test_fraction, self.split_seed
+        )
         return entries, split
 
     def setup(self, stage: str | None = None) -> None:
@@ -186,9 +189,13 @@ class Seq2SeqDataModule(L.LightningDataModule):
         source = Table.build([s for s, _ in train])
         target = Table.build([t for _, t in train])
         if self.source is not None and (self.source.itos, self.target.itos) != (  # type: ignore[union-attr]
-            source.itos, target.itos):  # fmt: skip
-            raise UserError("this data's tokens differ from the checkpoint's: use the data the "
-                            "checkpoint was trained on")  # fmt: skip
+            source.itos,
+            target.itos,
+        ):
+            raise UserError(
+                "this data's tokens differ from the checkpoint's: use the data the "
+                "checkpoint was trained on"
+            )
         self.source, self.target = source, target
         rows: dict[str, list[tuple[list[int], list[int], list[list[int]]]]] = {
             "train": [(source.encode(s), target.encode(t), [target.encode(t)]) for s, t in train]
@@ -216,8 +223,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
         sampler = split_sampler(len(dataset), train, self.trainer)
         size = self.batch_size if train else self.eval_batch_size
         batches = BucketBatchSampler(sampler, dataset.lengths, size, self.pool_batches)
-        return data_loader(dataset, batch_sampler=batches, collate_fn=collate,
-                           num_workers=self.num_workers)  # fmt: skip
+        return data_loader(
+            dataset, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
@@ -232,9 +240,13 @@ class Seq2SeqDataModule(L.LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         if self.source is None or self.target is None:
             return {}
-        return {"source": list(self.source.itos), "target": list(self.target.itos),
-                "source_tokens": self.source_tokens, "target_tokens": self.target_tokens,
-                "lowercase": bool(self.lowercase)}  # fmt: skip
+        return {
+            "source": list(self.source.itos),
+            "target": list(self.target.itos),
+            "source_tokens": self.source_tokens,
+            "target_tokens": self.target_tokens,
+            "lowercase": bool(self.lowercase),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if not state_dict:
@@ -271,8 +283,11 @@ class Seq2SeqDataModule(L.LightningDataModule):
     def describe_source(self) -> str:
         assert self.source is not None
         known = self.source.itos[len(SPECIALS) :]
-        return "".join(known) if self.source_tokens == "char" and len(known) < 80 else (
-            f"{len(known)} known tokens")  # fmt: skip
+        return (
+            "".join(known)
+            if self.source_tokens == "char" and len(known) < 80
+            else (f"{len(known)} known tokens")
+        )
 
     def _join(self, toks: Sequence[str], kind: str) -> str:
         return "".join(toks) if kind == "char" else " ".join(toks)
@@ -283,8 +298,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
         ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
         if EOS in ids:
             ids = ids[: ids.index(EOS)]
-        return self._join([self.target.itos[i] for i in ids if i not in (PAD, BOS)],
-                          self.target_tokens)  # fmt: skip
+        return self._join(
+            [self.target.itos[i] for i in ids if i not in (PAD, BOS)], self.target_tokens
+        )
 
     def target_tokens_of(self, ids: Sequence[int]) -> list[str]:
         """Target ids -> their tokens (for labelling an attention image)."""

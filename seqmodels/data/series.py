@@ -78,18 +78,26 @@ class Series:
         return self.time.tz is not None
 
     def rows(self, index: Any) -> Series:
-        return replace(self, time=self.time[index], values=self.values[index],
-                       holiday=None if self.holiday is None else self.holiday[index],
-                       line=self.line[index])  # fmt: skip
+        return replace(
+            self,
+            time=self.time[index],
+            values=self.values[index],
+            holiday=None if self.holiday is None else self.holiday[index],
+            line=self.line[index],
+        )
 
     def then(self, later: Series) -> Series:
         """These rows followed by `later`'s."""
         holiday = None
         if self.holiday is not None and later.holiday is not None:
             holiday = np.concatenate([self.holiday, later.holiday])
-        return replace(self, time=self.time.append(later.time),
-                       values=np.concatenate([self.values, later.values]), holiday=holiday,
-                       line=np.concatenate([self.line, later.line]))  # fmt: skip
+        return replace(
+            self,
+            time=self.time.append(later.time),
+            values=np.concatenate([self.values, later.values]),
+            holiday=holiday,
+            line=np.concatenate([self.line, later.line]),
+        )
 
     def column(self, name: str) -> np.ndarray:
         if name == self.holiday_column and self.holiday is not None:
@@ -104,8 +112,9 @@ def where(series_name: str, line: int, column: str) -> str:
 # -- reading ---------------------------------------------------------------------------------
 
 
-def read_series(source: Any, name: str, time_column: str, value_columns: list[str],
-                holiday_column: str | None) -> Series:  # fmt: skip
+def read_series(
+    source: Any, name: str, time_column: str, value_columns: list[str], holiday_column: str | None
+) -> Series:
     """Parse and check every cell of a CSV file (a path or an open file); see the module doc."""
     pd = pandas()
     try:
@@ -115,13 +124,18 @@ def read_series(source: Any, name: str, time_column: str, value_columns: list[st
         raise UserError(f"{name}: cannot read it as a CSV file ({first})") from None
     except FileNotFoundError:
         raise UserError(f"{name}: no such file; point data.path= at a CSV file") from None
-    keys = {"data.time_column": [time_column], "data.target/covariates": value_columns,
-            "data.holiday_column": [holiday_column] if holiday_column else []}  # fmt: skip
+    keys = {
+        "data.time_column": [time_column],
+        "data.target/covariates": value_columns,
+        "data.holiday_column": [holiday_column] if holiday_column else [],
+    }
     for key, wanted in keys.items():
         for column in wanted:
             if column not in frame.columns:
-                raise UserError(f"{name} has no column {column!r} ({key}); its columns are "
-                                f"{', '.join(map(str, frame.columns))}")  # fmt: skip
+                raise UserError(
+                    f"{name} has no column {column!r} ({key}); its columns are "
+                    f"{', '.join(map(str, frame.columns))}"
+                )
     if len(frame) == 0:
         raise UserError(f"{name} has a header but no rows")
     values = np.stack([parse_numbers(frame[c], name, c) for c in value_columns], axis=1)
@@ -140,14 +154,18 @@ def parse_time(column: Any, name: str, key: str) -> Any:
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if len(bad):
         i = int(bad[0])
-        raise UserError(f"{where(name, i + 2, key)}: {text.iloc[i]!r} is not an ISO 8601 "
-                        "timestamp (such as 2012-01-01T00:30:00Z or 2012-01-01 00:30)")  # fmt: skip
+        raise UserError(
+            f"{where(name, i + 2, key)}: {text.iloc[i]!r} is not an ISO 8601 "
+            "timestamp (such as 2012-01-01T00:30:00Z or 2012-01-01 00:30)"
+        )
     aware = text.str.contains(OFFSET, regex=True).to_numpy()
     if aware.any() and not aware.all():
         i = int(np.flatnonzero(aware != aware[0])[0])
         has = "has no UTC offset" if aware[0] else "has a UTC offset"
-        raise UserError(f"{where(name, i + 2, key)}: {text.iloc[i]!r} {has}, unlike line 2's "
-                        f"{text.iloc[0]!r}: write every timestamp the same way")  # fmt: skip
+        raise UserError(
+            f"{where(name, i + 2, key)}: {text.iloc[i]!r} {has}, unlike line 2's "
+            f"{text.iloc[0]!r}: write every timestamp the same way"
+        )
     index = pd.DatetimeIndex(parsed).as_unit("ns")
     return index if aware.all() else index.tz_localize(None)
 
@@ -173,8 +191,9 @@ def parse_flags(column: Any, name: str, key: str) -> np.ndarray:
     bad = np.flatnonzero(np.isnan(flags) & ~text.isin(MISSING).to_numpy())
     if len(bad):
         i = int(bad[0])
-        raise UserError(f"{where(name, i + 2, key)}: {column.iloc[i]!r} is not a holiday flag "
-                        "(TRUE or FALSE)")  # fmt: skip
+        raise UserError(
+            f"{where(name, i + 2, key)}: {column.iloc[i]!r} is not a holiday flag (TRUE or FALSE)"
+        )
     return flags
 
 
@@ -206,19 +225,27 @@ def check_spacing(series: Series, key: str, step: int, fill: str | None) -> Seri
         gap, line, previous = int(gaps[i]), int(series.line[i + 1]), int(series.line[i])
         stamp = series.time[i + 1]
         if gap == 0:
-            raise UserError(f"{where(series.name, line, key)}: {stamp} repeats line {previous}'s "
-                            "timestamp; keep one row per time step")  # fmt: skip
+            raise UserError(
+                f"{where(series.name, line, key)}: {stamp} repeats line {previous}'s "
+                "timestamp; keep one row per time step"
+            )
         if gap < 0:
-            raise UserError(f"{where(series.name, line, key)}: {stamp} is earlier than line "
-                            f"{previous}'s {series.time[i]}; sort the file by {key}")  # fmt: skip
+            raise UserError(
+                f"{where(series.name, line, key)}: {stamp} is earlier than line "
+                f"{previous}'s {series.time[i]}; sort the file by {key}"
+            )
         if gap % step:
-            raise UserError(f"{where(series.name, line, key)}: {stamp} is {describe_step(gap)} "
-                            f"after line {previous}, not a multiple of the series' step "
-                            f"({describe_step(step)}): the rows must be evenly spaced")  # fmt: skip
+            raise UserError(
+                f"{where(series.name, line, key)}: {stamp} is {describe_step(gap)} "
+                f"after line {previous}, not a multiple of the series' step "
+                f"({describe_step(step)}): the rows must be evenly spaced"
+            )
         if fill != "interpolate":
-            raise UserError(f"{where(series.name, line, key)}: {gap // step - 1} row(s) missing "
-                            f"between {series.time[i]} (line {previous}) and {stamp} (every "
-                            f"{describe_step(step)}); add them, or set data.fill=interpolate")  # fmt: skip
+            raise UserError(
+                f"{where(series.name, line, key)}: {gap // step - 1} row(s) missing "
+                f"between {series.time[i]} (line {previous}) and {stamp} (every "
+                f"{describe_step(step)}); add them, or set data.fill=interpolate"
+            )
     if (gaps == step).all():
         return series
     return insert_missing_rows(series, step)
@@ -256,8 +283,10 @@ def check_missing(series: Series, fill: str | None, columns: list[str] | None = 
         missing = np.flatnonzero(np.isnan(series.column(name)))
         if len(missing):
             i = int(missing[0])
-            raise UserError(f"{where(series.name, int(series.line[i]), name)}: the value is "
-                            "missing; give it, or set data.fill=interpolate")  # fmt: skip
+            raise UserError(
+                f"{where(series.name, int(series.line[i]), name)}: the value is "
+                "missing; give it, or set data.fill=interpolate"
+            )
     return series
 
 
@@ -289,8 +318,10 @@ def check_timezone(timezone: str | None) -> None:
     try:
         zoneinfo.ZoneInfo(timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise UserError(f"data.timezone={timezone!r} is not a time zone name (such as "
-                        "Australia/Melbourne or UTC)") from None  # fmt: skip
+        raise UserError(
+            f"data.timezone={timezone!r} is not a time zone name (such as "
+            "Australia/Melbourne or UTC)"
+        ) from None
 
 
 def wall_clock(series: Series, timezone: str | None, key: str) -> Any:
@@ -298,9 +329,11 @@ def wall_clock(series: Series, timezone: str | None, key: str) -> Any:
     if timezone is None:
         return series.time.tz_localize(None) if series.aware else series.time
     if not series.aware:
-        raise UserError(f"data.timezone={timezone} converts timestamps with a UTC offset, but "
-                        f"{series.name}'s {key} has none (such as 2012-01-01T00:30:00Z); drop "
-                        "data.timezone, or write the offsets")  # fmt: skip
+        raise UserError(
+            f"data.timezone={timezone} converts timestamps with a UTC offset, but "
+            f"{series.name}'s {key} has none (such as 2012-01-01T00:30:00Z); drop "
+            "data.timezone, or write the offsets"
+        )
     return series.time.tz_convert(timezone).tz_localize(None)
 
 
@@ -322,8 +355,11 @@ def calendar_features(clock: Any, names: list[str] | tuple[str, ...]) -> np.ndar
             raise UserError(f"calendar feature {name!r} is not one of {', '.join(CALENDAR)}")
         angle = 2 * np.pi * np.asarray(phase, dtype=np.float64)
         columns += [np.sin(angle), np.cos(angle)]
-    return np.stack(columns, axis=1).astype(np.float32) if columns else np.zeros((len(clock), 0),
-                                                                                 np.float32)  # fmt: skip
+    return (
+        np.stack(columns, axis=1).astype(np.float32)
+        if columns
+        else np.zeros((len(clock), 0), np.float32)
+    )
 
 
 def local_days(clock: Any) -> np.ndarray:

@@ -66,8 +66,10 @@ def export(cfg: Mapping[str, Any], stream: Any = None) -> Path:
     stdout); return its path."""
     fmt = cfg.get("format")
     if fmt not in FORMATS:
-        raise UserError(f"format={fmt}: give format=onnx (onnxruntime and other ONNX runtimes) "
-                        "or format=pt2 (torch.export's archive)")  # fmt: skip
+        raise UserError(
+            f"format={fmt}: give format=onnx (onnxruntime and other ONNX runtimes) "
+            "or format=pt2 (torch.export's archive)"
+        )
     ckpt_path = cfg.get("ckpt_path")
     _, task, datamodule = load_run(ckpt_path)
     path = Path(cfg.get("out") or Path(str(ckpt_path)).with_suffix(f".{fmt}")).expanduser()
@@ -106,11 +108,16 @@ def onnx_program(task: Any, datamodule: Any, length: int | None = None) -> tuple
 def _to_onnx(program: Program) -> Any:
     with quiet_exporter():
         return torch.onnx.export(
-            program.module, tuple(program.inputs.values()), dynamo=True, verbose=False,
-            input_names=list(program.inputs), output_names=program.outputs,
-            dynamic_shapes=dynamic_shapes(program), opset_version=ONNX_OPSET,
+            program.module,
+            tuple(program.inputs.values()),
+            dynamo=True,
+            verbose=False,
+            input_names=list(program.inputs),
+            output_names=program.outputs,
+            dynamic_shapes=dynamic_shapes(program),
+            opset_version=ONNX_OPSET,
             custom_translation_table=translation_table(),
-        )  # fmt: skip
+        )
 
 
 def write_onnx(task: Any, datamodule: Any, path: Path, length: int | None = None) -> list[str]:
@@ -150,9 +157,10 @@ def export_pt2(task: Any, datamodule: Any, length: int | None = None) -> tuple[P
         try:
             with quiet_exporter():
                 return program, torch.export.export(
-                    program.module, tuple(program.inputs.values()),
+                    program.module,
+                    tuple(program.inputs.values()),
                     dynamic_shapes=dynamic_shapes(program),
-                )  # fmt: skip
+                )
         except Exception:
             if not has_time(program):
                 raise
@@ -186,8 +194,10 @@ def write_pt2(task: Any, datamodule: Any, path: Path, length: int | None = None)
 
 def dynamic_shapes(program: Program) -> tuple[dict[int, Any], ...]:
     dims = {"batch": torch.export.Dim("batch", min=1), "time": torch.export.Dim("time", min=1)}
-    return tuple({axis: dims[name] for axis, name in program.dynamic.get(k, {}).items()}
-                 for k in program.inputs)  # fmt: skip
+    return tuple(
+        {axis: dims[name] for axis, name in program.dynamic.get(k, {}).items()}
+        for k in program.inputs
+    )
 
 
 def has_time(program: Program) -> bool:
@@ -205,8 +215,9 @@ def fixed_length(program: Program, datamodule: Any, length: int | None) -> Progr
             "without a torch formulation), and the data sets no maximum length: pass length=N"
         )
     program.inputs = program.example(2, int(steps))
-    program.dynamic = {k: {a: n for a, n in d.items() if n != "time"}
-                       for k, d in program.dynamic.items()}  # fmt: skip
+    program.dynamic = {
+        k: {a: n for a, n in d.items() if n != "time"} for k, d in program.dynamic.items()
+    }
     program.metadata["fixed_length"] = int(steps)
     return program
 
@@ -225,8 +236,10 @@ def compare(want: list[Tensor], got: list[Tensor]) -> float:
     pairs = [(w.detach(), g.detach()) for w, g in zip(want, got, strict=True)]
     diff = max(float(((w - g).abs() / (1 + w.abs())).max()) for w, g in pairs)
     if not diff <= TOLERANCE:
-        raise ExportMismatch(f"the exported program differs from the model by {diff:.2e} "
-                             f"(more than {TOLERANCE}); nothing was written")  # fmt: skip
+        raise ExportMismatch(
+            f"the exported program differs from the model by {diff:.2e} "
+            f"(more than {TOLERANCE}); nothing was written"
+        )
     return diff
 
 
@@ -235,12 +248,15 @@ def signature(program: Program) -> list[str]:
         named = program.dynamic.get(name, {})
         return "(" + ", ".join(named.get(i, str(n)) for i, n in enumerate(x.shape)) + ")"
 
-    inputs = ", ".join(f"{k} {str(v.dtype).removeprefix('torch.')} {dims(k, v)}"
-                       for k, v in program.inputs.items())  # fmt: skip
+    inputs = ", ".join(
+        f"{k} {str(v.dtype).removeprefix('torch.')} {dims(k, v)}" for k, v in program.inputs.items()
+    )
     lines = [f"inputs:  {inputs}", f"outputs: {', '.join(program.outputs)}"]
     if "fixed_length" in program.metadata:
-        lines.append(f"length:  fixed at {program.metadata['fixed_length']} steps (pad shorter "
-                     "inputs; lengths= marks each one's own)")  # fmt: skip
+        lines.append(
+            f"length:  fixed at {program.metadata['fixed_length']} steps (pad shorter "
+            "inputs; lengths= marks each one's own)"
+        )
     return lines
 
 
@@ -256,8 +272,10 @@ def need(*modules: str, what: str) -> None:
         try:
             __import__(name)
         except ImportError:
-            raise UserError(f"{what} needs {name}: pip install 'seqmodels[export]' "
-                            "(onnx, onnxscript, onnxruntime)") from None  # fmt: skip
+            raise UserError(
+                f"{what} needs {name}: pip install 'seqmodels[export]' "
+                "(onnx, onnxscript, onnxruntime)"
+            ) from None
 
 
 @contextlib.contextmanager

@@ -98,8 +98,9 @@ def program_for(task: nn.Module, datamodule: Any) -> Program:
         h, w = datamodule.image_shape
         images = torch.randint(0, 256, (B, h, w), dtype=torch.uint8)
         module = ImageClassifier(task, datamodule.encode_images)  # as seqmodels-predict reads
-        return Program(module, {"images": images}, ["probabilities"], {"images": {0: "batch"}},
-                       meta)  # fmt: skip
+        return Program(
+            module, {"images": images}, ["probabilities"], {"images": {0: "batch"}}, meta
+        )
     if isinstance(task, SequenceClassifier) and task.hparams.get("vocab_size"):
         vocab = getattr(datamodule, "vocab", None)
         if vocab is not None and hasattr(vocab, "itos"):
@@ -108,16 +109,25 @@ def program_for(task: nn.Module, datamodule: Any) -> Program:
         ids = torch.randint(1, V, (B, T))
         lengths = torch.tensor([T, T - 2])
         ids[1, T - 2 :] = 0  # padding after each sequence's length
-        return Program(TokenClassifier(task), {"ids": ids, "lengths": lengths}, ["probabilities"],
-                       {"ids": {0: "batch", 1: "time"}, "lengths": {0: "batch"}}, meta)  # fmt: skip
+        return Program(
+            TokenClassifier(task),
+            {"ids": ids, "lengths": lengths},
+            ["probabilities"],
+            {"ids": {0: "batch", 1: "time"}, "lengths": {0: "batch"}},
+            meta,
+        )
     if isinstance(task, Forecaster):
         hp = task.hparams
         past = torch.randn(B, int(hp["window"]), int(hp["input_size"]))
         known = torch.randn(B, int(hp["horizon"]), int(hp["known_size"]))
         snaive = torch.randn(B, int(hp["horizon"]))
-        return Program(ForecastProgram(task), {"past": past, "known": known, "snaive": snaive},
-                       ["forecast"], {k: {0: "batch"} for k in ("past", "known", "snaive")},
-                       meta)  # fmt: skip
+        return Program(
+            ForecastProgram(task),
+            {"past": past, "known": known, "snaive": snaive},
+            ["forecast"],
+            {k: {0: "batch"} for k in ("past", "known", "snaive")},
+            meta,
+        )
     if isinstance(task, LanguageModel):
         if provides(datamodule, CharacterText):
             meta["characters"] = [datamodule.decode([i]) for i in range(datamodule.vocab_size)]
@@ -144,8 +154,9 @@ def program_for(task: nn.Module, datamodule: Any) -> Program:
     )
 
 
-def _resize(inputs: dict[str, Tensor], dynamic: dict[str, dict[int, str]], batch: int,
-            time: int | None) -> dict[str, Tensor]:  # fmt: skip
+def _resize(
+    inputs: dict[str, Tensor], dynamic: dict[str, dict[int, str]], batch: int, time: int | None
+) -> dict[str, Tensor]:
     """New inputs with the dynamic dimensions resized (ids and lengths kept consistent)."""
     out = {}
     for name, x in inputs.items():

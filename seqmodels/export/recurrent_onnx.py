@@ -81,8 +81,9 @@ def recurrent(
     if kind == "lstm":
         hx = [hx, c0.index_select(1, order)]
     res = fn(packed.data, packed.batch_sizes, hx, *args)
-    out, _ = pad_packed_sequence(packed._replace(data=res[0]), batch_first=True,
-                                 total_length=x.shape[1])  # fmt: skip
+    out, _ = pad_packed_sequence(
+        packed._replace(data=res[0]), batch_first=True, total_length=x.shape[1]
+    )
     h = res[1].index_select(1, unorder)
     c = res[2].index_select(1, unorder) if kind == "lstm" else h.clone()
     return out, h, c
@@ -116,12 +117,22 @@ class OnnxRecurrent(nn.Module):
     def forward(self, x: Tensor, state: Any = None, lengths: Tensor | None = None):
         if not self.batch_first:
             x = x.transpose(0, 1)
-        h0, c0 = (state if isinstance(state, tuple) else (state, None)) if state is not None \
-            else (None, None)  # fmt: skip
+        h0, c0 = (
+            (state if isinstance(state, tuple) else (state, None))
+            if state is not None
+            else (None, None)
+        )
         out, h, c = torch.ops.seqmodels_export.recurrent(
-            x, lengths, h0, c0, flat_weights(self.layer), self.kind, self.hidden_size,
-            self.num_layers, self.bidirectional,
-        )  # fmt: skip
+            x,
+            lengths,
+            h0,
+            c0,
+            flat_weights(self.layer),
+            self.kind,
+            self.hidden_size,
+            self.num_layers,
+            self.bidirectional,
+        )
         if lengths is not None:  # padded steps are zero, as the layer's (whatever the runtime)
             valid = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
             out = torch.where(valid[:, :, None], out, 0.0)
@@ -138,8 +149,11 @@ def maps_to_onnx(layer: nn.Module) -> bool:
 
 def recurrent_layers(module: nn.Module) -> list[nn.Module]:
     """The seqmodels recurrent layers in `module` (anything with `cells` and `native_kernel`)."""
-    return [m for m in module.modules()
-            if hasattr(m, "cells") and callable(getattr(m, "native_kernel", None))]  # fmt: skip
+    return [
+        m
+        for m in module.modules()
+        if hasattr(m, "cells") and callable(getattr(m, "native_kernel", None))
+    ]
 
 
 def with_onnx_layers(module: nn.Module) -> nn.Module:
@@ -185,20 +199,50 @@ def translation_table() -> dict[Any, Any]:
             cells = [weights[(k * D + d) * per_cell : (k * D + d + 1) * per_cell] for d in range(D)]
             W = stack([onnx_order(w[0]) for w in cells])
             R = stack([onnx_order(w[1]) for w in cells])
-            B = (stack([op.Concat(onnx_order(w[2]), onnx_order(w[3]), axis=0) for w in cells])
-                 if per_cell == 4 else None)  # fmt: skip
+            B = (
+                stack([op.Concat(onnx_order(w[2]), onnx_order(w[3]), axis=0) for w in cells])
+                if per_cell == 4
+                else None
+            )
             h_init = op.Slice(h0, [k * D], [(k + 1) * D], [0]) if h0 is not None else None
             if name == "LSTM":
                 c_init = op.Slice(c0, [k * D], [(k + 1) * D], [0]) if c0 is not None else None
-                Y, Y_h, Y_c = op.LSTM(seq, W, R, B, seq_lens, h_init, c_init,
-                                      hidden_size=hidden_size, direction=direction)  # fmt: skip
+                Y, Y_h, Y_c = op.LSTM(
+                    seq,
+                    W,
+                    R,
+                    B,
+                    seq_lens,
+                    h_init,
+                    c_init,
+                    hidden_size=hidden_size,
+                    direction=direction,
+                )
                 cs.append(Y_c)
             elif name == "GRU":
-                Y, Y_h = op.GRU(seq, W, R, B, seq_lens, h_init, hidden_size=hidden_size,
-                                direction=direction, linear_before_reset=1)  # fmt: skip
+                Y, Y_h = op.GRU(
+                    seq,
+                    W,
+                    R,
+                    B,
+                    seq_lens,
+                    h_init,
+                    hidden_size=hidden_size,
+                    direction=direction,
+                    linear_before_reset=1,
+                )
             else:
-                Y, Y_h = op.RNN(seq, W, R, B, seq_lens, h_init, hidden_size=hidden_size,
-                                direction=direction, activations=[activation] * D)  # fmt: skip
+                Y, Y_h = op.RNN(
+                    seq,
+                    W,
+                    R,
+                    B,
+                    seq_lens,
+                    h_init,
+                    hidden_size=hidden_size,
+                    direction=direction,
+                    activations=[activation] * D,
+                )
             hs.append(Y_h)
             # Y (T, D, B, H) -> the next layer's input (T, B, D*H)
             seq = op.Reshape(op.Transpose(Y, perm=[0, 2, 1, 3]), [0, 0, -1])

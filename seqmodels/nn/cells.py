@@ -224,8 +224,10 @@ def is_exactly(cell: Cell, cls: type) -> bool:
     that changes neither the step nor the parameters (a renamed or extended class)."""
     if not isinstance(cell, cls):
         return False
-    same_step = all(getattr(type(cell), m) is getattr(cls, m)
-                    for m in ("step", "split_step", "forward", "has_step"))  # fmt: skip
+    same_step = all(
+        getattr(type(cell), m) is getattr(cls, m)
+        for m in ("step", "split_step", "forward", "has_step")
+    )
     own = {"i2h.weight", "i2h.bias", "bias_hn", "i2o.weight", "i2o.bias"}
     return same_step and all(name in own for name, _ in cell.named_parameters())
 

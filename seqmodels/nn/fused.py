@@ -86,8 +86,9 @@ class _Projection(torch.autograd.Function):
     are gx_t + h_{t-1} W_hh^T, so that their gradient is gx_t's)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, w_ih: Tensor, b: Tensor | None, w_hh: Tensor | None,
-                holder: _Holder) -> Tensor:  # fmt: skip
+    def forward(
+        ctx: Any, x: Tensor, w_ih: Tensor, b: Tensor | None, w_hh: Tensor | None, holder: _Holder
+    ) -> Tensor:
         ctx.save_for_backward(x, w_ih)
         ctx.holder, ctx.has_bias, ctx.has_hh = holder, b is not None, w_hh is not None
         return F.linear(x, w_ih, b)

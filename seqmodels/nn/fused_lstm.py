@@ -136,8 +136,9 @@ def _ends(last: Tensor | None) -> dict:
     return {t: (last == t).view(1, -1) for t in last.unique().tolist()}
 
 
-def lstm_inference(x: Tensor, weight: Tensor, bias: Tensor | None, h0: Tensor, c0: Tensor,
-                   last: Tensor | None):  # fmt: skip
+def lstm_inference(
+    x: Tensor, weight: Tensor, bias: Tensor | None, h0: Tensor, c0: Tensor, last: Tensor | None
+):
     """LSTMRecurrence's forward without autograd (nothing is stored for a backward)."""
     xh = _lstm_input(x, h0, h0.shape[-1])
     h_n, c_n = _lstm_steps(_lstm_weight(weight, bias), xh, c0.t(), _ends(last), None)
@@ -163,8 +164,15 @@ class LSTMRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, h0: Tensor,
-                c0: Tensor, last: Tensor | None):  # fmt: skip
+    def forward(
+        ctx: Any,
+        x: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        h0: Tensor,
+        c0: Tensor,
+        last: Tensor | None,
+    ):
         ctx.set_materialize_grads(False)  # an unused output (hs, often) has no gradient to add
         T, B, I = x.shape  # noqa: E741
         H = h0.shape[-1]

@@ -26,8 +26,9 @@ from torch import Tensor
 from seqmodels.nn.engines import reverse_within
 
 
-def state_gradient_norms(layer: Any, loss_fn: Callable[[], Tensor],
-                         lengths: Tensor | None = None) -> Tensor:  # fmt: skip
+def state_gradient_norms(
+    layer: Any, loss_fn: Callable[[], Tensor], lengths: Tensor | None = None
+) -> Tensor:
     """(directions, T): mean over the batch of ||dL/dh_t|| for the top layer.
 
     `loss_fn()` runs the forward pass that calls `layer` (once) and returns the
@@ -64,8 +65,9 @@ def state_gradient_norms(layer: Any, loss_fn: Callable[[], Tensor],
     rows = []
     for d in range(D):
         g = grads[d * T : (d + 1) * T]
-        per_step = torch.stack([torch.zeros_like(zeros[d][t]) if g[t] is None else g[t]
-                                for t in range(T)], 1)  # (B, T, H)  # fmt: skip
+        per_step = torch.stack(
+            [torch.zeros_like(zeros[d][t]) if g[t] is None else g[t] for t in range(T)], 1
+        )  # (B, T, H)
         if d == 1:  # the backward cell's step s is input step lengths - 1 - s
             per_step = reverse_within(per_step, lengths, 1)
         norms = per_step.detach().norm(dim=-1)  # (B, T)

@@ -69,8 +69,10 @@ def _probe(kind: str, device: torch.device, dtype: torch.dtype, amp: torch.dtype
         with torch.enable_grad(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             x = torch.zeros(1, 2, I, device=device, dtype=dtype, requires_grad=True)
             h0 = torch.zeros(1, 1, H, device=device, dtype=dtype)
-            w = [torch.full((gates * H, n), 0.1, device=device, dtype=dtype, requires_grad=True)
-                 for n in (I, H)]  # fmt: skip
+            w = [
+                torch.full((gates * H, n), 0.1, device=device, dtype=dtype, requires_grad=True)
+                for n in (I, H)
+            ]
             b = [torch.zeros(gates * H, device=device, dtype=dtype) for _ in range(2)]
             hx = [h0, h0] if kind == "lstm" else h0
             out = getattr(torch._VF, kind)(x, hx, w + b, True, 1, 0.0, True, False, True)[0]
@@ -120,8 +122,14 @@ def run_native(layer, x: Tensor, state: tuple[Tensor, ...] | None, lengths: Tens
         hx = (h0, h0) if kind == "lstm" else h0
     else:
         hx = state if kind == "lstm" else state[0]
-    args = (flat_weights(layer), layer.bias, layer.num_layers, layer.dropout, layer.training,
-            layer.bidirectional)  # fmt: skip
+    args = (
+        flat_weights(layer),
+        layer.bias,
+        layer.num_layers,
+        layer.dropout,
+        layer.training,
+        layer.bidirectional,
+    )
     if lengths is None:
         res = fn(x, list(hx) if kind == "lstm" else hx, *args, True)
         return res[0], ((res[1], res[2]) if kind == "lstm" else res[1])
@@ -190,8 +198,17 @@ def _run_padded(layer, kind: str, fn, x: Tensor, hx: Any, lengths: Tensor):
             w = weights[i * per_cell : (i + 1) * per_cell]
             if kind == "lstm":
                 w = [torch.cat((w[0], freeze), 1), *w[1:]]
-                out, _, c = fn(inp, [h0[i : i + 1], c0[i : i + 1]], w, layer.bias, 1, 0.0,
-                               layer.training, False, True)  # fmt: skip
+                out, _, c = fn(
+                    inp,
+                    [h0[i : i + 1], c0[i : i + 1]],
+                    w,
+                    layer.bias,
+                    1,
+                    0.0,
+                    layer.training,
+                    False,
+                    True,
+                )
                 c_n.append(c[0])
             else:
                 out, _ = fn(inp, h0[i : i + 1], w, layer.bias, 1, 0.0, layer.training, False, True)

@@ -353,9 +353,16 @@ class RNN(Recurrent):
         self.nonlinearity = nonlinearity
         cell = functools.partial(RNNCell, nonlinearity=nonlinearity)
         super().__init__(
-            cell, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+            cell,
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
             engine,
-        )  # fmt: skip
+        )
 
 
 class LSTM(Recurrent):
@@ -375,9 +382,16 @@ class LSTM(Recurrent):
         engine: str = "auto",
     ):
         super().__init__(
-            LSTMCell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-            bidirectional, engine,
-        )  # fmt: skip
+            LSTMCell,
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            engine,
+        )
 
 
 class GRU(Recurrent):
@@ -400,6 +414,13 @@ class GRU(Recurrent):
         self.reset_after = bool(reset_after)
         cell = functools.partial(GRUCell, reset_after=self.reset_after)
         super().__init__(
-            cell, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+            cell,
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
             engine,
-        )  # fmt: skip
+        )

@@ -38,8 +38,9 @@ class Attention(nn.Module):
     def score(self, query: Tensor, prepared: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def forward(self, query: Tensor, keys: Tensor, prepared: Tensor,
-                mask: Tensor) -> tuple[Tensor, Tensor]:  # fmt: skip
+    def forward(
+        self, query: Tensor, keys: Tensor, prepared: Tensor, mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
         weights = masked_softmax(self.score(query, prepared), mask)  # (B, S)
         context = torch.bmm(weights.unsqueeze(1), keys).squeeze(1)  # (B, K)
         return context, weights

@@ -13,8 +13,13 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def attention_image(weights: np.ndarray, source: Sequence[str], output: Sequence[str],
-                    title: str = "", cell: int = 24) -> np.ndarray:  # fmt: skip
+def attention_image(
+    weights: np.ndarray,
+    source: Sequence[str],
+    output: Sequence[str],
+    title: str = "",
+    cell: int = 24,
+) -> np.ndarray:
     """uint8 RGB (H, W, 3) of weights (len(output), len(source)) with both axes labelled."""
     from PIL import Image, ImageDraw, ImageFont
 

@@ -70,11 +70,15 @@ class TaskModule(L.LightningModule):
         Tasks put "train vs validation" first: "loss" and their main metric, under
         the same titles in every task, so runs of several tasks share charts.
         """
-        return {"optimisation": {
-            "learning rate": ["train/lr"],
-            "gradient norm (before clipping)": ["train/grad_norm"],
-            "gradient through time: log10 first step / last step": ["grad_flow/first_over_last"],
-        }}  # fmt: skip
+        return {
+            "optimisation": {
+                "learning rate": ["train/lr"],
+                "gradient norm (before clipping)": ["train/grad_norm"],
+                "gradient through time: log10 first step / last step": [
+                    "grad_flow/first_over_last"
+                ],
+            }
+        }
 
     def gradient_flow(self, batch: Any) -> torch.Tensor:
         """(directions, T): ||dL/dh_t|| of the encoder's top layer on `batch` (gradflow.py)."""
@@ -124,8 +128,11 @@ class TaskModule(L.LightningModule):
 
     def divergence_message(self, what: str) -> str:
         trainer = self.trainer
-        written = [getattr(cb, attr, "") for cb in trainer.checkpoint_callbacks
-                   for attr in ("best_model_path", "last_model_path")]  # fmt: skip
+        written = [
+            getattr(cb, attr, "")
+            for cb in trainer.checkpoint_callbacks
+            for attr in ("best_model_path", "last_model_path")
+        ]
         written = [p for p in written if p and os.path.isfile(p)]
         last = max(written, key=os.path.getmtime) if written else ""  # the newest: all are finite
         where = f"the last checkpoint is {last}" if last else "no checkpoint was written before it"
@@ -136,10 +143,15 @@ class TaskModule(L.LightningModule):
             if lr is not None
             else "a lower task.optimizer.lr"
         ]
-        tips.append(f"a lower trainer.gradient_clip_val (now {clip})" if clip
-                    else "trainer.gradient_clip_val=1.0")  # fmt: skip
-        return (f"training diverged at step {self.global_step} (epoch {self.current_epoch}): {what}; "
-                f"{where}; try {' or '.join(tips)}")  # fmt: skip
+        tips.append(
+            f"a lower trainer.gradient_clip_val (now {clip})"
+            if clip
+            else "trainer.gradient_clip_val=1.0"
+        )
+        return (
+            f"training diverged at step {self.global_step} (epoch {self.current_epoch}): {what}; "
+            f"{where}; try {' or '.join(tips)}"
+        )
 
 
 def grad_norm(parameters: Any) -> torch.Tensor | None:

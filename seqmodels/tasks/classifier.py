@@ -200,16 +200,21 @@ class SequenceClassifier(TaskModule):
         if not self.trainer.is_global_zero:
             return
         x, y, lengths = self._unpack(dm.example_batch())  # the same examples every epoch
-        probs = self.predict_step((x.to(self.device), None if lengths is None
-                                   else lengths.to(self.device))).cpu()  # fmt: skip
+        probs = self.predict_step(
+            (x.to(self.device), None if lengths is None else lengths.to(self.device))
+        ).cpu()
         for writer in writers:
             dm.log_examples(writer, (x, y, lengths), probs, global_step=self.media_step())
 
     # -- TensorBoard ---------------------------------------------------------
     def charts(self) -> dict[str, dict[str, list[str]]]:
-        return {"train vs validation": {"loss": ["train/loss", "val/loss"],
-                                        "accuracy": ["train/acc", "val/acc"]},
-                **super().charts()}  # fmt: skip
+        return {
+            "train vs validation": {
+                "loss": ["train/loss", "val/loss"],
+                "accuracy": ["train/acc", "val/acc"],
+            },
+            **super().charts(),
+        }
 
     def gradient_flow(self, batch: Any) -> Tensor:
         x, y, lengths = self._unpack(batch)

@@ -15,9 +15,13 @@ BLACK, GREY, WHITE = (0, 0, 0), (150, 150, 150), (255, 255, 255)
 MODEL, SNAIVE, NAIVE = (31, 119, 180), (160, 160, 160), (255, 127, 14)
 
 
-def line_chart(title: str, lines: Sequence[tuple[str, tuple[int, int, int], np.ndarray]],
-               x_labels: tuple[str, str] = ("", ""), width: int = 720,
-               height: int = 200) -> np.ndarray:  # fmt: skip
+def line_chart(
+    title: str,
+    lines: Sequence[tuple[str, tuple[int, int, int], np.ndarray]],
+    x_labels: tuple[str, str] = ("", ""),
+    width: int = 720,
+    height: int = 200,
+) -> np.ndarray:
     """One chart, uint8 RGB (H, W, 3): each line is (label, colour, values), drawn in order
     (the last on top); NaN breaks a line. `x_labels` name the first and last x."""
     from PIL import Image, ImageDraw, ImageFont
@@ -37,8 +41,12 @@ def line_chart(title: str, lines: Sequence[tuple[str, tuple[int, int, int], np.n
     draw.text((4, top + plot_h - 14), f"{low:.4g}", fill=BLACK, font=font)
     draw.text((left, top + plot_h + 2), x_labels[0], fill=BLACK, font=font)
     last = x_labels[1]
-    draw.text((left + plot_w - draw.textlength(last, font=font), top + plot_h + 2), last,
-              fill=BLACK, font=font)  # fmt: skip
+    draw.text(
+        (left + plot_w - draw.textlength(last, font=font), top + plot_h + 2),
+        last,
+        fill=BLACK,
+        font=font,
+    )
     x_legend = width - right
     for label, colour, _ in reversed(lines):
         x_legend -= int(draw.textlength(label, font=font)) + 24

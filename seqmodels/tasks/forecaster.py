@@ -68,8 +68,9 @@ class ForecastErrors(Metric):
     def __init__(self, horizon: int) -> None:
         super().__init__()
         for name in ("abs_error", "squared_error", "abs_pct_error", "count", "nonzero"):
-            self.add_state(name, default=torch.zeros(horizon, dtype=torch.float64),
-                           dist_reduce_fx="sum")  # fmt: skip
+            self.add_state(
+                name, default=torch.zeros(horizon, dtype=torch.float64), dist_reduce_fx="sum"
+            )
 
     def update(self, forecast: Tensor, target: Tensor) -> None:
         target = target.double()
@@ -83,8 +84,11 @@ class ForecastErrors(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         n = self.count.sum()
-        out = {"mae": self.abs_error.sum() / n, "rmse": (self.squared_error.sum() / n).sqrt(),
-               "mae_by_step": self.abs_error / self.count}  # fmt: skip
+        out = {
+            "mae": self.abs_error.sum() / n,
+            "rmse": (self.squared_error.sum() / n).sqrt(),
+            "mae_by_step": self.abs_error / self.count,
+        }
         if self.nonzero.sum() > 0:  # a percentage of zero is undefined: those targets are left out
             out["mape"] = 100 * self.abs_pct_error.sum() / self.nonzero.sum()
         return out
@@ -118,8 +122,10 @@ class Forecaster(TaskModule):
     ) -> None:
         super().__init__()
         if patch < 1 or window % patch:
-            raise UserError(f"task.patch={patch} must divide data.window={window}: the encoder "
-                            "reads the window in steps of task.patch rows")  # fmt: skip
+            raise UserError(
+                f"task.patch={patch} must divide data.window={window}: the encoder "
+                "reads the window in steps of task.patch rows"
+            )
         if not target_scale > 0:
             raise UserError(f"target_scale={target_scale} must be positive")
         self.save_plain_hyperparameters(
@@ -128,11 +134,13 @@ class Forecaster(TaskModule):
         self.patch, self.target_scale = patch, float(target_scale)
         self.encoder = build_encoder(encoder, input_size * patch, encoder_init)
         features = encoder_output_size(self.encoder) + horizon * known_size
-        self.head = nn.Sequential(nn.Linear(features, head_hidden), nn.ReLU(),
-                                  nn.Linear(head_hidden, horizon))  # fmt: skip
+        self.head = nn.Sequential(
+            nn.Linear(features, head_hidden), nn.ReLU(), nn.Linear(head_hidden, horizon)
+        )
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
-        self.errors = nn.ModuleDict({f"{stage}_{f}": ForecastErrors(horizon)
-                                     for stage in EVAL_STAGES for f in FORECASTS})  # fmt: skip
+        self.errors = nn.ModuleDict(
+            {f"{stage}_{f}": ForecastErrors(horizon) for stage in EVAL_STAGES for f in FORECASTS}
+        )
 
     # -- model ---------------------------------------------------------------
     def forward(self, past: Tensor, known: Tensor) -> Tensor:
@@ -170,8 +178,11 @@ class Forecaster(TaskModule):
         residual = self(batch.past, batch.known)
         loss = F.l1_loss(residual, self.residual(batch))
         getattr(self, f"{stage}_loss").update(loss, weight=batch.target.numel())
-        forecasts = {"model": batch.snaive + residual * self.target_scale,
-                     "snaive": batch.snaive, "naive": batch.naive}  # fmt: skip
+        forecasts = {
+            "model": batch.snaive + residual * self.target_scale,
+            "snaive": batch.snaive,
+            "naive": batch.naive,
+        }
         for name, forecast in forecasts.items():
             self._errors(stage, name).update(forecast, batch.target)
 
@@ -226,11 +237,18 @@ class Forecaster(TaskModule):
         if not writers:
             return
         horizon = len(results["model"]["mae_by_step"])
-        by_step = line_chart("MAE per horizon step (validation), in the data's units", [
-            (f"{name} {float(results[name]['mae']):.4g}", colour,
-             results[name]["mae_by_step"].cpu().numpy())
-            for name, colour in (("snaive", SNAIVE), ("naive", NAIVE), ("model", MODEL))],
-            x_labels=("step 1", f"step {horizon}"))  # fmt: skip
+        by_step = line_chart(
+            "MAE per horizon step (validation), in the data's units",
+            [
+                (
+                    f"{name} {float(results[name]['mae']):.4g}",
+                    colour,
+                    results[name]["mae_by_step"].cpu().numpy(),
+                )
+                for name, colour in (("snaive", SNAIVE), ("naive", NAIVE), ("model", MODEL))
+            ],
+            x_labels=("step 1", f"step {horizon}"),
+        )
         weeks = self.example_charts()
         for writer in writers:
             writer.add_image("val/mae_by_step", by_step, self.media_step(), dataformats="HWC")
@@ -248,21 +266,31 @@ class Forecaster(TaskModule):
             forecast, target = self.forecast(batch).cpu(), batch.target.cpu()
             mae = (forecast - target).abs().mean()
             snaive_mae = (batch.snaive.cpu() - target).abs().mean()
-            charts.append(line_chart(
-                f"{title}: MAE {float(mae):.4g} (seasonal naive {float(snaive_mae):.4g})",
-                [("seasonal naive", SNAIVE, with_gaps(batch.snaive.cpu().numpy())),
-                 ("actual", BLACK, with_gaps(target.numpy())),
-                 ("forecast", MODEL, with_gaps(forecast.numpy()))],
-                x_labels=("", "one day-ahead forecast per day")))  # fmt: skip
+            charts.append(
+                line_chart(
+                    f"{title}: MAE {float(mae):.4g} (seasonal naive {float(snaive_mae):.4g})",
+                    [
+                        ("seasonal naive", SNAIVE, with_gaps(batch.snaive.cpu().numpy())),
+                        ("actual", BLACK, with_gaps(target.numpy())),
+                        ("forecast", MODEL, with_gaps(forecast.numpy())),
+                    ],
+                    x_labels=("", "one day-ahead forecast per day"),
+                )
+            )
         return stack(charts) if charts else None
 
     def charts(self) -> dict[str, dict[str, list[str]]]:
-        return {"train vs validation": {"loss": ["train/loss", "val/loss"],
-                                        "MAE (data units)": ["val/mae", "val/snaive_mae",
-                                                             "val/naive_mae"]},
-                "forecast": {"MAPE (%)": ["val/mape", "val/snaive_mape", "val/naive_mape"],
-                             "MAE / seasonal-naive MAE": ["val/rel_mae"]},
-                **super().charts()}  # fmt: skip
+        return {
+            "train vs validation": {
+                "loss": ["train/loss", "val/loss"],
+                "MAE (data units)": ["val/mae", "val/snaive_mae", "val/naive_mae"],
+            },
+            "forecast": {
+                "MAPE (%)": ["val/mape", "val/snaive_mape", "val/naive_mape"],
+                "MAE / seasonal-naive MAE": ["val/rel_mae"],
+            },
+            **super().charts(),
+        }
 
     def gradient_flow(self, batch: ForecastBatch) -> Tensor:
         loss = lambda: F.l1_loss(self(batch.past, batch.known), self.residual(batch))  # noqa: E731

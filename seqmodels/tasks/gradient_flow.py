@@ -28,8 +28,20 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 FLOOR = 1e-30
 # Viridis at nine points (matplotlib's colormap, which seqmodels does not depend on).
-VIRIDIS = np.array([[68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141],
-                    [39, 173, 129], [92, 200, 99], [170, 220, 50], [253, 231, 37]], dtype=float)  # fmt: skip
+VIRIDIS = np.array(
+    [
+        [68, 1, 84],
+        [71, 44, 122],
+        [59, 81, 139],
+        [44, 113, 142],
+        [33, 144, 141],
+        [39, 173, 129],
+        [92, 200, 99],
+        [170, 220, 50],
+        [253, 231, 37],
+    ],
+    dtype=float,
+)
 
 
 class GradientFlow(L.Callback):
@@ -51,8 +63,9 @@ class GradientFlow(L.Callback):
         forward = logs[0][np.isfinite(norms[0].cpu().numpy())]
         for writer in writers:
             writer.add_scalar("grad_flow/first_over_last", float(forward[0] - forward[-1]), step)
-            writer.add_image("grad_flow/steps", render(self.rows, self.min_width), step,
-                             dataformats="HWC")  # fmt: skip
+            writer.add_image(
+                "grad_flow/steps", render(self.rows, self.min_width), step, dataformats="HWC"
+            )
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": [r.tolist() for r in self.rows]}

@@ -189,18 +189,28 @@ class LanguageModel(TaskModule):
             return
         prime = default_prime(dm)
         text = prime + "".join(
-            sample_text(self, dm, prime, self.hparams["sample_length"],
-                        temperature=self.hparams["sample_temperature"], seed=self.global_step)
-        )  # fmt: skip
+            sample_text(
+                self,
+                dm,
+                prime,
+                self.hparams["sample_length"],
+                temperature=self.hparams["sample_temperature"],
+                seed=self.global_step,
+            )
+        )
         # A fenced block keeps the line breaks in TensorBoard's markdown view.
         for writer in writers:
             writer.add_text("val/sample", "```\n" + text + "\n```", self.media_step())
 
     # -- TensorBoard ---------------------------------------------------------
     def charts(self) -> dict[str, dict[str, list[str]]]:
-        return {"train vs validation": {"loss": ["train/loss", "val/loss"],  # nats per character
-                                        "bits per character": ["train/bpc", "val/bpc"]},
-                **super().charts()}  # fmt: skip
+        return {
+            "train vs validation": {
+                "loss": ["train/loss", "val/loss"],  # nats per character
+                "bits per character": ["train/bpc", "val/bpc"],
+            },
+            **super().charts(),
+        }
 
     def gradient_flow(self, batch: tuple[Tensor, Tensor]) -> Tensor:
         x, y = batch  # from a zero state: the measurement sees this batch's steps only

@@ -97,8 +97,10 @@ def beam_search(
         keep = torch.argsort(ends.long() * len(ranks) + ranks[: ends.shape[1]], dim=-1)[:, :k]
         keep_beam, keep_tok = beam.gather(1, keep), tok.gather(1, keep)
         scores = top.gather(1, keep)
-        history = torch.cat((history.gather(1, keep_beam.unsqueeze(-1).expand(-1, -1, t)),
-                             keep_tok.unsqueeze(-1)), dim=2)  # fmt: skip
+        history = torch.cat(
+            (history.gather(1, keep_beam.unsqueeze(-1).expand(-1, -1, t)), keep_tok.unsqueeze(-1)),
+            dim=2,
+        )
         state = decoder.select(state, (rows.unsqueeze(1) * k + keep_beam).view(-1))
         token = keep_tok.view(-1)
         done = torch.tensor([len(f) >= k for f in finished])
@@ -107,7 +109,11 @@ def beam_search(
     for b, found in enumerate(finished):
         if len(found) < nbest:  # max_len reached: the unfinished ones compete too
             length = history.shape[2]
-            found += [(norm(float(s), length), history[b, j].tolist())
-                      for j, s in enumerate(scores[b].tolist()) if s > float("-inf")]  # fmt: skip
-    return [[(seq, score) for score, seq in sorted(f, key=lambda x: -x[0])[:nbest]]
-            for f in finished]  # fmt: skip
+            found += [
+                (norm(float(s), length), history[b, j].tolist())
+                for j, s in enumerate(scores[b].tolist())
+                if s > float("-inf")
+            ]
+    return [
+        [(seq, score) for score, seq in sorted(f, key=lambda x: -x[0])[:nbest]] for f in finished
+    ]

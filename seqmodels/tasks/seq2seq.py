@@ -89,15 +89,18 @@ class Seq2Seq(TaskModule):
             raise UserError(f"task.label_smoothing must be in [0, 1); got {label_smoothing}")
         unknown = set(decode or {}) - set(DECODE)
         if unknown:
-            raise UserError(f"task.decode.{sorted(unknown)[0]} is not a decoding setting "
-                            f"(they are {', '.join(DECODE)})")  # fmt: skip
+            raise UserError(
+                f"task.decode.{sorted(unknown)[0]} is not a decoding setting "
+                f"(they are {', '.join(DECODE)})"
+            )
         self.save_plain_hyperparameters({"_target_": "torch.optim.Adam", "lr": 1e-3})
         # The defaults written into the hparams (already plain data), so a checkpoint says them.
         hp = self.hparams
         hp["decode"] = {**DECODE, **(hp["decode"] or {})}
         hp["decoder_cell"] = hp["decoder_cell"] or {"_target_": "seqmodels.nn.LSTMCell"}
         hp["attention"] = hp["attention"] or {
-            "_target_": "seqmodels.tasks.attention.MultiplicativeAttention"}  # fmt: skip
+            "_target_": "seqmodels.tasks.attention.MultiplicativeAttention"
+        }
 
         self.embedding = nn.Embedding(source_vocab_size, embedding_dim, padding_idx=PAD)
         if bidirectional is not None and isinstance(encoder, Mapping):
@@ -105,12 +108,15 @@ class Seq2Seq(TaskModule):
         self.encoder = build_encoder(encoder, embedding_dim, encoder_init)
         cell = instantiate(self.hparams["decoder_cell"], _partial_=True)
         self.decoder = AttentionDecoder(
-            target_vocab_size, target_embedding_dim,
+            target_vocab_size,
+            target_embedding_dim,
             cell=lambda i, h: build_cell(cell, i, h, bias=True),
-            hidden_size=decoder_hidden_size, key_size=encoder_output_size(self.encoder),
+            hidden_size=decoder_hidden_size,
+            key_size=encoder_output_size(self.encoder),
             attention=instantiate(self.hparams["attention"], _partial_=True),
-            input_feeding=input_feeding, dropout=dropout,
-        )  # fmt: skip
+            input_feeding=input_feeding,
+            dropout=dropout,
+        )
         self.dropout = nn.Dropout(dropout)
         for stage in STAGES:  # a ModuleDict key cannot be "train": attributes per stage
             setattr(self, f"{stage}_loss", MeanMetric())
@@ -136,11 +142,13 @@ class Seq2Seq(TaskModule):
         return self.decoder(inputs, state)
 
     def loss(self, logits: Tensor, target: Tensor, smoothing: float = 0.0) -> Tensor:
-        return nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(),
-                                           ignore_index=PAD, label_smoothing=smoothing)  # fmt: skip
+        return nn.functional.cross_entropy(
+            logits.flatten(0, 1), target.flatten(), ignore_index=PAD, label_smoothing=smoothing
+        )
 
-    def transduce(self, source: Tensor, lengths: Tensor, beam_size: int | None = None,
-                  nbest: int = 1) -> list[list[tuple[list[int], float]]]:  # fmt: skip
+    def transduce(
+        self, source: Tensor, lengths: Tensor, beam_size: int | None = None, nbest: int = 1
+    ) -> list[list[tuple[list[int], float]]]:
         """Per source, its nbest outputs (token ids, no EOS) with their length-normalised
         log-probability, best first: the inference path of seqmodels-predict."""
         decode = self.hparams["decode"]
@@ -148,8 +156,14 @@ class Seq2Seq(TaskModule):
         if beam < 1 or not 1 <= nbest <= beam:
             raise UserError(f"beam={beam}, nbest={nbest}: need 1 <= nbest <= beam")
         state = self.encode(source, lengths)
-        return beam_search(self.decoder, state, beam, int(decode["max_len"]),
-                           float(decode["length_penalty"]), nbest)  # fmt: skip
+        return beam_search(
+            self.decoder,
+            state,
+            beam,
+            int(decode["max_len"]),
+            float(decode["length_penalty"]),
+            nbest,
+        )
 
     # -- steps -----------------------------------------------------------------------
     def training_step(self, batch: Seq2SeqBatch, batch_idx: int) -> Tensor:
@@ -171,8 +185,9 @@ class Seq2Seq(TaskModule):
             outputs = greedy(self.decoder, state, max_len).tokens
         else:
             decode = self.hparams["decode"]
-            found = beam_search(self.decoder, state, beam_size, max_len,
-                                float(decode["length_penalty"]))  # fmt: skip
+            found = beam_search(
+                self.decoder, state, beam_size, max_len, float(decode["length_penalty"])
+            )
             outputs = [best[0][0] for best in found]
         getattr(self, f"{stage}_wer").update(outputs, batch.references)
         getattr(self, f"{stage}_per").update(outputs, batch.references)
@@ -197,8 +212,10 @@ class Seq2Seq(TaskModule):
         decode = self.hparams["decode"]
         if int(decode["beam_size"]) == 1:
             return f"greedy search (max_len {decode['max_len']})"
-        return (f"beam search (beam {decode['beam_size']}, length penalty "
-                f"{decode['length_penalty']}, max_len {decode['max_len']})")  # fmt: skip
+        return (
+            f"beam search (beam {decode['beam_size']}, length penalty "
+            f"{decode['length_penalty']}, max_len {decode['max_len']})"
+        )
 
     def on_test_epoch_start(self) -> None:
         rank_zero_info(f"test decoding: {self.decoding()}; validation decodes greedily")
@@ -225,22 +242,34 @@ class Seq2Seq(TaskModule):
             source = dm.source_tokens_of(batch.source[i])
             # With EOS (its row shows where the output ended) unless max_len cut it first.
             written = dm.target_tokens_of([*output, EOS])[: weights.shape[1]]
-            images.append(attention_image(weights[i, : len(written), : len(source)], source,
-                                          written, title=dm.decode_source(batch.source[i])))  # fmt: skip
+            images.append(
+                attention_image(
+                    weights[i, : len(written), : len(source)],
+                    source,
+                    written,
+                    title=dm.decode_source(batch.source[i]),
+                )
+            )
             right = output in refs
-            rows.append(f"| {dm.decode_source(batch.source[i])} | {dm.decode_target(output)} | "
-                        + " / ".join(dm.decode_target(r) for r in refs)
-                        + f" | {'right' if right else '**wrong**'} |")  # fmt: skip
+            rows.append(
+                f"| {dm.decode_source(batch.source[i])} | {dm.decode_target(output)} | "
+                + " / ".join(dm.decode_target(r) for r in refs)
+                + f" | {'right' if right else '**wrong**'} |"
+            )
         image = stack(images)
         for writer in writers:
             writer.add_image("val/attention", image, self.media_step(), dataformats="HWC")
             writer.add_text("val/examples", "\n".join(rows), self.media_step())
 
     def charts(self) -> dict[str, dict[str, list[str]]]:
-        return {"train vs validation": {"loss": ["train/loss", "val/loss"],
-                                        "sequence error rate (WER)": ["val/wer", "test/wer"],
-                                        "token error rate (PER)": ["val/per", "test/per"]},
-                **super().charts()}  # fmt: skip
+        return {
+            "train vs validation": {
+                "loss": ["train/loss", "val/loss"],
+                "sequence error rate (WER)": ["val/wer", "test/wer"],
+                "token error rate (PER)": ["val/per", "test/per"],
+            },
+            **super().charts(),
+        }
 
     def gradient_flow(self, batch: Seq2SeqBatch) -> Tensor:
         def loss() -> Tensor:

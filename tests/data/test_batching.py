@@ -28,8 +28,10 @@ def test_epoch_order_depends_only_on_seed_and_epoch():
 @pytest.mark.parametrize("shuffle,even", [(True, True), (False, False)])
 def test_process_shares_are_disjoint(shuffle, even):
     n, world = 103, 4
-    shares = [list(EpochSampler(n, shuffle, seed=1, rank=r, world_size=world, even=even))
-              for r in range(world)]  # fmt: skip
+    shares = [
+        list(EpochSampler(n, shuffle, seed=1, rank=r, world_size=world, even=even))
+        for r in range(world)
+    ]
     seen = [i for s in shares for i in s]
     assert len(seen) == len(set(seen))  # nobody reads an example another process reads
     if even:  # training: equal shares (DDP steps together), the remainder left out
@@ -37,16 +39,23 @@ def test_process_shares_are_disjoint(shuffle, even):
     else:  # evaluation: every example exactly once
         assert sorted(seen) == list(range(n))
     assert [len(EpochSampler(n, shuffle, 1, r, world, even)) for r in range(world)] == [
-        len(s) for s in shares]  # fmt: skip
+        len(s) for s in shares
+    ]
 
 
 def test_lightning_sets_the_epoch_of_plain_and_bucketed_loaders():
     lengths = torch.randint(1, 50, (64,), generator=torch.Generator().manual_seed(0))
     data = Sequences([torch.ones(int(n), dtype=torch.long) for n in lengths], torch.zeros(64))
-    plain = DataLoader(data, batch_size=8, sampler=EpochSampler(64, True, seed=1),
-                       collate_fn=pad_collate)  # fmt: skip
-    bucketed = DataLoader(data, collate_fn=pad_collate, batch_sampler=BucketBatchSampler(
-        EpochSampler(64, True, seed=1), lengths, batch_size=8, pool_batches=2))  # fmt: skip
+    plain = DataLoader(
+        data, batch_size=8, sampler=EpochSampler(64, True, seed=1), collate_fn=pad_collate
+    )
+    bucketed = DataLoader(
+        data,
+        collate_fn=pad_collate,
+        batch_sampler=BucketBatchSampler(
+            EpochSampler(64, True, seed=1), lengths, batch_size=8, pool_batches=2
+        ),
+    )
     for loader in (plain, bucketed):
         _set_sampler_epoch(loader, 5)  # what Lightning calls before each epoch
     assert plain.sampler.epoch == 5 and bucketed.batch_sampler.sampler.epoch == 5
@@ -54,8 +63,9 @@ def test_lightning_sets_the_epoch_of_plain_and_bucketed_loaders():
 
 def test_bucket_batches_group_lengths_and_reshuffle():
     lengths = torch.randint(1, 500, (1000,), generator=torch.Generator().manual_seed(0))
-    s = BucketBatchSampler(EpochSampler(1000, True, seed=3), lengths, batch_size=10,
-                           pool_batches=20)  # fmt: skip
+    s = BucketBatchSampler(
+        EpochSampler(1000, True, seed=3), lengths, batch_size=10, pool_batches=20
+    )
     epoch0 = list(s)
     s.sampler.set_epoch(1)
     epoch1 = list(s)
@@ -75,9 +85,17 @@ def test_bucket_batches_group_lengths_and_reshuffle():
 def test_bucketed_training_under_ddp_reads_each_review_at_most_once_per_epoch():
     lengths = torch.randint(1, 300, (250,), generator=torch.Generator().manual_seed(1))
     world = 2
-    per_rank = [list(BucketBatchSampler(EpochSampler(250, True, seed=7, rank=r, world_size=world,
-                                                     even=True), lengths, 16, pool_batches=3))
-                for r in range(world)]  # fmt: skip
+    per_rank = [
+        list(
+            BucketBatchSampler(
+                EpochSampler(250, True, seed=7, rank=r, world_size=world, even=True),
+                lengths,
+                16,
+                pool_batches=3,
+            )
+        )
+        for r in range(world)
+    ]
     assert len(per_rank[0]) == len(per_rank[1])  # DDP needs the same number of steps
     seen = [i for batches in per_rank for b in batches for i in b]
     assert len(seen) == len(set(seen)) == 250

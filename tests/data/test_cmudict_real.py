@@ -51,9 +51,16 @@ def one_epoch(tmp_path_factory):
 
     path = real_data("cmudict", "cmudict.dict")
     out = tmp_path_factory.mktemp("g2p")
-    cfg = compose_train("experiment=g2p_cmudict", f"data.path={path}", "trainer.max_epochs=1",
-                        "trainer.limit_train_batches=200", "trainer.limit_test_batches=2",
-                        "trainer.enable_progress_bar=false", "logger=none", output_dir=out)  # fmt: skip
+    cfg = compose_train(
+        "experiment=g2p_cmudict",
+        f"data.path={path}",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=200",
+        "trainer.limit_test_batches=2",
+        "trainer.enable_progress_bar=false",
+        "logger=none",
+        output_dir=out,
+    )
     return out / "checkpoints" / "last.ckpt", train(cfg), path
 
 
@@ -70,7 +77,8 @@ def test_predict_gives_phonemes_for_a_word_not_in_the_dictionary(one_epoch):
 
     ckpt, _, path = one_epoch
     assert "tensorboard" not in cmudict.read(path)
-    ((name, phones, score),) = predict({"ckpt_path": str(ckpt), "text": "TensorBoard"},
-                                       out=io.StringIO())  # fmt: skip
+    ((name, phones, score),) = predict(
+        {"ckpt_path": str(ckpt), "text": "TensorBoard"}, out=io.StringIO()
+    )
     arpabet = {p for prons in cmudict.read(path).values() for pron in prons for p in pron}
     assert phones and set(phones.split()) <= arpabet and score < 0

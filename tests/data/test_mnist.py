@@ -81,8 +81,12 @@ def test_validation_split_is_seeded_and_disjoint(root):
     a, b, c = dm_for(root), dm_for(root), dm_for(root, split_seed=1)
     for dm in (a, b, c):
         dm.setup("fit")
-    key = lambda dm, k: sorted(tuple(dm.splits[k].images[i].flatten()[:8].tolist())  # noqa: E731
-                               for i in range(len(dm.splits[k])))  # fmt: skip
+
+    def key(dm, k):
+        return sorted(
+            tuple(dm.splits[k].images[i].flatten()[:8].tolist()) for i in range(len(dm.splits[k]))
+        )
+
     assert key(a, "val") == key(b, "val") and key(a, "val") != key(c, "val")
     assert not set(key(a, "val")) & set(key(a, "train"))
     frac = dm_for(root, val_size=0.25)
@@ -220,10 +224,15 @@ def test_log_examples_with_real_tensorboard(root, tmp_path):
 
 def mnist_cfg(experiment, root, out, *overrides):
     return compose_train(
-        f"experiment={experiment}", f"data.root={root}", "data.verify=false", "data.val_size=8",
-        "data.batch_size=4", "model.hidden_size=8",  # the recipes' sizes are for real training
-        *overrides, output_dir=out,
-    )  # fmt: skip
+        f"experiment={experiment}",
+        f"data.root={root}",
+        "data.verify=false",
+        "data.val_size=8",
+        "data.batch_size=4",
+        "model.hidden_size=8",  # the recipes' sizes are for real training
+        *overrides,
+        output_dir=out,
+    )
 
 
 @pytest.mark.parametrize(

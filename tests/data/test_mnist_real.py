@@ -29,10 +29,16 @@ def row_checkpoint(tmp_path_factory):
 
     root = real_data("mnist")
     out = tmp_path_factory.mktemp("mnist_row")
-    metrics = train(compose_train(
-        "experiment=mnist_row", f"data.root={root}", "trainer.max_epochs=1",
-        "trainer.enable_progress_bar=false", "logger=none", output_dir=out,
-    ))  # fmt: skip
+    metrics = train(
+        compose_train(
+            "experiment=mnist_row",
+            f"data.root={root}",
+            "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false",
+            "logger=none",
+            output_dir=out,
+        )
+    )
     return out / "checkpoints" / "last.ckpt", metrics
 
 

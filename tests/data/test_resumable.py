@@ -111,10 +111,12 @@ def test_loaders_resume_mid_epoch_with_and_without_workers(workers, bucketed):
         sampler = EpochSampler(96, True, seed=3)
         if bucketed:
             batches = BucketBatchSampler(sampler, lengths, batch_size=8, pool_batches=2)
-            return data_loader(data, batch_sampler=batches, collate_fn=pad_collate,
-                               num_workers=workers)  # fmt: skip
-        return data_loader(data, batch_size=8, sampler=sampler, collate_fn=pad_collate,
-                           num_workers=workers)  # fmt: skip
+            return data_loader(
+                data, batch_sampler=batches, collate_fn=pad_collate, num_workers=workers
+            )
+        return data_loader(
+            data, batch_size=8, sampler=sampler, collate_fn=pad_collate, num_workers=workers
+        )
 
     reference, taken, rest = resumed_at(make, epoch=2, k=5)
     assert len(taken) == 5 and taken + rest == reference
@@ -134,8 +136,9 @@ def test_every_tasks_training_loader_resumes_mid_epoch(task, small_data, tmp_pat
     (state_dict/load_state_dict), and the restored loader serves the rest of the epoch."""
     from hydra.utils import instantiate
 
-    cfg = compose_train(f"task={task}", *small_data_overrides(task, small_data),
-                        output_dir=tmp_path)  # fmt: skip
+    cfg = compose_train(
+        f"task={task}", *small_data_overrides(task, small_data), output_dir=tmp_path
+    )
 
     def make():
         dm = instantiate(cfg.data)

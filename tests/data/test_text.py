@@ -50,8 +50,9 @@ def test_stream_batches_refuse_too_many_streams():
 
 def test_datamodule_vocab_split_and_batches(tmp_path):
     path = write(tmp_path, TEXT)
-    dm = CharTextDataModule(path=str(path), batch_size=3, seq_len=5, val_fraction=0.1,
-                            test_fraction=0.1)  # fmt: skip
+    dm = CharTextDataModule(
+        path=str(path), batch_size=3, seq_len=5, val_fraction=0.1, test_fraction=0.1
+    )
     dm.prepare_data()
     dm.setup()
     dm.setup()  # idempotent
@@ -81,8 +82,14 @@ def test_split_fractions_are_checked(tmp_path):
 def test_each_ddp_process_reads_its_own_contiguous_share(tmp_path):
     """Rank r's streams cover the r-th share of each split, in order; all ranks run alike."""
     path = write(tmp_path, TEXT)
-    dm = CharTextDataModule(path=str(path), batch_size=2, seq_len=4, val_batch_size=1,
-                            val_fraction=0.1, test_fraction=0.1)  # fmt: skip
+    dm = CharTextDataModule(
+        path=str(path),
+        batch_size=2,
+        seq_len=4,
+        val_batch_size=1,
+        val_fraction=0.1,
+        test_fraction=0.1,
+    )
     dm.setup()  # as train.py does, before the trainer exists
     whole = [dm.decode(x[0]) for x, _ in dm.train_dataloader()]
     split, end = int(len(TEXT) * 0.8), int(len(TEXT) * 0.9)
@@ -148,8 +155,10 @@ def test_too_short_text_is_one_clear_error(tmp_path):
 def test_invalid_utf8_is_replaced_with_one_warning(tmp_path):
     raw = TEXT.encode() + b"\xff ok \xc3 \xef\xbf\xbd"  # 2 bad sequences + a real U+FFFD
     path = write(tmp_path, raw)
-    with pytest.warns(UserWarning, match=r"2 invalid UTF-8 sequence\(s\), the first at byte offset "
-                      + str(len(TEXT.encode()))):  # fmt: skip
+    with pytest.warns(
+        UserWarning,
+        match=r"2 invalid UTF-8 sequence\(s\), the first at byte offset " + str(len(TEXT.encode())),
+    ):
         text = read_text(path)
     assert text.count("\ufffd") == 3 and text.endswith(" ok \ufffd \ufffd")
     dm = CharTextDataModule(path=str(path))

@@ -123,8 +123,9 @@ def test_fused_gradcheck_float64(kind, with_lengths):
 
     def f(x, *rest):
         s = rest[0] if k == 1 else tuple(rest[:k])
-        return torch.func.functional_call(run, dict(zip(names, rest[k:], strict=True)),
-                                          (x, s, lengths))  # fmt: skip
+        return torch.func.functional_call(
+            run, dict(zip(names, rest[k:], strict=True)), (x, s, lengths)
+        )
 
     assert torch.autograd.gradcheck(f, inputs)
 
@@ -298,8 +299,12 @@ def test_kept_buffers_are_not_reused_while_in_use(kept_buffers):
     grads_c = torch.autograd.grad(loss_c, params)
     grads_a2 = torch.autograd.grad(loss_a, params)  # a again
     assert torch.equal(out_a, out_a_then)
-    for got, want in [(grads_a, expected[0]), (grads_b, expected[1]), (grads_c, expected[2]),
-                      (grads_a2, expected[0])]:  # fmt: skip
+    for got, want in [
+        (grads_a, expected[0]),
+        (grads_b, expected[1]),
+        (grads_c, expected[2]),
+        (grads_a2, expected[0]),
+    ]:
         for g, e in zip(got, want, strict=True):
             torch.testing.assert_close(g, e, atol=1e-5, rtol=0)
 
@@ -364,8 +369,14 @@ def test_auto_falls_back_where_onednn_has_no_bf16_lstm():
     under bf16 autocast: auto must pick fused there, native must say so in one line,
     and fp32 keeps native."""
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
-    out = subprocess.run([sys.executable, "-c", AVX2_ONLY], env=env, capture_output=True,
-                         text=True, timeout=120, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", AVX2_ONLY],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     assert "auto fused" in out
     assert "native refused: engine='native': torch's lstm kernel fails under torch.bfloat16" in out
     assert "use engine='fused' (model.engine=fused) or full precision (trainer.precision=32)" in out

@@ -322,5 +322,6 @@ def test_subclasses_run_every_engine_and_convert(cls, kw, engine):
     torch.testing.assert_close(out, ref(x)[0], atol=1e-5, rtol=0)
     back = cls.from_torch(ref, engine=engine)
     assert type(back) is cls
-    torch.testing.assert_close(back(x, lengths=lengths)[0], layer(x, lengths=lengths)[0],
-                               atol=1e-6, rtol=0)  # fmt: skip
+    torch.testing.assert_close(
+        back(x, lengths=lengths)[0], layer(x, lengths=lengths)[0], atol=1e-6, rtol=0
+    )

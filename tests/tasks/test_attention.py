@@ -36,16 +36,27 @@ def test_weights_sum_to_one_over_valid_positions_only(kind):
 
 @pytest.mark.parametrize(
     "cell",
-    [LSTMCell, GRUCell, RNNCell, PeepholeLSTMCell,  # a cell from the literature, a user's kind
-     functools.partial(GRUCell, reset_after=False)],
+    [
+        LSTMCell,
+        GRUCell,
+        RNNCell,
+        PeepholeLSTMCell,  # a cell from the literature, a user's kind
+        functools.partial(GRUCell, reset_after=False),
+    ],
     ids=["lstm", "gru", "rnn", "peephole", "gru_cho"],
-)  # fmt: skip
+)
 @pytest.mark.parametrize("feeding", [True, False])
 def test_teacher_forcing_equals_stepping_for_any_cell(cell, feeding):
     torch.manual_seed(0)
-    decoder = AttentionDecoder(vocab_size=9, embedding_dim=5, cell=cell, hidden_size=7,
-                               key_size=6, attention=MultiplicativeAttention,
-                               input_feeding=feeding).eval()  # fmt: skip
+    decoder = AttentionDecoder(
+        vocab_size=9,
+        embedding_dim=5,
+        cell=cell,
+        hidden_size=7,
+        key_size=6,
+        attention=MultiplicativeAttention,
+        input_feeding=feeding,
+    ).eval()
     keys = torch.randn(2, 4, 6)
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.bool)
     inputs = torch.randint(1, 9, (2, 5))

@@ -94,11 +94,19 @@ def test_grad_norm_is_written_at_the_step_it_was_computed(task, small_data, tmp_
 
     monkeypatch.setattr(base, "grad_norm", norm_of_this_step)
     monkeypatch.setattr(base.TaskModule, "on_fit_start", remember)
-    train(compose_train(f"task={task}", *small_data_overrides(task, small_data),
-                        "trainer.max_epochs=1", "trainer.limit_train_batches=12",
-                        "trainer.log_every_n_steps=5", "trainer.limit_val_batches=1",
-                        "test=false", "trainer.enable_progress_bar=false",
-                        output_dir=tmp_path))  # fmt: skip
+    train(
+        compose_train(
+            f"task={task}",
+            *small_data_overrides(task, small_data),
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=12",
+            "trainer.log_every_n_steps=5",
+            "trainer.limit_val_batches=1",
+            "test=false",
+            "trainer.enable_progress_bar=false",
+            output_dir=tmp_path,
+        )
+    )
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     logged = [(e.step, e.value) for e in events.Scalars("train/grad_norm")]
@@ -108,9 +116,13 @@ def test_grad_norm_is_written_at_the_step_it_was_computed(task, small_data, tmp_
 
 def test_encoder_init_from_config_is_applied_to_the_built_encoder():
     init = {"_target_": "seqmodels.nn.init.forget_gate_bias_", "value": 2.5}
-    model = SequenceClassifier({"_target_": "seqmodels.nn.LSTM", "hidden_size": 8},
-                               num_classes=3, input_size=1, embedding_dim=None,
-                               encoder_init=init)  # fmt: skip
+    model = SequenceClassifier(
+        {"_target_": "seqmodels.nn.LSTM", "hidden_size": 8},
+        num_classes=3,
+        input_size=1,
+        embedding_dim=None,
+        encoder_init=init,
+    )
     forget = model.encoder.cells[0].i2h.bias.detach()[8:16]
     assert torch.equal(forget, torch.full((8,), 2.5))
     assert model.hparams["encoder_init"] == init  # a checkpoint rebuilds it alike

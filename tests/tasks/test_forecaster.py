@@ -17,18 +17,29 @@ SCALE = 100.0
 
 def forecaster(**kwargs) -> Forecaster:
     torch.manual_seed(0)
-    options = {"input_size": 3, "known_size": 2, "window": 12, "horizon": 4,
-               "target_scale": SCALE, "patch": 4, "head_hidden": 16, **kwargs}  # fmt: skip
+    options = {
+        "input_size": 3,
+        "known_size": 2,
+        "window": 12,
+        "horizon": 4,
+        "target_scale": SCALE,
+        "patch": 4,
+        "head_hidden": 16,
+        **kwargs,
+    }
     return Forecaster(ENCODER, **options).eval()
 
 
 def random_batch(n=5, window=12, horizon=4) -> ForecastBatch:
     g = torch.Generator().manual_seed(1)
     target = 1000 + 100 * torch.rand(n, horizon, generator=g)
-    return ForecastBatch(torch.randn(n, window, 3, generator=g),
-                         torch.randn(n, horizon, 2, generator=g), target,
-                         target + 50 * torch.randn(n, horizon, generator=g),
-                         target + 80 * torch.randn(n, horizon, generator=g))  # fmt: skip
+    return ForecastBatch(
+        torch.randn(n, window, 3, generator=g),
+        torch.randn(n, horizon, 2, generator=g),
+        target,
+        target + 50 * torch.randn(n, horizon, generator=g),
+        target + 80 * torch.randn(n, horizon, generator=g),
+    )
 
 
 def test_the_encoder_reads_the_window_in_patches_of_consecutive_rows():
@@ -60,12 +71,17 @@ def test_a_patch_that_does_not_divide_the_window_is_one_line():
         forecaster(patch=5)
 
 
-@pytest.mark.parametrize("encoder", [{"_target_": "seqmodels.nn.LSTM", "hidden_size": 8,
-                                      "num_layers": 2, "bidirectional": True},
-                                     {"_target_": "seqmodels.nn.RNN", "hidden_size": 8}])  # fmt: skip
+@pytest.mark.parametrize(
+    "encoder",
+    [
+        {"_target_": "seqmodels.nn.LSTM", "hidden_size": 8, "num_layers": 2, "bidirectional": True},
+        {"_target_": "seqmodels.nn.RNN", "hidden_size": 8},
+    ],
+)
 def test_any_encoder_works(encoder):
-    model = Forecaster(encoder, input_size=3, known_size=2, window=12, horizon=4,
-                       target_scale=SCALE)  # fmt: skip
+    model = Forecaster(
+        encoder, input_size=3, known_size=2, window=12, horizon=4, target_scale=SCALE
+    )
     batch = random_batch()
     assert model(batch.past, batch.known).shape == (5, 4)
 
@@ -129,5 +145,6 @@ def test_the_dashboard_opens_on_loss_and_mae_beside_the_baselines():
     assert list(charts)[:1] == ["train vs validation"]
     assert charts["train vs validation"] == {
         "loss": ["train/loss", "val/loss"],
-        "MAE (data units)": ["val/mae", "val/snaive_mae", "val/naive_mae"]}  # fmt: skip
+        "MAE (data units)": ["val/mae", "val/snaive_mae", "val/naive_mae"],
+    }
     assert "optimisation" in charts

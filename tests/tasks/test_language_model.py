@@ -49,8 +49,9 @@ def test_carried_state_equals_one_pass_over_the_whole_text(kind):
             assert loss.item() == pytest.approx(want.item(), abs=1e-5), (epoch, i)
             # Truncated BPTT: the carried state is cut from the graph.
             carried = model._state["train"]
-            assert all(not t.requires_grad for t in (carried if isinstance(carried, tuple)
-                                                     else (carried,)))  # fmt: skip
+            assert all(
+                not t.requires_grad for t in (carried if isinstance(carried, tuple) else (carried,))
+            )
 
 
 def test_validation_carries_its_own_state_and_logs_nats_bits_ppl(tmp_path):
@@ -125,8 +126,9 @@ def test_samples_follow_softmax_of_logits_over_temperature(temperature, top_k):
     bias = torch.linspace(2.0, -2.0, V)
     model = biased_model(bias)
     n = 6000
-    counts = torch.bincount(torch.tensor(list(generate(model, [0], n, temperature, top_k, seed=0))),
-                            minlength=V).float()  # fmt: skip
+    counts = torch.bincount(
+        torch.tensor(list(generate(model, [0], n, temperature, top_k, seed=0))), minlength=V
+    ).float()
     logits = bias / temperature
     if top_k:
         logits[top_k:] = float("-inf")  # bias is sorted: the top k are the first k
@@ -175,10 +177,16 @@ def test_sample_text_checks_the_prime_against_the_vocabulary(tmp_path):
     dm = CharTextDataModule(path=str(path))
     dm.setup()
     torch.manual_seed(0)
-    model = LanguageModel({"_target_": "seqmodels.nn.LSTM", "hidden_size": 16},
-                          vocab_size=dm.vocab_size, embedding_dim=8).eval()  # fmt: skip
-    with pytest.raises(UserError, match=r"'ROMEO: to' has 5 character\(s\) outside .*"
-                                        r"':' 'E' 'M' 'O' 'R'"):  # fmt: skip
+    model = LanguageModel(
+        {"_target_": "seqmodels.nn.LSTM", "hidden_size": 16},
+        vocab_size=dm.vocab_size,
+        embedding_dim=8,
+    ).eval()
+    with pytest.raises(
+        UserError,
+        match=r"'ROMEO: to' has 5 character\(s\) outside .*"
+        r"':' 'E' 'M' 'O' 'R'",
+    ):
         sample_text(model, dm, "ROMEO: to", 10)
     with pytest.raises(UserError, match="prime is empty"):
         sample_text(model, dm, "", 10)

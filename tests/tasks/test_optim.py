@@ -8,8 +8,12 @@ import torch
 
 from seqmodels.tasks.optim import configure_optimizers
 
-ONE_CYCLE = {"_target_": "torch.optim.lr_scheduler.OneCycleLR", "max_lr": 0.01, "pct_start": 0.1,
-             "interval": "step"}  # fmt: skip
+ONE_CYCLE = {
+    "_target_": "torch.optim.lr_scheduler.OneCycleLR",
+    "max_lr": 0.01,
+    "pct_start": 0.1,
+    "interval": "step",
+}
 
 
 class Tiny(L.LightningModule):
@@ -34,8 +38,13 @@ class Tiny(L.LightningModule):
 
 
 def fit(module, **trainer_args):
-    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, **trainer_args)  # fmt: skip
+    trainer = L.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **trainer_args,
+    )
     trainer.fit(module)
     return trainer
 

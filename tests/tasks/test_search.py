@@ -78,9 +78,15 @@ def test_beam_1_is_greedy(cell):
     lengths_seen = set()
     for seed in range(6):
         torch.manual_seed(seed)
-        model = Seq2Seq({"_target_": "seqmodels.nn.GRU", "hidden_size": 16}, source_vocab_size=12,
-                        target_vocab_size=9, embedding_dim=8, target_embedding_dim=8,
-                        decoder_cell={"_target_": cell}, decoder_hidden_size=16).eval()  # fmt: skip
+        model = Seq2Seq(
+            {"_target_": "seqmodels.nn.GRU", "hidden_size": 16},
+            source_vocab_size=12,
+            target_vocab_size=9,
+            embedding_dim=8,
+            target_embedding_dim=8,
+            decoder_cell={"_target_": cell},
+            decoder_hidden_size=16,
+        ).eval()
         with torch.no_grad():  # a random model: sharper logits and a fair EOS vary the lengths
             model.decoder.out.weight.mul_(4)
             model.decoder.out.bias.zero_()

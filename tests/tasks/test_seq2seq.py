@@ -10,10 +10,18 @@ import pytest
 import torch
 from support import compose_train, run_dirs, small_data_overrides
 
-BASE = ("task=seq2seq", "model=gru", "model.hidden_size=16", "task.decoder_hidden_size=32",
-        "task.embedding_dim=16", "task.target_embedding_dim=16", "task.optimizer.lr=0.01",
-        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-        "callbacks.early_stopping=null")  # fmt: skip
+BASE = (
+    "task=seq2seq",
+    "model=gru",
+    "model.hidden_size=16",
+    "task.decoder_hidden_size=32",
+    "task.embedding_dim=16",
+    "task.target_embedding_dim=16",
+    "task.optimizer.lr=0.01",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "callbacks.early_stopping=null",
+)
 
 
 def overrides(small_data, *more):
@@ -33,8 +41,9 @@ def trained(tmp_path_factory, small_data):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        metrics = train(compose_train(*overrides(small_data, "trainer.max_epochs=8"),
-                                      output_dir=out))  # fmt: skip
+        metrics = train(
+            compose_train(*overrides(small_data, "trainer.max_epochs=8"), output_dir=out)
+        )
     finally:
         torch.set_num_threads(threads)
     return out, metrics
@@ -90,8 +99,21 @@ def test_predict_prints_outputs_and_scores(trained, tmp_path):
     assert name == "text: Banana" and score <= 0.0
     line = out.getvalue().strip()
     assert line.startswith(phones) and line.endswith("text: Banana") and f"{score:.3f}" in line
-    assert phones and set(phones.split()) <= {"AE", "B", "D", "EH", "K", "L", "M", "N", "OW", "R",
-                                              "S", "T", "UW"}  # fmt: skip
+    assert phones and set(phones.split()) <= {
+        "AE",
+        "B",
+        "D",
+        "EH",
+        "K",
+        "L",
+        "M",
+        "N",
+        "OW",
+        "R",
+        "S",
+        "T",
+        "UW",
+    }
 
     words = tmp_path / "words.txt"
     words.write_text("tab\n\nmost\n", encoding="utf-8")
@@ -112,14 +134,26 @@ def test_predict_names_an_unknown_character_in_one_line(trained, run_cli):
     assert result.code == 1 and "Traceback" not in result.err
     (line,) = [x for x in result.err.splitlines() if x.startswith("error:")]
     assert "'9'" in line
-    bad = run_cli("predict", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", 'text="tab"',
-                  "beam=2", "nbest=3")  # fmt: skip
+    bad = run_cli(
+        "predict",
+        f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+        'text="tab"',
+        "beam=2",
+        "nbest=3",
+    )
     assert bad.code == 1 and "nbest" in bad.err and "Traceback" not in bad.err
 
 
 def test_a_users_cell_decodes(run_cli, small_data):
-    result = run_cli("train", *overrides(small_data, "trainer=debug", "logger=none",
-                                         "task.decoder_cell._target_=seqmodels.nn.PeepholeLSTMCell",
-                                         "task.attention._target_=seqmodels.tasks.attention.AdditiveAttention",
-                                         "task.input_feeding=false"))  # fmt: skip
+    result = run_cli(
+        "train",
+        *overrides(
+            small_data,
+            "trainer=debug",
+            "logger=none",
+            "task.decoder_cell._target_=seqmodels.nn.PeepholeLSTMCell",
+            "task.attention._target_=seqmodels.tasks.attention.AdditiveAttention",
+            "task.input_feeding=false",
+        ),
+    )
     assert result.code == 0, result.err
