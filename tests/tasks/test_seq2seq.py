@@ -179,6 +179,9 @@ def test_the_old_attention_target_builds_the_task():
 
 
 def test_a_checkpoint_naming_the_old_attention_path_loads_and_predicts(trained, tmp_path):
+    from omegaconf import OmegaConf
+
+    from seqmodels.checkpoint import check_same_model, read_checkpoint
     from seqmodels.predict import predict
 
     run, _ = trained
@@ -195,3 +198,11 @@ def test_a_checkpoint_naming_the_old_attention_path_loads_and_predicts(trained, 
     want = predict({"ckpt_path": str(ckpt), **query}, out=io.StringIO())
     got = predict({"ckpt_path": str(old), **query}, out=io.StringIO())
     assert got == want and len(got) == 2
+    # Read under today's names: resume= and ckpt_path= compare it with today's config.
+    new = read_checkpoint(old)
+    assert (
+        new["hyper_parameters"]["attention"]["_target_"] == "seqmodels.nn.MultiplicativeAttention"
+    )
+    config = OmegaConf.create(load(ckpt)["seqmodels_config"])
+    check_same_model(old, config)
+    check_same_model(old, config, key="resume")
