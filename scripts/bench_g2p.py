@@ -29,8 +29,8 @@ from collections.abc import Callable
 import torch
 
 from seqmodels.checkpoint import load_run
-from seqmodels.data.seq2seq import PAD
-from seqmodels.tasks.search import beam_search, greedy
+from seqmodels.data.seq2seq import BOS, EOS, PAD
+from seqmodels.nn import beam_search, greedy_search
 from seqmodels.tasks.sequence_errors import SequenceErrorRate, TokenErrorRate
 
 G2P_EN_QUOTED = 1265  # words/s, g2p-en's README
@@ -70,10 +70,13 @@ def ours(module, datamodule, batch_size: int, beam: int) -> Callable[[], list[li
                     source[row, : len(s)] = s
                 state = module.encode(source, lengths)
                 if beam == 1:
-                    found = greedy(module.decoder, state, max_len).tokens
+                    found = greedy_search(module.decoder, state, max_len, bos=BOS, eos=EOS).tokens
                 else:
                     found = [
-                        h[0][0] for h in beam_search(module.decoder, state, beam, max_len, penalty)
+                        h[0][0]
+                        for h in beam_search(
+                            module.decoder, state, beam, max_len, penalty, bos=BOS, eos=EOS
+                        )
                     ]
                 outputs += [datamodule.target_tokens_of(ids) for ids in found]
         return outputs

@@ -9,7 +9,7 @@ The bound is measured here, on this machine, by running exactly the GEMVs one
 step needs (same matrices, no nonlinearity, no sampling), side by side with
 the generators, in interleaved rounds (medians):
 
-- generate(): seqmodels.tasks.generation's streaming generator (the folded LSTM stepper),
+- generate(): seqmodels.nn.generation's streaming generator (the folded LSTM stepper),
   prime run once, state carried, O(1) work per character;
 - cell stepper: the same generator stepping `encoder.cells` as they are;
 - layer, T=1: the seqmodels.nn layer called on one step at a time, state carried;
@@ -29,7 +29,7 @@ import time
 
 import torch
 
-from seqmodels.tasks.generation import CellStepper, FoldedLSTMStepper, generate, make_stepper
+from seqmodels.nn.generation import CellStepper, FoldedLSTMStepper, generate, make_stepper
 from seqmodels.tasks.language_model import LanguageModel
 
 
@@ -88,7 +88,7 @@ def main() -> None:
             pass
 
     def cell_stepper(n: int) -> None:
-        import seqmodels.tasks.generation as s
+        import seqmodels.nn.generation as s
 
         real = s.make_stepper
         s.make_stepper = lambda m, st, t: CellStepper(m, st, t)

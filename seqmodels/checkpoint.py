@@ -42,6 +42,15 @@ from seqmodels.errors import UserError
 CONFIG_KEY = "seqmodels_config"
 RNG_KEY = "rng_states"
 
+# `_target_`s that an earlier release wrote into checkpoints, and where those classes are now.
+# A checkpoint is read under today's names, so that eval, predict and export build it and
+# resume=/ckpt_path= compare it with a run's config under the same names. (The old modules
+# still re-export the classes, for a checkpoint loaded by other means and for old configs.)
+MOVED_TARGETS = {
+    "seqmodels.tasks.attention.AdditiveAttention": "seqmodels.nn.AdditiveAttention",
+    "seqmodels.tasks.attention.MultiplicativeAttention": "seqmodels.nn.MultiplicativeAttention",
+}
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """torch.save into a temporary file in the checkpoint's own folder, then a rename.
@@ -184,7 +193,24 @@ def read_checkpoint(ckpt_path: str | os.PathLike | None, key: str = "ckpt_path")
             f"{key}={ckpt_path} is not a seqmodels checkpoint (no '{CONFIG_KEY}' in it); "
             "use a .ckpt written by seqmodels-train"
         )
+    for part in (CONFIG_KEY, "hyper_parameters"):
+        if part in checkpoint:
+            checkpoint[part] = current_targets(checkpoint[part])
     return checkpoint
+
+
+def current_targets(value: Any) -> Any:
+    """`value` (a config: dicts and lists) with every moved `_target_` under its name now."""
+    if isinstance(value, dict):
+        return {
+            k: MOVED_TARGETS.get(v, v)
+            if k == "_target_" and isinstance(v, str)
+            else current_targets(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [current_targets(v) for v in value]
+    return value
 
 
 # Settings of the model, task and data groups that a checkpoint can take a new value

@@ -1,7 +1,7 @@
 """seqmodels-sample: stream text from a language-model checkpoint.
 
 The checkpoint rebuilds its LanguageModel and its datamodule's vocabulary
-(no text file is read); generation itself is seqmodels.tasks.generation.
+(no text file is read); generation itself is seqmodels.nn.generation.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TextIO
 from seqmodels.checkpoint import load_run
 from seqmodels.data import CharacterText, missing
 from seqmodels.errors import UserError
-from seqmodels.tasks.generation import default_prime, sample_text
+from seqmodels.nn.generation import default_prime, sample_text
 from seqmodels.tasks.language_model import LanguageModel
 
 

@@ -35,7 +35,7 @@ ALLOWED = {
     },
     "evaluate": {"errors", "checkpoint", "train"},
     "predict": {"errors", "checkpoint", "data"},
-    "sample": {"errors", "checkpoint", "data", "tasks"},
+    "sample": {"errors", "checkpoint", "data", "nn", "tasks"},
     "export": {"errors", "checkpoint", "data", "nn", "tasks"},
     "cli": {"errors", "train", "evaluate", "predict", "sample", "export", "preemption", "run_lock"},
     "__init__": set(),

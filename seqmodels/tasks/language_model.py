@@ -13,7 +13,7 @@ middle of an epoch continues its streams from where they were.
 
 Loss is in nats per character; `val/bpc` (bits per character) and `val/ppl`
 (perplexity) are the same number in other units. Each validation epoch logs a
-~300-character sample to TensorBoard (generation.py: O(1) work per character).
+~300-character sample to TensorBoard (seqmodels.nn.generation: O(1) work per character).
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from torchmetrics import MeanMetric
 
 from seqmodels.data import CharacterText, provides
 from seqmodels.errors import UserError
+from seqmodels.nn.generation import default_prime, sample_text
 from seqmodels.nn.gradflow import state_gradient_norms
 from seqmodels.tasks.base import TaskModule
 from seqmodels.tasks.encoder import build_encoder, encoder_output_size
-from seqmodels.tasks.generation import default_prime, sample_text
 
 
 def detach_state(state: Any) -> Any:
@@ -111,7 +111,7 @@ class LanguageModel(TaskModule):
     def step(self, token: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         """One token per stream: ids (B,) and the state (None: zeros) -> the next token's
         logits (B, V) and the new state. The function seqmodels-export writes out
-        (seqmodels.export); generation.py steps the same cells with a faster
+        (seqmodels.export); seqmodels.nn.generation steps the same cells with a faster
         batch-1 stepper."""
         logits, state = self(token[:, None], state)
         return logits[:, 0], state

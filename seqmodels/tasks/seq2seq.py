@@ -2,7 +2,7 @@
 
     source tokens → embedding → encoder (any seqmodels.nn layer, with lengths)
                   → AttentionDecoder (any seqmodels.nn cell, one token at a time)
-                  → greedy or beam search (search.py)
+                  → greedy or beam search (seqmodels.nn.search)
 
 Training is teacher-forced cross-entropy over the target tokens and EOS
 (`label_smoothing` optional). Every validation epoch decodes greedily and logs
@@ -23,12 +23,13 @@ Args:
     decoder_cell: the decoder's cell config, e.g. {_target_: seqmodels.nn.LSTMCell}
         or one's own Cell subclass; built as cell(input_size, hidden_size).
     decoder_hidden_size: the cell's hidden size (also the attentional state's).
-    attention: its config, {_target_: seqmodels.tasks.attention.MultiplicativeAttention}
+    attention: its config, {_target_: seqmodels.nn.MultiplicativeAttention}
         or AdditiveAttention (attention_size=...); query and key sizes filled in.
     input_feeding: feed the previous attentional state to the cell.
     dropout: on embeddings, encoder states and the decoder's attentional state.
     label_smoothing: of the training loss (validation/test loss: none).
-    decode: {beam_size, length_penalty, max_len} for the test and predict (search.py).
+    decode: {beam_size, length_penalty, max_len} for the test and predict
+        (seqmodels.nn.beam_search).
     optimizer, scheduler, encoder_init: as every task (optim.py, encoder.py).
 """
 
@@ -47,13 +48,11 @@ from torchmetrics import MeanMetric
 from seqmodels.data import Transduction, provides
 from seqmodels.data.seq2seq import BOS, EOS, PAD, Seq2SeqBatch
 from seqmodels.errors import UserError
+from seqmodels.nn import AttentionDecoder, DecoderState, beam_search, build_cell, greedy_search
 from seqmodels.nn.gradflow import state_gradient_norms
-from seqmodels.nn.recurrent import build_cell
 from seqmodels.tasks.attention_plots import attention_image, stack
 from seqmodels.tasks.base import TaskModule
-from seqmodels.tasks.decoder import AttentionDecoder, DecoderState
 from seqmodels.tasks.encoder import build_encoder, encoder_output_size
-from seqmodels.tasks.search import beam_search, greedy
 from seqmodels.tasks.sequence_errors import SequenceErrorRate, TokenErrorRate
 
 STAGES = ("train", "val", "test")
@@ -98,9 +97,7 @@ class Seq2Seq(TaskModule):
         hp = self.hparams
         hp["decode"] = {**DECODE, **(hp["decode"] or {})}
         hp["decoder_cell"] = hp["decoder_cell"] or {"_target_": "seqmodels.nn.LSTMCell"}
-        hp["attention"] = hp["attention"] or {
-            "_target_": "seqmodels.tasks.attention.MultiplicativeAttention"
-        }
+        hp["attention"] = hp["attention"] or {"_target_": "seqmodels.nn.MultiplicativeAttention"}
 
         self.embedding = nn.Embedding(source_vocab_size, embedding_dim, padding_idx=PAD)
         if bidirectional is not None and isinstance(encoder, Mapping):
@@ -116,6 +113,7 @@ class Seq2Seq(TaskModule):
             attention=instantiate(self.hparams["attention"], _partial_=True),
             input_feeding=input_feeding,
             dropout=dropout,
+            padding_idx=PAD,
         )
         self.dropout = nn.Dropout(dropout)
         for stage in STAGES:  # a ModuleDict key cannot be "train": attributes per stage
@@ -163,6 +161,8 @@ class Seq2Seq(TaskModule):
             int(decode["max_len"]),
             float(decode["length_penalty"]),
             nbest,
+            bos=BOS,
+            eos=EOS,
         )
 
     # -- steps -----------------------------------------------------------------------
@@ -182,11 +182,17 @@ class Seq2Seq(TaskModule):
         getattr(self, f"{stage}_loss").update(self.loss(logits, batch.target), tokens)
         max_len = int(self.hparams["decode"]["max_len"])
         if beam_size == 1:
-            outputs = greedy(self.decoder, state, max_len).tokens
+            outputs = greedy_search(self.decoder, state, max_len, bos=BOS, eos=EOS).tokens
         else:
             decode = self.hparams["decode"]
             found = beam_search(
-                self.decoder, state, beam_size, max_len, float(decode["length_penalty"])
+                self.decoder,
+                state,
+                beam_size,
+                max_len,
+                float(decode["length_penalty"]),
+                bos=BOS,
+                eos=EOS,
             )
             outputs = [best[0][0] for best in found]
         getattr(self, f"{stage}_wer").update(outputs, batch.references)
@@ -235,7 +241,8 @@ class Seq2Seq(TaskModule):
         batch = dm.example_batch()  # the same sources every epoch
         with torch.no_grad():
             state = self.encode(batch.source.to(self.device), batch.source_lengths.to(self.device))
-            found = greedy(self.decoder, state, int(self.hparams["decode"]["max_len"]))
+            max_len = int(self.hparams["decode"]["max_len"])
+            found = greedy_search(self.decoder, state, max_len, bos=BOS, eos=EOS)
         images, rows = [], ["| source | output | references | |", "|---|---|---|---|"]
         weights = found.weights.float().cpu().numpy()
         for i, (output, refs) in enumerate(zip(found.tokens, batch.references, strict=True)):

@@ -1,6 +1,7 @@
 """task=seq2seq end to end on a toy dictionary: a run logs WER/PER, the attention images and the
 examples table; resume= ends where the uninterrupted run ends; predict prints outputs and
-scores (beam=, nbest=, file=), and an unknown character is one line; a user's cell decodes."""
+scores (beam=, nbest=, file=), and an unknown character is one line; a user's cell decodes;
+checkpoints naming the attention by its old path (seqmodels.tasks.attention) still load."""
 
 from __future__ import annotations
 
@@ -152,8 +153,56 @@ def test_a_users_cell_decodes(run_cli, small_data):
             "trainer=debug",
             "logger=none",
             "task.decoder_cell._target_=seqmodels.nn.PeepholeLSTMCell",
-            "task.attention._target_=seqmodels.tasks.attention.AdditiveAttention",
+            "task.attention._target_=seqmodels.nn.AdditiveAttention",
             "task.input_feeding=false",
         ),
     )
     assert result.code == 0, result.err
+
+
+OLD_TARGET = "seqmodels.tasks.attention.AdditiveAttention"  # before the move to seqmodels.nn
+
+
+def test_the_old_attention_target_builds_the_task():
+    from seqmodels.nn import AdditiveAttention
+    from seqmodels.tasks.seq2seq import Seq2Seq
+
+    model = Seq2Seq(
+        {"_target_": "seqmodels.nn.GRU", "hidden_size": 8},
+        source_vocab_size=10,
+        target_vocab_size=9,
+        attention={"_target_": OLD_TARGET, "attention_size": 6},
+    )
+    assert isinstance(model.decoder.attention, AdditiveAttention)
+    assert model.decoder.attention.v.in_features == 6
+    assert model.hparams["attention"]["_target_"] == OLD_TARGET  # saved as given
+
+
+def test_a_checkpoint_naming_the_old_attention_path_loads_and_predicts(trained, tmp_path):
+    from omegaconf import OmegaConf
+
+    from seqmodels.checkpoint import check_same_model, read_checkpoint
+    from seqmodels.predict import predict
+
+    run, _ = trained
+    ckpt = run / "checkpoints" / "last.ckpt"
+    checkpoint = load(ckpt)
+    attention = checkpoint["hyper_parameters"]["attention"]
+    assert attention["_target_"] == "seqmodels.nn.MultiplicativeAttention"
+    # What the previous release wrote: the same model, its attention named by the old path.
+    attention["_target_"] = "seqmodels.tasks.attention.MultiplicativeAttention"
+    checkpoint["seqmodels_config"]["task"]["attention"]["_target_"] = attention["_target_"]
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    query = {"text": "Banana", "beam": 3, "nbest": 2}
+    want = predict({"ckpt_path": str(ckpt), **query}, out=io.StringIO())
+    got = predict({"ckpt_path": str(old), **query}, out=io.StringIO())
+    assert got == want and len(got) == 2
+    # Read under today's names: resume= and ckpt_path= compare it with today's config.
+    new = read_checkpoint(old)
+    assert (
+        new["hyper_parameters"]["attention"]["_target_"] == "seqmodels.nn.MultiplicativeAttention"
+    )
+    config = OmegaConf.create(load(ckpt)["seqmodels_config"])
+    check_same_model(old, config)
+    check_same_model(old, config, key="resume")

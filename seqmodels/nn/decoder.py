@@ -25,16 +25,28 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from seqmodels.nn import Cell
-from seqmodels.tasks.attention import Attention
+from seqmodels.nn.attention import Attention
+from seqmodels.nn.cells import Cell
 
 
 class DecoderState(NamedTuple):
-    cell: Any  # the cell's state: h (B, H), or a tuple (h, c, ...)
-    feed: Tensor  # h~ of the previous step (B, A) (zeros at the start)
-    keys: Tensor  # encoder states (B, S, K)
-    prepared: Tensor  # attention.prepare(keys)
-    mask: Tensor  # (B, S) valid source positions
+    """The running state of an :class:`AttentionDecoder`, one row per sequence decoded.
+
+    Immutable: `step` returns a new one, so one encoding can serve several decodings.
+
+    Attributes:
+        cell: the cell's state, `h` `(B, H)` or a tuple `(h, c, ...)` of `(B, H)` tensors.
+        feed: the previous step's attentional state h~ `(B, H)` (zeros at the start).
+        keys: the encoder's states `(B, S, K)`.
+        prepared: `attention.prepare(keys)`, computed once per source.
+        mask: `(B, S)` bool, True at the valid source positions.
+    """
+
+    cell: Any
+    feed: Tensor
+    keys: Tensor
+    prepared: Tensor
+    mask: Tensor
 
 
 def select_rows(value: Any, index: Tensor) -> Any:
@@ -45,17 +57,60 @@ def select_rows(value: Any, index: Tensor) -> Any:
 
 
 class AttentionDecoder(nn.Module):
-    """See the module docstring.
+    """A decoder that steps any seqmodels.nn cell one token at a time, attending to the source.
+
+    One step, from the previous token :math:`y_{t-1}` (Luong et al. 2015):
+
+    .. math::
+        \\begin{array}{ll}
+        x_t = [\\text{embed}(y_{t-1}); \\tilde h_{t-1}] & \\text{(}\\tilde h_{t-1}
+            \\text{ only with input feeding)} \\\\
+        h_t = \\text{cell}(x_t, \\text{state}_{t-1}) \\\\
+        c_t, a_t = \\text{attention}(h_t, \\text{keys}, \\text{mask}) \\\\
+        \\tilde h_t = \\tanh(W_c [c_t; h_t]) \\\\
+        p(y_t) = \\text{softmax}(W_o \\tilde h_t)
+        \\end{array}
+
+    `start(keys, mask)` makes the first state: the cell's h is
+    :math:`\\tanh(W_b \\cdot \\text{mean of the valid keys})`, the rest of its state (an
+    LSTM's c) zero. `forward` is teacher forcing over a whole target; `step` is one token,
+    for :func:`~seqmodels.nn.greedy_search` and :func:`~seqmodels.nn.beam_search`, which
+    also use `select`, `batch_size` and `device`.
 
     Args:
-        vocab_size: target tokens (PAD 0 is never an input that matters).
-        embedding_dim: size of a target token's embedding.
-        cell: builds the cell, `cell(input_size, hidden_size)` (a Cell class or partial).
-        hidden_size: the cell's hidden size, also the attentional state's.
-        key_size: features per encoder step.
-        attention: builds the attention, `attention(query_size=, key_size=)`.
-        input_feeding: feed h~_{t-1} to the cell with the token.
-        dropout: on the token embeddings and on h~ before the output layer.
+        vocab_size: V, the number of target tokens.
+        embedding_dim: the size of a target token's embedding.
+        cell: builds the cell as `cell(input_size, hidden_size)`: a :class:`~seqmodels.nn.Cell`
+            class (`LSTMCell`, `GRUCell`, one's own) or a `functools.partial` of one.
+        hidden_size: H, the cell's hidden size, also the attentional state's.
+        key_size: K, the features of an encoder state.
+        attention: builds the attention as `attention(query_size=H, key_size=K)`: an
+            :class:`~seqmodels.nn.Attention` class or a partial of one.
+        input_feeding: feed the previous step's attentional state to the cell with the token,
+            so it knows what it has already attended to. Default: ``True``
+        dropout: on the token embeddings and on h~ before the output layer. Default: 0
+        padding_idx: the target padding token: its embedding is zero and gets no gradient.
+            Default: 0
+
+    Shape:
+        - `start`: keys `(B, S, K)`, mask `(B, S)` bool -> a :class:`DecoderState` of B rows
+        - `forward`: inputs `(B, U)` token ids (BOS, then the target shifted by one), a state
+          -> logits `(B, U, V)` and attention weights `(B, U, S)`
+        - `step`: tokens `(B,)`, a state -> logits `(B, V)`, the next state, weights `(B, S)`
+
+    Example::
+
+        >>> import torch
+        >>> from seqmodels.nn import AttentionDecoder, LSTMCell, MultiplicativeAttention
+        >>> decoder = AttentionDecoder(
+        ...     vocab_size=10, embedding_dim=8, cell=LSTMCell, hidden_size=16, key_size=12,
+        ...     attention=MultiplicativeAttention,
+        ... )
+        >>> keys = torch.randn(2, 7, 12)  # the encoder's states
+        >>> mask = torch.ones(2, 7, dtype=torch.bool)
+        >>> logits, weights = decoder(torch.randint(0, 10, (2, 5)), decoder.start(keys, mask))
+        >>> logits.shape, weights.shape
+        (torch.Size([2, 5, 10]), torch.Size([2, 5, 7]))
     """
 
     def __init__(
@@ -68,10 +123,11 @@ class AttentionDecoder(nn.Module):
         attention: Callable[..., Attention],
         input_feeding: bool = True,
         dropout: float = 0.0,
+        padding_idx: int | None = 0,
     ) -> None:
         super().__init__()
         self.hidden_size, self.input_feeding = hidden_size, input_feeding
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
         self.cell = cell(embedding_dim + (hidden_size if input_feeding else 0), hidden_size)
         if not isinstance(self.cell, Cell):
             raise TypeError(
@@ -123,3 +179,13 @@ class AttentionDecoder(nn.Module):
     def select(state: DecoderState, index: Tensor) -> DecoderState:
         """The state of rows `index` (beam search: repeat each source, follow hypotheses)."""
         return DecoderState(*(select_rows(v, index) for v in state))
+
+    @staticmethod
+    def batch_size(state: DecoderState) -> int:
+        """The number of rows (sequences being decoded) of `state`."""
+        return state.keys.shape[0]
+
+    @staticmethod
+    def device(state: DecoderState) -> torch.device:
+        """Where `state` lives: the searches put their token tensors there."""
+        return state.keys.device

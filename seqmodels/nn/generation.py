@@ -8,7 +8,7 @@ carried state: read every weight once, nothing re-run.
 
 A model is anything with `embedding` (nn.Embedding), `encoder` (a
 unidirectional seqmodels.nn layer) and `head` (nn.Linear to the vocabulary),
-as LanguageModel has: this module sits below the task modules and imports none.
+as seqmodels' LanguageModel task has, or a three-attribute nn.Module of one's own.
 
 One step is bound by memory: a batch-1 step is a few matrix-vector products,
 so chars/s <= GEMV bandwidth / weight bytes per step (scripts/bench_sample.py
@@ -48,6 +48,7 @@ NOISE_BLOCK = 256  # steps of Gumbel noise drawn at once
 
 
 def check_sampling_args(length: int, temperature: float, top_k: int) -> None:
+    """Raise `UserError`, in one line, for a length, temperature or top_k out of range."""
     if isinstance(length, bool) or not isinstance(length, int) or length < 0:
         raise UserError(f"length={length!r} must be an integer >= 0 (characters to generate)")
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
@@ -62,14 +63,21 @@ def check_sampling_args(length: int, temperature: float, top_k: int) -> None:
 
 
 def default_prime(text: Any) -> str:
-    """A neutral first character for a `CharacterText` datamodule: a newline when it has one."""
+    """A neutral first character for `text` (`decode` and `vocab_size`, as a character
+    datamodule has): a newline when its vocabulary has one, else its first character."""
     chars = text.decode(range(text.vocab_size))
     return "\n" if "\n" in chars else chars[0]
 
 
 # -- steppers -----------------------------------------------------------------
 class CellStepper:
-    """Steps `encoder.cells` one token at a time (any unidirectional seqmodels.nn layer)."""
+    """Steps `encoder.cells` one token at a time (any unidirectional seqmodels.nn layer).
+
+    Args:
+        model: has `embedding`, `encoder` and `head` (see the module's docstring).
+        state: the encoder's final state after the prime, batch 1, or None (zeros).
+        temperature: divides the logits.
+    """
 
     def __init__(self, model: Any, state: Any, temperature: float):
         self.model = model
@@ -93,7 +101,10 @@ class CellStepper:
 
 
 class FoldedLSTMStepper:
-    """The LSTM step with layer 0's input product and 1/temperature folded in (see top)."""
+    """The LSTM step with layer 0's input product and 1/temperature folded in (see top).
+
+    Args: as :class:`CellStepper`; the encoder must run torch's exact LSTM cells.
+    """
 
     def __init__(self, model: Any, state: Any, temperature: float):
         enc = model.encoder
@@ -157,7 +168,9 @@ def _head_bias(model: Any, temperature: float) -> Tensor:
 
 
 def make_stepper(model: Any, state: Any = None, temperature: float = 1.0):
-    """The fastest stepper that supports the encoder."""
+    """The fastest stepper that supports `model.encoder`: :class:`FoldedLSTMStepper` for
+    torch's exact LSTM cells, else :class:`CellStepper`; a `UserError` for a layer without
+    cells (a bidirectional one cannot be stepped)."""
     enc = model.encoder
     cells = list(getattr(enc, "cells", []))
     if not cells:
@@ -184,10 +197,47 @@ def generate(
     top_k: int = 0,
     seed: int | None = None,
 ) -> Iterator[int]:
-    """Yield `length` token ids that follow `prime` (token ids, at least one).
+    """Stream `length` token ids sampled after `prime`, one step of the cells per token.
 
-    Arguments are checked here, before the first token, so bad input raises at
-    the call rather than at the first `next()`.
+    The prime runs once through the encoder (its own engine), then each new token is one
+    step from the carried state. A draw is exact, from softmax(logits / temperature) (the
+    Gumbel-max trick); as the temperature goes to 0 it becomes greedy decoding. The model's
+    training mode and the autograd mode are left as they were.
+
+    Args:
+        model: has `embedding` (nn.Embedding), `encoder` (a unidirectional seqmodels.nn
+            layer) and `head` (nn.Linear to the vocabulary).
+        prime: the token ids to start from, at least one.
+        length: how many tokens to generate.
+        temperature: > 0; lower is more conservative. Default: 1.0
+        top_k: sample among the k most likely tokens only; 0 keeps all. Default: 0
+        seed: seeds the draws (the same seed gives the same stream); None draws a fresh one.
+
+    Shape:
+        - prime: `(P,)` or a list of P ints, `P >= 1`
+        - Output: `length` ints
+
+    Returns:
+        an iterator over the new token ids. The arguments are checked at the call, so bad
+        input raises here rather than at the first `next()`.
+
+    Raises:
+        UserError: a bad length, temperature, top_k or prime, or an encoder without cells.
+
+    Example::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from seqmodels.nn import LSTM, generate
+        >>> class CharModel(nn.Module):
+        ...     def __init__(self, vocab_size=20):
+        ...         super().__init__()
+        ...         self.embedding = nn.Embedding(vocab_size, 8)
+        ...         self.encoder = LSTM(8, 16, num_layers=2)
+        ...         self.head = nn.Linear(16, vocab_size)
+        >>> ids = list(generate(CharModel(), prime=[3, 1, 4], length=10, temperature=0.8, seed=0))
+        >>> len(ids), all(0 <= i < 20 for i in ids)
+        (10, True)
     """
     check_sampling_args(length, temperature, top_k)
     prime = torch.as_tensor(prime, dtype=torch.long).flatten()
@@ -242,6 +292,7 @@ def _generate(
 
 
 def vocab_size(model: Any) -> int:
+    """The number of tokens `model`'s head scores."""
     return model.head.out_features
 
 
@@ -254,7 +305,42 @@ def sample_text(
     top_k: int = 0,
     seed: int | None = None,
 ) -> Iterator[str]:
-    """Yield `length` characters after `prime`; `text` encodes and decodes (CharacterText)."""
+    """Stream `length` characters sampled after `prime`: :func:`generate` on text.
+
+    Args:
+        model: as :func:`generate`.
+        text: turns characters into token ids and back: `encode(str) -> list[int]` (it
+            raises for a character outside the vocabulary) and `decode(ids) -> str`, as a
+            character datamodule has.
+        prime: the text to start from, at least one character.
+        length, temperature, top_k, seed: as :func:`generate`.
+
+    Returns:
+        an iterator over the new characters (strings of one character).
+
+    Raises:
+        UserError: an empty prime, and what :func:`generate` and `text.encode` raise.
+
+    Example::
+
+        >>> from torch import nn
+        >>> from seqmodels.nn import LSTM, sample_text
+        >>> class Chars:  # what `text` needs: encode and decode
+        ...     chars = "abc "
+        ...     def encode(self, s):
+        ...         return [self.chars.index(c) for c in s]
+        ...     def decode(self, ids):
+        ...         return "".join(self.chars[i] for i in ids)
+        >>> class CharModel(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.embedding = nn.Embedding(4, 8)
+        ...         self.encoder = LSTM(8, 16)
+        ...         self.head = nn.Linear(16, 4)
+        >>> text = "".join(sample_text(CharModel(), Chars(), "ab", length=12, seed=0))
+        >>> len(text), set(text) <= set("abc ")
+        (12, True)
+    """
     if not prime:
         raise UserError("prime is empty: give at least one character, e.g. prime='ROMEO:'")
     ids = text.encode(prime)

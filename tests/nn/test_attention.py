@@ -8,9 +8,15 @@ import functools
 import pytest
 import torch
 
-from seqmodels.nn import GRUCell, LSTMCell, PeepholeLSTMCell, RNNCell
-from seqmodels.tasks.attention import AdditiveAttention, MultiplicativeAttention
-from seqmodels.tasks.decoder import AttentionDecoder
+from seqmodels.nn import (
+    AdditiveAttention,
+    AttentionDecoder,
+    GRUCell,
+    LSTMCell,
+    MultiplicativeAttention,
+    PeepholeLSTMCell,
+    RNNCell,
+)
 
 KINDS = [functools.partial(AdditiveAttention, attention_size=12), MultiplicativeAttention]
 
@@ -77,3 +83,16 @@ def test_select_follows_rows():
     picked = decoder.select(state, torch.tensor([2, 2, 0]))
     assert torch.equal(picked.cell[0][1], state.cell[0][2])  # (h, c): h of row 2
     assert torch.equal(picked.keys[2], state.keys[0])
+
+
+def test_padding_idx_is_a_parameter():
+    decoder = AttentionDecoder(9, 5, LSTMCell, 7, 6, AdditiveAttention, padding_idx=3)
+    assert decoder.embedding.padding_idx == 3 and not decoder.embedding.weight[3].any()
+    assert AttentionDecoder(9, 5, LSTMCell, 7, 6, AdditiveAttention).embedding.padding_idx == 0
+
+
+def test_batch_size_and_device_come_from_the_state():
+    decoder = AttentionDecoder(9, 5, GRUCell, 7, 6, MultiplicativeAttention)
+    state = decoder.start(torch.randn(3, 4, 6), torch.ones(3, 4, dtype=torch.bool))
+    assert decoder.batch_size(state) == 3 and decoder.device(state) == torch.device("cpu")
+    assert decoder.batch_size(decoder.select(state, torch.tensor([0, 0, 1, 1, 2]))) == 5

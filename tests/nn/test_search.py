@@ -9,16 +9,23 @@ from typing import NamedTuple
 import pytest
 import torch
 
-from seqmodels.data.seq2seq import BOS, EOS
-from seqmodels.tasks.search import beam_search, greedy
-from seqmodels.tasks.seq2seq import Seq2Seq
+from seqmodels.nn import (
+    AttentionDecoder,
+    GRUCell,
+    LSTMCell,
+    MultiplicativeAttention,
+    beam_search,
+    greedy_search,
+)
 
-A, B, C, D = 3, 4, 5, 6  # toy tokens after PAD, BOS, EOS, UNK
+# Special ids other than seqmodels.data's (BOS 1, EOS 2): the searches use the ones given.
+BOS, EOS = 5, 4
+A, B, C, D = 0, 1, 2, 3  # toy tokens
+IDS = {"bos": BOS, "eos": EOS}
 
 
 class ToyState(NamedTuple):
     previous: torch.Tensor  # (N,) the last token
-    mask: torch.Tensor  # (N, 1): what the searches read the batch size from
 
 
 class Markov:
@@ -37,23 +44,35 @@ class Markov:
         self.logits = (p / p.sum(-1, keepdim=True)).log()
 
     def step(self, tokens, state):
-        return self.logits[tokens], ToyState(tokens, state.mask), state.mask.float()
+        # BOS continues from the state's token (BOS itself, or what a test starts a row from).
+        tokens = torch.where(tokens == BOS, state.previous, tokens)
+        return self.logits[tokens], ToyState(tokens), torch.ones(len(tokens), 1)
 
     @staticmethod
     def select(state, index):
-        return ToyState(state.previous[index], state.mask[index])
+        return ToyState(state.previous[index])
+
+    @staticmethod
+    def batch_size(state):
+        return len(state.previous)
+
+    @staticmethod
+    def device(state):
+        return state.previous.device
 
 
 def toy_state(n: int) -> ToyState:
-    return ToyState(torch.full((n,), BOS), torch.ones(n, 1, dtype=torch.bool))
+    return ToyState(torch.full((n,), BOS))
 
 
 def test_greedy_misses_what_beam_search_finds():
     toy = Markov()
-    found = greedy(toy, toy_state(2), max_len=10)
+    found = greedy_search(toy, toy_state(2), max_len=10, **IDS)
     assert found.tokens == [[A, C], [A, C]]
     assert found.scores.tolist() == pytest.approx([math.log(0.3)] * 2, abs=1e-5)
-    best = beam_search(toy, toy_state(2), beam_size=2, max_len=10, length_penalty=0.0, nbest=2)
+    best = beam_search(
+        toy, toy_state(2), beam_size=2, max_len=10, length_penalty=0.0, nbest=2, **IDS
+    )
     for hypotheses in best:
         (first, s1), (second, s2) = hypotheses
         assert first == [B] and s1 == pytest.approx(math.log(0.36), abs=1e-5)
@@ -62,41 +81,42 @@ def test_greedy_misses_what_beam_search_finds():
 
 def test_length_normalisation_ranks_by_log_probability_per_token():
     # Per token (EOS counted): A C EOS: log(0.3)/3 = -0.401 beats B EOS: log(0.36)/2 = -0.511.
-    best = beam_search(Markov(), toy_state(1), beam_size=2, max_len=10, length_penalty=1.0)
+    best = beam_search(Markov(), toy_state(1), beam_size=2, max_len=10, length_penalty=1.0, **IDS)
     ((tokens, score),) = best[0]
     assert tokens in ([A, C], [A, D]) and score == pytest.approx(math.log(0.3) / 3, abs=1e-5)
 
 
 def test_max_len_stops_and_keeps_the_unfinished():
-    best = beam_search(Markov(), toy_state(1), beam_size=2, max_len=1, length_penalty=0.0)
+    best = beam_search(Markov(), toy_state(1), beam_size=2, max_len=1, length_penalty=0.0, **IDS)
     ((tokens, _),) = best[0]
     assert tokens == [A]  # nothing ended within one step: the best unfinished one
 
 
-@pytest.mark.parametrize("cell", ["seqmodels.nn.LSTMCell", "seqmodels.nn.GRUCell"])
+def test_greedy_cuts_each_row_at_its_own_eos():
+    toy = Markov()
+    # Rows started from B and from A: B -> EOS (0.9); A -> C (0.5, a tie with D) -> EOS.
+    found = greedy_search(toy, ToyState(torch.tensor([B, A])), max_len=10, **IDS)
+    assert found.tokens == [[], [C]] and found.weights.shape == (2, 2, 1)
+    # A row that ended adds nothing more to its score.
+    assert found.scores.tolist() == pytest.approx([math.log(0.9), math.log(0.5)], abs=1e-5)
+
+
+@pytest.mark.parametrize("cell", [LSTMCell, GRUCell], ids=["lstm", "gru"])
 def test_beam_1_is_greedy(cell):
     lengths_seen = set()
     for seed in range(6):
         torch.manual_seed(seed)
-        model = Seq2Seq(
-            {"_target_": "seqmodels.nn.GRU", "hidden_size": 16},
-            source_vocab_size=12,
-            target_vocab_size=9,
-            embedding_dim=8,
-            target_embedding_dim=8,
-            decoder_cell={"_target_": cell},
-            decoder_hidden_size=16,
-        ).eval()
+        decoder = AttentionDecoder(9, 8, cell, 16, 12, MultiplicativeAttention).eval()
         with torch.no_grad():  # a random model: sharper logits and a fair EOS vary the lengths
-            model.decoder.out.weight.mul_(4)
-            model.decoder.out.bias.zero_()
-            model.decoder.out.bias[EOS] = 0.5
-        source = torch.randint(4, 12, (16, 7))
+            decoder.out.weight.mul_(4)
+            decoder.out.bias.zero_()
+            decoder.out.bias[EOS] = 0.5
         lengths = torch.randint(1, 8, (16,))
+        mask = torch.arange(7) < lengths.unsqueeze(1)
+        state = decoder.start(torch.randn(16, 7, 12), mask)
         with torch.no_grad():
-            state = model.encode(source, lengths)
-            expected = greedy(model.decoder, state, max_len=15).tokens
-            found = beam_search(model.decoder, state, beam_size=1, max_len=15)
+            expected = greedy_search(decoder, state, max_len=15, **IDS).tokens
+            found = beam_search(decoder, state, beam_size=1, max_len=15, **IDS)
         assert [h[0][0] for h in found] == expected, seed
         lengths_seen |= {len(t) for t in expected}
     assert len(lengths_seen) > 3  # the check saw outputs of several lengths
