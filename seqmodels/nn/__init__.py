@@ -13,6 +13,7 @@ from torch.nn (interop.py).
 """
 
 from seqmodels.nn.cells import Cell, GRUCell, LSTMCell, RNNCell
+from seqmodels.nn.crf import CRF
 from seqmodels.nn.literature import CIFGLSTMCell, IndRNNCell, PeepholeLSTMCell
 from seqmodels.nn.recurrent import GRU, LSTM, RNN, Recurrent
 
@@ -28,4 +29,5 @@ __all__ = [
     "PeepholeLSTMCell",
     "IndRNNCell",
     "CIFGLSTMCell",
+    "CRF",
 ]
