@@ -45,6 +45,7 @@ from seqmodels.data import (
     provides,
 )
 from seqmodels.errors import UserError
+from seqmodels.tasks.tagger import Tagger
 
 REQUEST_KEYS = ("text", "file", "image", "csv")
 
@@ -58,6 +59,8 @@ def predict(cfg: Mapping[str, Any], out: TextIO | None = None) -> list[tuple[Any
         return forecast(module, datamodule, {k: cfg.get(k) for k in REQUEST_KEYS}, out)
     if provides(datamodule, Transduction):
         return transduce(module, datamodule, cfg, out)
+    if isinstance(module, Tagger):
+        return tag(module, datamodule, {k: cfg.get(k) for k in REQUEST_KEYS}, out)
     if missing(datamodule, Classification) or not (
         provides(datamodule, TextInputs) or provides(datamodule, ImageInputs)
     ):
@@ -138,6 +141,35 @@ def transduce(
             shown = name if nbest == 1 else f"{name} (#{rank})"
             print(f"{text:<{width}}  {score:.3f}  {shown}", file=out)
             results.append((name, text, score))
+    return results
+
+
+def tag(module: Tagger, datamodule: Any, request: Mapping[str, Any], out: TextIO):
+    """Print each sentence's tokens with their tags (`token<TAB>tag`, a blank line between
+    sentences; `# line N` before each sentence of a file); return (name, tokens, tags)."""
+    given = [k for k in REQUEST_KEYS if request.get(k) is not None]
+    if given not in (["text"], ["file"]):
+        raise UserError(
+            'this model tags sentences: give text="a sentence" or file=sentences.txt '
+            "(one sentence per line, tokens separated by spaces; file=- for stdin)"
+        )
+    if request.get("text") is not None:
+        numbered = [(0, str(request["text"]))]
+    else:
+        lines = read_lines(str(request["file"]))
+        numbered = [(i, t) for i, t in enumerate(lines, 1) if t.strip()]
+        if not numbered:
+            raise UserError(f"{request['file']} has nothing to tag: put one sentence per line")
+    batch, tokens = module.read_request(datamodule, [t for _, t in numbered])
+    with torch.inference_mode():
+        tags = module.tag(batch)
+    results = []
+    for (line, _), words, found in zip(numbered, tokens, tags, strict=True):
+        name = f"line {line}" if line else "text"
+        if line:
+            print(f"# {name}", file=out)
+        print(module.format_prediction(words, found) + "\n", file=out)
+        results.append((name, words, found))
     return results
 
 

@@ -99,6 +99,17 @@ class CharEncoder(nn.Module):
         return torch.where(torch.isfinite(y), y, torch.zeros_like(y))  # no character: 0
 
 
+class TaggerProgram(nn.Module):
+    """The exported inference path: (words, chars, shapes, lengths) -> emissions (B, T, K)."""
+
+    def __init__(self, task: Tagger) -> None:
+        super().__init__()
+        self.task = task
+
+    def forward(self, words: Tensor, chars: Tensor, shapes: Tensor, lengths: Tensor) -> Tensor:
+        return self.task.emissions(words, chars, shapes, lengths)
+
+
 class Tagger(TaskModule):
     def __init__(
         self,
@@ -213,6 +224,47 @@ class Tagger(TaskModule):
         """Each sentence's predicted tag names: the inference path of seqmodels-predict."""
         predicted = self.decode(self(batch), batch.lengths)
         return self.names(predicted, batch.lengths)
+
+    # -- inference contract (seqmodels-predict, seqmodels-export) -----------------------
+    def read_request(self, datamodule: Any, texts: Sequence[str]) -> tuple[TaggingBatch, list]:
+        """Sentences, one per text, split on whitespace -> (batch, their tokens)."""
+        tokens = [text.split() for text in texts]
+        return datamodule.encode_sentences(tokens), tokens
+
+    @staticmethod
+    def format_prediction(tokens: Sequence[str], tags: Sequence[str]) -> str:
+        """`token<TAB>tag` per line, a sentence as CoNLL writes it."""
+        return "\n".join(f"{w}\t{t}" for w, t in zip(tokens, tags, strict=True))
+
+    def inference_program(self, datamodule: Any) -> dict[str, Any]:
+        """What seqmodels-export writes: the emissions from a batch's words, characters,
+        shapes and lengths. Viterbi runs beside the file, not inside it: its metadata
+        carries the CRF's start, transition and end scores (constraints applied), so a
+        runtime decodes the emissions with them (softmax head: the argmax per token)."""
+        B, T, L = 2, 5, int(getattr(datamodule, "max_word_len", 30))
+        hp = self.hparams
+        words = torch.randint(2, int(hp["vocab_size"]), (B, T))
+        chars = torch.randint(2, max(int(hp["char_vocab_size"]), 3), (B, T, L))
+        shapes = torch.randint(1, max(int(hp["num_shapes"]), 2), (B, T))
+        lengths = torch.tensor([T, T - 2])
+        meta: dict[str, Any] = {"tags": list(self.tag_names), "scheme": hp["scheme"]}
+        meta["decoding"] = "argmax per token" if self.crf is None else "viterbi"
+        if self.crf is not None:
+            start, transitions, end = (x.detach().tolist() for x in self.crf.scores())
+            meta["crf"] = {"start": start, "transitions": transitions, "end": end}
+        if getattr(datamodule, "words", None) is not None:
+            meta["vocabulary"] = list(datamodule.words.itos)
+            meta["characters"] = list(datamodule.chars.itos)
+            meta["lowercase"] = bool(datamodule.lowercase)
+            meta["max_word_len"] = L
+        time = {0: "batch", 1: "time"}
+        return {
+            "module": TaggerProgram(self),
+            "inputs": {"words": words, "chars": chars, "shapes": shapes, "lengths": lengths},
+            "outputs": ["emissions"],
+            "dynamic": {"words": time, "chars": time, "shapes": time, "lengths": {0: "batch"}},
+            "metadata": meta,
+        }
 
     def names(self, ids: Tensor, lengths: Tensor) -> list[list[str]]:
         return [
