@@ -17,6 +17,11 @@ hook (seqmodels.data):
   `transduce` with `beam=` (null: the checkpoint's decode.beam_size; 1: greedy)
   and `nbest=` (outputs per input, best first).
 
+- `text="..."` or `file=sentences.txt` for a tagger (task=tagging): each
+  sentence split on whitespace, tagged by the task module (`read_request`,
+  `tag`, `format_prediction`), printed as `token<TAB>tag` lines, a blank line
+  after each sentence (`# line N` before it for a file).
+
 A classifier prints `label  probability  input` per input, and with more than
 two classes a second line with every class's probability. A forecaster prints
 CSV: a header `timestamp,forecast`, then one row per step of its horizon. A
@@ -45,7 +50,6 @@ from seqmodels.data import (
     provides,
 )
 from seqmodels.errors import UserError
-from seqmodels.tasks.tagger import Tagger
 
 REQUEST_KEYS = ("text", "file", "image", "csv")
 
@@ -59,7 +63,7 @@ def predict(cfg: Mapping[str, Any], out: TextIO | None = None) -> list[tuple[Any
         return forecast(module, datamodule, {k: cfg.get(k) for k in REQUEST_KEYS}, out)
     if provides(datamodule, Transduction):
         return transduce(module, datamodule, cfg, out)
-    if isinstance(module, Tagger):
+    if hasattr(module, "format_prediction"):  # a task that reads and prints its own (Tagger)
         return tag(module, datamodule, {k: cfg.get(k) for k in REQUEST_KEYS}, out)
     if missing(datamodule, Classification) or not (
         provides(datamodule, TextInputs) or provides(datamodule, ImageInputs)
@@ -68,8 +72,8 @@ def predict(cfg: Mapping[str, Any], out: TextIO | None = None) -> list[tuple[Any
         raise UserError(
             f"{cfg.get('ckpt_path')} is a checkpoint of {type(datamodule).__name__} with {task}, "
             "which does not classify inputs: seqmodels-predict needs a classifier checkpoint "
-            "(task=imdb, task=mnist), a forecaster's (task=forecast) or a seq2seq model's "
-            "(task=seq2seq); for a language model "
+            "(task=imdb, task=mnist), a forecaster's (task=forecast), a seq2seq model's "
+            "(task=seq2seq) or a tagger's (task=tagging); for a language model "
             "use seqmodels-sample"
         )
     x, lengths, names = read_request(datamodule, {k: cfg.get(k) for k in REQUEST_KEYS})
@@ -144,7 +148,7 @@ def transduce(
     return results
 
 
-def tag(module: Tagger, datamodule: Any, request: Mapping[str, Any], out: TextIO):
+def tag(module: Any, datamodule: Any, request: Mapping[str, Any], out: TextIO):
     """Print each sentence's tokens with their tags (`token<TAB>tag`, a blank line between
     sentences; `# line N` before each sentence of a file); return (name, tokens, tags)."""
     given = [k for k in REQUEST_KEYS if request.get(k) is not None]

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from seqmodels.errors import UserError
-from seqmodels.nn.crf import split_tag
 
 FORMATS = ("auto", "conllu", "columns")
 CONLLU_COLUMNS = {"upos": 4, "xpos": 5}
@@ -135,6 +134,19 @@ def read_conll(
 
 
 # -- span schemes ----------------------------------------------------------------------
+
+
+def split_tag(tag: str) -> tuple[str, str]:
+    """("B", "PER") for "B-PER", ("O", "") for "O"; ("", tag) for a tag of no scheme.
+
+    (seqmodels.nn.crf reads tags the same way for its constraints; data and nn
+    import nothing of each other.)"""
+    if tag == "O":
+        return "O", ""
+    prefix, dash, kind = tag.partition("-")
+    if dash and kind and prefix in ("B", "I", "E", "S"):
+        return prefix, kind
+    return "", tag
 
 
 def is_span_tagging(tags: Sequence[str]) -> bool:
