@@ -349,6 +349,7 @@ class Tagger(TaskModule):
             [f"{t}" for t in self.tag_names],
             [f"{t} ({int(n)})" for t, n in zip(self.tag_names, rows.sum(1), strict=True)],
             title="validation: gold tag (rows, count) vs predicted tag (columns), share of row",
+            cell=max(24, 7 * max(len(t) for t in self.tag_names) + 8),  # room for the labels
         )
 
     def examples_table(self, batch: TaggingBatch, tokens: list[list[str]], shown: int = 5) -> str:
