@@ -205,3 +205,22 @@ def test_a_malformed_line_is_one_line_naming_file_and_line(run_cli, small_data, 
     assert result.code == 1 and "Traceback" not in result.err
     (line,) = [x for x in result.err.splitlines() if x.startswith("error:")]
     assert str(bad) in line and "line 10" in line
+
+
+def test_onnx_export_gives_the_models_emissions(trained, tmp_path):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (seqmodels[export])")
+    from seqmodels.export import export
+
+    run, _ = trained
+    stream = io.StringIO()
+    path = export(
+        {
+            "ckpt_path": str(run / "checkpoints" / "last.ckpt"),
+            "format": "onnx",
+            "out": str(tmp_path / "tagger.onnx"),
+        },
+        stream=stream,
+    )
+    # the export runs the file with onnxruntime on another batch and length, and writes
+    # nothing unless it matches PyTorch
+    assert path.is_file() and "checked: onnxruntime gives PyTorch's outputs" in stream.getvalue()
