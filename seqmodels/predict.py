@@ -17,6 +17,11 @@ hook (seqmodels.data):
   `transduce` with `beam=` (null: the checkpoint's decode.beam_size; 1: greedy)
   and `nbest=` (outputs per input, best first).
 
+- `text="..."` or `file=sentences.txt` for a tagger (task=tagging): each
+  sentence split on whitespace, tagged by the task module (`read_request`,
+  `tag`, `format_prediction`), printed as `token<TAB>tag` lines, a blank line
+  after each sentence (`# line N` before it for a file).
+
 A classifier prints `label  probability  input` per input, and with more than
 two classes a second line with every class's probability. A forecaster prints
 CSV: a header `timestamp,forecast`, then one row per step of its horizon. A
@@ -58,6 +63,8 @@ def predict(cfg: Mapping[str, Any], out: TextIO | None = None) -> list[tuple[Any
         return forecast(module, datamodule, {k: cfg.get(k) for k in REQUEST_KEYS}, out)
     if provides(datamodule, Transduction):
         return transduce(module, datamodule, cfg, out)
+    if hasattr(module, "format_prediction"):  # a task that reads and prints its own (Tagger)
+        return tag(module, datamodule, {k: cfg.get(k) for k in REQUEST_KEYS}, out)
     if missing(datamodule, Classification) or not (
         provides(datamodule, TextInputs) or provides(datamodule, ImageInputs)
     ):
@@ -65,8 +72,8 @@ def predict(cfg: Mapping[str, Any], out: TextIO | None = None) -> list[tuple[Any
         raise UserError(
             f"{cfg.get('ckpt_path')} is a checkpoint of {type(datamodule).__name__} with {task}, "
             "which does not classify inputs: seqmodels-predict needs a classifier checkpoint "
-            "(task=imdb, task=mnist), a forecaster's (task=forecast) or a seq2seq model's "
-            "(task=seq2seq); for a language model "
+            "(task=imdb, task=mnist), a forecaster's (task=forecast), a seq2seq model's "
+            "(task=seq2seq) or a tagger's (task=tagging); for a language model "
             "use seqmodels-sample"
         )
     x, lengths, names = read_request(datamodule, {k: cfg.get(k) for k in REQUEST_KEYS})
@@ -138,6 +145,35 @@ def transduce(
             shown = name if nbest == 1 else f"{name} (#{rank})"
             print(f"{text:<{width}}  {score:.3f}  {shown}", file=out)
             results.append((name, text, score))
+    return results
+
+
+def tag(module: Any, datamodule: Any, request: Mapping[str, Any], out: TextIO):
+    """Print each sentence's tokens with their tags (`token<TAB>tag`, a blank line between
+    sentences; `# line N` before each sentence of a file); return (name, tokens, tags)."""
+    given = [k for k in REQUEST_KEYS if request.get(k) is not None]
+    if given not in (["text"], ["file"]):
+        raise UserError(
+            'this model tags sentences: give text="a sentence" or file=sentences.txt '
+            "(one sentence per line, tokens separated by spaces; file=- for stdin)"
+        )
+    if request.get("text") is not None:
+        numbered = [(0, str(request["text"]))]
+    else:
+        lines = read_lines(str(request["file"]))
+        numbered = [(i, t) for i, t in enumerate(lines, 1) if t.strip()]
+        if not numbered:
+            raise UserError(f"{request['file']} has nothing to tag: put one sentence per line")
+    batch, tokens = module.read_request(datamodule, [t for _, t in numbered])
+    with torch.inference_mode():
+        tags = module.tag(batch)
+    results = []
+    for (line, _), words, found in zip(numbered, tokens, tags, strict=True):
+        name = f"line {line}" if line else "text"
+        if line:
+            print(f"# {name}", file=out)
+        print(module.format_prediction(words, found) + "\n", file=out)
+        results.append((name, words, found))
     return results
 
 

@@ -10,6 +10,11 @@ exported file has:
 | classifier of images (MNIST) | `images` (B, 28, 28) uint8, 0..255 | `probabilities` (B, C) | fixed by the image |
 | forecaster | `past` (B, window, F), `known` (B, horizon, K), `snaive` (B, horizon) | `forecast` (B, horizon) | fixed window |
 | language model, one step | `token` (B,) int64, `h` (L, B, H) [, `c`] | `logits` (B, V), `h_next` [, `c_next`] | one step |
+| tagger | `words`, `shapes` (B, T), `chars` (B, T, max_word_len) int64, `lengths` (B,) | `emissions` (B, T, K) | yes |
+
+A tagger's file gives the emissions (per-token tag scores); Viterbi decoding
+runs beside it, with the CRF's start, transition and end scores from the
+metadata (`crf`), or the argmax per token for a softmax head.
 
 The image classifier includes the datamodule's own encoding of pixels
 (`encode_images`: scaling, rows or pixels, a pixel permutation), so the file
@@ -31,6 +36,7 @@ from seqmodels.errors import UserError
 from seqmodels.tasks.classifier import SequenceClassifier
 from seqmodels.tasks.forecaster import Forecaster
 from seqmodels.tasks.language_model import LanguageModel
+from seqmodels.tasks.tagger import Tagger
 
 EXAMPLE_BATCH = 2  # traced with 2 rows: torch.export specialises a dimension of size 1
 
@@ -94,6 +100,9 @@ def program_for(task: nn.Module, datamodule: Any) -> Program:
     if provides(datamodule, Classification):
         meta["class_names"] = list(datamodule.class_names)
     B = EXAMPLE_BATCH
+    if isinstance(task, Tagger):  # the task's own program (emissions; Viterbi beside it)
+        spec = task.inference_program(datamodule)
+        return Program(**{**spec, "metadata": {**meta, **spec["metadata"]}})
     if isinstance(task, SequenceClassifier) and provides(datamodule, ImageInputs):
         h, w = datamodule.image_shape
         images = torch.randint(0, 256, (B, h, w), dtype=torch.uint8)
@@ -171,9 +180,10 @@ def _resize(
             high = int(inputs[name].max()) + 1
             out[name] = torch.randint(1 if name == "ids" else 0, max(high, 2), shape)
     if "lengths" in out:
-        T = out["ids"].shape[1]
+        ids = "ids" if "ids" in out else "words"  # a tagger's words
+        T = out[ids].shape[1]
         lengths = torch.randint(1, T + 1, (batch,))
         lengths[0] = T
         out["lengths"] = lengths
-        out["ids"] = out["ids"].masked_fill(torch.arange(T)[None, :] >= lengths[:, None], 0)
+        out[ids] = out[ids].masked_fill(torch.arange(T)[None, :] >= lengths[:, None], 0)
     return out
