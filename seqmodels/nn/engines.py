@@ -31,7 +31,7 @@ from seqmodels.errors import UserError
 from seqmodels.nn import fused, fused_gru, fused_lstm
 from seqmodels.nn.cells import Cell, GRUCell, is_exactly
 
-State = Any  # h (B, H), or (h, c) for the LSTM
+State = Any  # h (B, H), or a tuple (h, c, ...) of such tensors
 
 
 def run_loop(cell, x: Tensor, state: Any, lengths: Tensor | None):
@@ -48,8 +48,8 @@ def run_loop(cell, x: Tensor, state: Any, lengths: Tensor | None):
     mask = (torch.arange(x.shape[1], device=x.device) < lengths.view(-1, 1)).unsqueeze(-1)
     for x_t, m_t in zip(x.unbind(1), mask.unbind(1), strict=True):
         out, new = cell(x_t, state)
-        if isinstance(new, tuple):
-            state = (torch.where(m_t, new[0], state[0]), torch.where(m_t, new[1], state[1]))
+        if isinstance(new, tuple):  # any number of state tensors: (h, c, m, ...)
+            state = tuple(torch.where(m_t, n, o) for n, o in zip(new, state, strict=True))
         else:
             state = torch.where(m_t, new, state)
         outs.append(out)

@@ -1,0 +1,138 @@
+"""The Cell contract, whole: any number of state tensors on every engine, and what `step` returns.
+
+Cells of one, two and three state tensors (built-in and one's own, the three-state one written
+here) on every engine against `loop` to 1e-5 in fp32 (outputs, final states, gradients), with
+and without lengths, bidirectional and stacked; the gradient-through-time view of each.
+"""
+
+import pytest
+import torch
+from conftest import assert_same_run, states
+
+from seqmodels.errors import UserError
+from seqmodels.nn import Cell, LSTMCell, PeepholeLSTMCell, Recurrent, RNNCell
+from seqmodels.nn.gradflow import state_gradient_norms
+
+B, T, I, H = 3, 5, 4, 6  # noqa: E741
+
+
+class MinimalRNNCell(Cell):
+    """One state tensor: h_t = u * h_{t-1} + (1 - u) * tanh(z) (Chen 2017)."""
+
+    gate_names = ("u", "z")
+
+    def step(self, gates, h):
+        u, z = gates.chunk(2, -1)
+        u = torch.sigmoid(u)
+        return u * h + (1 - u) * torch.tanh(z)
+
+
+class TupleRNNCell(MinimalRNNCell):
+    """The same cell returning its one state as a 1-tuple, the form Keras users write."""
+
+    def step(self, gates, h):
+        return (super().step(gates, h),)
+
+
+class AveragedLSTMCell(Cell):
+    """Three state tensors: an LSTM that also keeps m, a running average of its cell state,
+    and reads it into h."""
+
+    gate_names = ("i", "f", "g", "o")
+    state_names = ("h", "c", "m")
+
+    def step(self, gates, state):
+        _, c, m = state
+        i, f, g, o = gates.chunk(4, -1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        m = 0.5 * m + 0.5 * c
+        return torch.sigmoid(o) * torch.tanh(c + m), c, m
+
+
+CELLS = [MinimalRNNCell, RNNCell, PeepholeLSTMCell, LSTMCell, AveragedLSTMCell]
+
+
+def initial_state(layer, LD):
+    s0 = tuple(torch.randn(LD, B, H) for _ in layer.cells[0].state_names)
+    return s0 if len(s0) > 1 else s0[0]
+
+
+@pytest.mark.parametrize("cls", CELLS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("engine", ["fused", "auto", "native"])
+@pytest.mark.parametrize("num_layers,bi", [(1, False), (2, True)])
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_every_state_count_matches_loop(cls, engine, num_layers, bi, with_lengths):
+    torch.manual_seed(num_layers + 3 * bi)
+    ref = Recurrent(cls, I, H, num_layers=num_layers, bidirectional=bi, engine="loop")
+    if engine == "native" and ref.native_kernel() is None:
+        with pytest.raises(UserError, match=rf"engine='native' is not available.*{cls.__name__}"):
+            Recurrent(cls, I, H, num_layers=num_layers, bidirectional=bi, engine="native")
+        return
+    other = Recurrent(cls, I, H, num_layers=num_layers, bidirectional=bi, engine=engine)
+    other.load_state_dict(ref.state_dict())
+    x = torch.randn(B, T, I)
+    lengths = torch.tensor([5, 1, 3]) if with_lengths else None
+    s0 = initial_state(ref, num_layers * (1 + bi))
+    assert_same_run(other, ref, x, s0, lengths)
+    # the final state has one (L*D, B, H) tensor per state name, a bare tensor for one
+    _, s = other(x, lengths=lengths)
+    assert len(states(s)) == len(ref.cells[0].state_names)
+    assert all(t.shape == (num_layers * (1 + bi), B, H) for t in states(s))
+
+
+def test_three_states_with_lengths_keep_each_sequences_own_last_step():
+    """The final (h, c, m) of a padded sequence is the one after its last valid step."""
+    torch.manual_seed(0)
+    for engine in ("loop", "fused"):
+        layer = Recurrent(AveragedLSTMCell, I, H, bidirectional=False, engine=engine)
+        x = torch.randn(B, T, I)
+        _, (h, c, m) = layer(x, lengths=torch.tensor([5, 2, 4]))
+        _, (h1, c1, m1) = layer(x[1:2, :2])
+        for a, b in ((h, h1), (c, c1), (m, m1)):
+            torch.testing.assert_close(a[:, 1:2], b, atol=1e-6, rtol=0)
+
+
+def retained_state_grads(layer, x, lengths):
+    """||dL/dh_t|| per step, mean over the batch's valid steps, for a one-layer forward
+    layer: the cell stepped by hand, each h_t's total gradient kept by retain_grad."""
+    cell = layer.cells[0]
+    state = cell.init_state(B)
+    hs = []
+    for t, x_t in enumerate(x.unbind(1)):
+        _, new = cell(x_t, state)
+        keep = (t < lengths)[:, None]
+        state = tuple(
+            torch.where(keep, n, o) for n, o in zip(states(new), states(state), strict=True)
+        )
+        state = state if len(state) > 1 else state[0]
+        h = states(state)[0]
+        h.retain_grad()
+        hs.append(h)
+    out = torch.where(
+        (torch.arange(T)[None, :, None] < lengths[:, None, None]), torch.stack(hs, 1), 0
+    )
+    (out.square().sum() + sum(s.square().sum() for s in states(state))).backward()
+    norms = torch.stack([h.grad.norm(dim=-1) for h in hs], 1)  # (B, T)
+    valid = torch.arange(T)[None, :] < lengths[:, None]
+    return (norms * valid).sum(0) / valid.sum(0)
+
+
+@pytest.mark.parametrize(
+    "cls", [MinimalRNNCell, LSTMCell, AveragedLSTMCell], ids=lambda c: c.__name__
+)
+@pytest.mark.parametrize("engine", ["loop", "fused"])
+def test_gradient_through_time_of_every_state_count(cls, engine):
+    torch.manual_seed(0)
+    layer = Recurrent(cls, I, H, engine=engine)
+    x, lengths = torch.randn(B, T, I), torch.tensor([5, 2, 4])
+
+    def loss():
+        out, s = layer(x, lengths=lengths)
+        return out.square().sum() + sum(t.square().sum() for t in states(s))
+
+    got = state_gradient_norms(layer, loss, lengths)
+    assert got.shape == (1, T) and layer.engine == engine
+    torch.testing.assert_close(got[0], retained_state_grads(layer, x, lengths), atol=1e-5, rtol=0)
+    bi = Recurrent(cls, I, H, num_layers=2, bidirectional=True, engine=engine)
+    norms = state_gradient_norms(bi, lambda: bi(x, lengths=lengths)[0].square().sum(), lengths)
+    assert norms.shape == (2, T) and torch.isfinite(norms).all()
