@@ -179,7 +179,9 @@ class Cell(nn.Module):
     def forward(self, x: Tensor, state: State = None) -> tuple[Tensor, State]:
         if state is None:
             state = self.init_state(x.shape[0], x.device, x.dtype)
-        h = state if self.state_size == 1 else state[0]
+        one = self.state_size == 1
+        state = unwrap(state) if one else state
+        h = state if one else state[0]
         if not self.hidden_product:
             state = self.step(self.i2h(x), state)
         elif overrides(self, "split_step"):
@@ -188,7 +190,8 @@ class Cell(nn.Module):
             state = self.split_step(gx, gh, state)
         else:
             state = self.step(self.i2h(torch.cat((x, h), -1)), state)
-        return self._output(x, state if self.state_size == 1 else state[0]), state
+        state = unwrap(state) if one else state
+        return self._output(x, state if one else state[0]), state
 
     def _output(self, x: Tensor, h: Tensor) -> Tensor:
         return h if self.i2o is None else self.i2o(torch.cat((x, h), -1))
@@ -212,6 +215,55 @@ class Cell(nn.Module):
         if self.output_size is not None:
             s += f", output_size={self.output_size}"
         return s + ("" if self.bias else ", bias=False")
+
+
+def unwrap(state: State) -> State:
+    """A one-state cell's state as the tensor h: `step` may return h or `(h,)` (Keras' form)."""
+    return state[0] if isinstance(state, tuple) and len(state) == 1 else state
+
+
+def check_step_result(cell: Cell, new: Any, batch_size: int) -> None:
+    """One UserError line when the state a cell's step made breaks the contract: one (B, H)
+    tensor per name in `state_names` (a bare tensor, or a 1-tuple, for h alone).
+
+    The engines call it on the first step of each call only: a step's result has the
+    same count, type and shape at every step, and checking each would cost every step.
+    """
+    if torch.compiler.is_compiling():  # a traced graph's shapes may be symbolic: no guards
+        return
+    names, H = cell.state_names, cell.hidden_size
+    want_shape = (batch_size, H)
+    n = len(names)
+    parts: tuple[Any, ...] | None
+    if n == 1:
+        parts = new if isinstance(new, tuple) and len(new) == 1 else (new,)
+    else:
+        parts = new if isinstance(new, tuple) else None
+    if parts is not None and len(parts) == n:
+        if all(isinstance(t, Tensor) and tuple(t.shape) == want_shape for t in parts):
+            return
+    method = next((m for m in ("split_step", "step") if overrides(cell, m)), "forward")
+    want = (
+        f"want h, one tensor (or a 1-tuple (h,)) shaped (batch, hidden_size)={want_shape}"
+        if n == 1
+        else f"want a tuple of {n} tensors, each (batch, hidden_size)={want_shape}"
+    )
+    raise UserError(
+        f"{type(cell).__name__}.{method} returned {_described(new)}; its state_names {names} {want}"
+    )
+
+
+def _described(value: Any) -> str:
+    """What a step returned, in words: 'a tuple of 2 tensors shaped (3, 6), (3, 12)'."""
+    if isinstance(value, Tensor):
+        return f"a tensor shaped {tuple(value.shape)}"
+    if isinstance(value, (tuple, list)):
+        if value and all(isinstance(v, Tensor) for v in value):
+            shapes = ", ".join(str(tuple(v.shape)) for v in value)
+            return f"a {type(value).__name__} of {len(value)} tensors shaped {shapes}"
+        items = ", ".join(type(v).__name__ for v in value)
+        return f"a {type(value).__name__} of {len(value)} ({items})"
+    return f"a {type(value).__name__}"
 
 
 def overrides(cell: Cell, method: str) -> bool:

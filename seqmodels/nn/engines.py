@@ -29,7 +29,7 @@ from torch import Tensor
 
 from seqmodels.errors import UserError
 from seqmodels.nn import fused, fused_gru, fused_lstm
-from seqmodels.nn.cells import Cell, GRUCell, is_exactly
+from seqmodels.nn.cells import Cell, GRUCell, check_step_result, is_exactly
 
 State = Any  # h (B, H), or a tuple (h, c, ...) of such tensors
 
@@ -41,13 +41,17 @@ def run_loop(cell, x: Tensor, state: Any, lengths: Tensor | None):
     outs: list[Tensor] = []
     new: Any
     if lengths is None:
-        for x_t in x.unbind(1):  # unbind, not x[:, t]: its backward is one cat, not T zero-fills
+        for t, x_t in enumerate(x.unbind(1)):  # unbind, not x[:, t]: its backward is one cat
             out, state = cell(x_t, state)
+            if t == 0:
+                check_step_result(cell, state, x.shape[0])
             outs.append(out)
         return torch.stack(outs, 1), state
     mask = (torch.arange(x.shape[1], device=x.device) < lengths.view(-1, 1)).unsqueeze(-1)
-    for x_t, m_t in zip(x.unbind(1), mask.unbind(1), strict=True):
+    for t, (x_t, m_t) in enumerate(zip(x.unbind(1), mask.unbind(1), strict=True)):
         out, new = cell(x_t, state)
+        if t == 0:
+            check_step_result(cell, new, x.shape[0])
         if isinstance(new, tuple):  # any number of state tensors: (h, c, m, ...)
             state = tuple(torch.where(m_t, n, o) for n, o in zip(new, state, strict=True))
         else:

@@ -49,7 +49,7 @@ class AveragedLSTMCell(Cell):
         return torch.sigmoid(o) * torch.tanh(c + m), c, m
 
 
-CELLS = [MinimalRNNCell, RNNCell, PeepholeLSTMCell, LSTMCell, AveragedLSTMCell]
+CELLS = [MinimalRNNCell, TupleRNNCell, RNNCell, PeepholeLSTMCell, LSTMCell, AveragedLSTMCell]
 
 
 def initial_state(layer, LD):
@@ -136,3 +136,99 @@ def test_gradient_through_time_of_every_state_count(cls, engine):
     bi = Recurrent(cls, I, H, num_layers=2, bidirectional=True, engine=engine)
     norms = state_gradient_norms(bi, lambda: bi(x, lengths=lengths)[0].square().sum(), lengths)
     assert norms.shape == (2, T) and torch.isfinite(norms).all()
+
+
+# -- what step returns, checked once per call -------------------------------------------------
+def test_a_one_state_cell_may_return_a_1_tuple():
+    """(h,) from step is h: the cell gives a bare tensor, every engine matches a bare step."""
+    torch.manual_seed(0)
+    out, h = TupleRNNCell(I, H)(torch.randn(B, I))
+    assert isinstance(h, torch.Tensor) and h.shape == (B, H) and out is h
+    x = torch.randn(B, T, I)
+    for engine in ("loop", "fused"):
+        layer = Recurrent(TupleRNNCell, I, H, engine=engine)
+        ref = Recurrent(MinimalRNNCell, I, H, engine="loop")
+        ref.load_state_dict(layer.state_dict())
+        for lengths in (None, torch.tensor([5, 1, 3])):
+            assert_same_run(layer, ref, x, None, lengths)
+            assert isinstance(layer(x, lengths=lengths)[1], torch.Tensor)
+
+
+class WideState(MinimalRNNCell):
+    def step(self, gates, h):
+        return torch.cat((h, h), -1)
+
+
+class TwoForOne(MinimalRNNCell):
+    def step(self, gates, h):
+        return h, h
+
+
+class TwoForThree(AveragedLSTMCell):
+    def step(self, gates, state):
+        return super().step(gates, state)[:2]
+
+
+class ListForThree(AveragedLSTMCell):
+    def step(self, gates, state):
+        return list(super().step(gates, state))
+
+
+class BareForThree(AveragedLSTMCell):
+    def step(self, gates, state):
+        return super().step(gates, state)[0]
+
+
+class NotATensor(MinimalRNNCell):
+    def step(self, gates, h):
+        return h.tolist()
+
+
+BROKEN = [
+    (
+        WideState,
+        r"WideState.step returned a tensor shaped \(3, 12\); its state_names \('h',\) "
+        r"want h, one tensor \(or a 1-tuple \(h,\)\) shaped \(batch, hidden_size\)=\(3, 6\)$",
+    ),
+    (
+        TwoForOne,
+        r"TwoForOne.step returned a tuple of 2 tensors shaped \(3, 6\), \(3, 6\); "
+        r"its state_names \('h',\) want h",
+    ),
+    (
+        TwoForThree,
+        r"TwoForThree.step returned a tuple of 2 tensors shaped \(3, 6\), \(3, 6\); "
+        r"its state_names \('h', 'c', 'm'\) want a tuple of 3 tensors, each "
+        r"\(batch, hidden_size\)=\(3, 6\)$",
+    ),
+    (ListForThree, r"ListForThree.step returned a list of 3 tensors .* want a tuple of 3"),
+    (BareForThree, r"BareForThree.step returned a tensor shaped \(3, 6\); .* want a tuple of 3"),
+    (NotATensor, r"NotATensor.step returned a list of 3 \(list, list, list\); .* want h"),
+]
+
+
+@pytest.mark.parametrize("cls,message", BROKEN, ids=lambda c: getattr(c, "__name__", ""))
+@pytest.mark.parametrize("engine", ["loop", "fused", "auto"])
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_a_step_that_breaks_the_contract_is_one_line(cls, message, engine, with_lengths):
+    layer = Recurrent(cls, I, H, bidirectional=True, engine=engine)
+    lengths = torch.tensor([5, 1, 3]) if with_lengths else None
+    with pytest.raises(UserError, match=message) as e:
+        layer(torch.randn(B, T, I), lengths=lengths)
+    assert "\n" not in str(e.value)
+
+
+def test_the_step_result_is_checked_on_the_first_step_only(monkeypatch):
+    import seqmodels.nn.cells as cells
+
+    calls = []
+    real = cells.check_step_result
+    monkeypatch.setattr(cells, "check_step_result", lambda *a: calls.append(1) or real(*a))
+    for module in ("seqmodels.nn.engines", "seqmodels.nn.fused"):
+        monkeypatch.setattr(f"{module}.check_step_result", cells.check_step_result)
+    for engine in ("loop", "fused"):
+        calls.clear()
+        Recurrent(AveragedLSTMCell, I, H, num_layers=2, bidirectional=True, engine=engine)(
+            torch.randn(B, T, I), lengths=torch.tensor([5, 1, 3])
+        )
+        assert len(calls) == 4  # once per (layer, direction), not per step
