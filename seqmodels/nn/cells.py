@@ -109,10 +109,20 @@ class Cell(nn.Module):
     hidden_product: ClassVar[bool] = True
 
     def __init__(
-        self, input_size: int, hidden_size: int, output_size: int | None = None, bias: bool = True
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        *,
+        output_size: int | None = None,
     ):
         super().__init__()
         check_sizes(input_size, hidden_size, output_size)
+        if not isinstance(bias, bool):  # e.g. output_size passed third, as before torch's order
+            raise UserError(
+                f"{type(self).__name__}: bias must be True or False, got {bias!r} (the third "
+                f"argument is bias, as in torch.nn; pass output_size= by keyword)"
+            )
         if not self.gate_names or not self.state_names or self.state_names[0] != "h":
             raise TypeError(
                 f"{type(self).__name__}: gate_names must name at least one gate and "
@@ -301,16 +311,17 @@ class RNNCell(Cell):
         self,
         input_size: int,
         hidden_size: int,
-        output_size: int | None = None,
-        nonlinearity: str = "tanh",
         bias: bool = True,
+        nonlinearity: str = "tanh",
+        *,
+        output_size: int | None = None,
     ):
         if nonlinearity not in NONLINEARITIES:
             raise UserError(
                 f"nonlinearity must be one of {', '.join(NONLINEARITIES)}, got {nonlinearity!r}"
             )
         self.nonlinearity = nonlinearity
-        super().__init__(input_size, hidden_size, output_size, bias)
+        super().__init__(input_size, hidden_size, bias, output_size=output_size)
         self._act = activation(nonlinearity)
 
     def step(self, gates: Tensor, state: Tensor) -> Tensor:
@@ -332,9 +343,14 @@ class LSTMCell(Cell):
     state_names = ("h", "c")
 
     def __init__(
-        self, input_size: int, hidden_size: int, output_size: int | None = None, bias: bool = True
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        *,
+        output_size: int | None = None,
     ):
-        super().__init__(input_size, hidden_size, output_size, bias)
+        super().__init__(input_size, hidden_size, bias, output_size=output_size)
 
     def step(self, gates: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         _, c = state
@@ -368,12 +384,13 @@ class GRUCell(Cell):
         self,
         input_size: int,
         hidden_size: int,
-        output_size: int | None = None,
         bias: bool = True,
+        *,
         reset_after: bool = True,
+        output_size: int | None = None,
     ):
         self.reset_after = bool(reset_after)
-        super().__init__(input_size, hidden_size, output_size, bias)
+        super().__init__(input_size, hidden_size, bias, output_size=output_size)
         self.bias_hn: nn.Parameter | None = None
         if self.bias and self.reset_after:
             bound = 1.0 / math.sqrt(hidden_size)

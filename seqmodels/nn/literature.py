@@ -31,8 +31,15 @@ class PeepholeLSTMCell(Cell):
     gate_names = ("i", "f", "g", "o")
     state_names = ("h", "c")
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
-        super().__init__(input_size, hidden_size, bias=bias)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        *,
+        output_size: int | None = None,
+    ):
+        super().__init__(input_size, hidden_size, bias, output_size=output_size)
         self.peephole = nn.Parameter(torch.empty(3, hidden_size))  # rows: i, f, o
         self.reset_parameters()
 
@@ -57,8 +64,15 @@ class IndRNNCell(Cell):
 
     hidden_product = False  # i2h reads x_t alone; the recurrence is u * h, in step
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
-        super().__init__(input_size, hidden_size, bias=bias)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        *,
+        output_size: int | None = None,
+    ):
+        super().__init__(input_size, hidden_size, bias, output_size=output_size)
         self.recurrent_weight = nn.Parameter(torch.empty(hidden_size))
         self.reset_parameters()
 
