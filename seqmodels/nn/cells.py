@@ -107,6 +107,9 @@ class Cell(nn.Module):
     gate_names: ClassVar[tuple[str, ...]] = ("h",)
     state_names: ClassVar[tuple[str, ...]] = ("h",)
     hidden_product: ClassVar[bool] = True
+    # parameters a built-in cell has besides i2h and i2o (the GRU's bias_hn): a subclass
+    # with any other is not the built-in computation (seqmodels.nn.support.is_exactly)
+    extra_parameters: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -212,13 +215,21 @@ class Cell(nn.Module):
         product, which is what the fused engine runs; a cell with only a forward has not."""
         return overrides(self, "step") or overrides(self, "split_step")
 
-    def native_kernel(self) -> str | None:
-        """torch's fused kernel computing this cell exactly (a torch._VF name), or None.
+    # -- torch's layout, for the native engine and interop -------------------------
+    def torch_parameters(self) -> list[Tensor | None]:
+        """[w_ih, w_hh, b_ih, b_hh] as torch.nn.RNN/LSTM/GRU keep them, views of i2h where
+        they can be: the one bias goes to b_ih, b_hh is zeros (None without bias)."""
+        b = self.i2h.bias
+        return [self.weight_ih, self.weight_hh, b, None if b is None else torch.zeros_like(b)]
 
-        Only the built-in formulations have one; a subclass that changes the step
-        (or adds parameters) has none, so no engine runs torch's kernel in its place.
-        """
-        return None
+    @torch.no_grad()
+    def load_torch_parameters(
+        self, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None
+    ) -> None:
+        """Copy torch's four tensors in: i2h.weight = [w_ih | w_hh], i2h.bias = b_ih + b_hh."""
+        self.i2h.weight.copy_(torch.cat((w_ih, w_hh), 1))
+        if self.i2h.bias is not None and b_ih is not None and b_hh is not None:
+            self.i2h.bias.copy_(b_ih + b_hh)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -281,19 +292,6 @@ def overrides(cell: Cell, method: str) -> bool:
     return getattr(type(cell), method) is not getattr(Cell, method)
 
 
-def is_exactly(cell: Cell, cls: type) -> bool:
-    """Whether the cell computes what `cls` computes: its class is cls, or a subclass
-    that changes neither the step nor the parameters (a renamed or extended class)."""
-    if not isinstance(cell, cls):
-        return False
-    same_step = all(
-        getattr(type(cell), m) is getattr(cls, m)
-        for m in ("step", "split_step", "forward", "has_step")
-    )
-    own = {"i2h.weight", "i2h.bias", "bias_hn", "i2o.weight", "i2o.bias"}
-    return same_step and all(name in own for name, _ in cell.named_parameters())
-
-
 def cell_name(cell: Any) -> str:
     """A cell factory as a user wrote it: LSTMCell, or GRUCell(reset_after=False) for a partial."""
     if isinstance(cell, functools.partial) and not cell.args:
@@ -327,11 +325,6 @@ class RNNCell(Cell):
     def step(self, gates: Tensor, state: Tensor) -> Tensor:
         return self._act(gates)
 
-    def native_kernel(self) -> str | None:
-        if not is_exactly(self, RNNCell):
-            return None
-        return {"tanh": "rnn_tanh", "relu": "rnn_relu"}.get(self.nonlinearity)
-
     def extra_repr(self) -> str:
         return super().extra_repr() + f", nonlinearity={self.nonlinearity!r}"
 
@@ -358,9 +351,6 @@ class LSTMCell(Cell):
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         return torch.sigmoid(o) * torch.tanh(c), c
 
-    def native_kernel(self) -> str | None:
-        return "lstm" if is_exactly(self, LSTMCell) else None
-
 
 class GRUCell(Cell):
     """GRU cell; i2h rows are the gates r, z, n (torch's order).
@@ -379,6 +369,7 @@ class GRUCell(Cell):
     """
 
     gate_names = ("r", "z", "n")
+    extra_parameters = ("bias_hn",)
 
     def __init__(
         self,
@@ -429,8 +420,22 @@ class GRUCell(Cell):
     def has_step(self) -> bool:
         return self.reset_after  # Cho et al.'s needs r before its second product: forward only
 
-    def native_kernel(self) -> str | None:
-        return "gru" if self.reset_after and is_exactly(self, GRUCell) else None
+    def torch_parameters(self) -> list[Tensor | None]:
+        # torch keeps b_hn in b_hh, because its reset gate scales W_hn h + b_hn
+        w_ih, w_hh, b_ih, b_hh = super().torch_parameters()
+        if b_hh is not None and self.bias_hn is not None:
+            b_hh = torch.cat((b_hh[: 2 * self.hidden_size], self.bias_hn))
+        return [w_ih, w_hh, b_ih, b_hh]
+
+    @torch.no_grad()
+    def load_torch_parameters(
+        self, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None
+    ) -> None:
+        super().load_torch_parameters(w_ih, w_hh, b_ih, b_hh)
+        if self.bias_hn is not None and b_ih is not None and b_hh is not None:
+            H = self.hidden_size  # b_in and b_hn stay apart: only r and z take the sum
+            self.i2h.bias[2 * H :].copy_(b_ih[2 * H :])  # type: ignore[index]
+            self.bias_hn.copy_(b_hh[2 * H :])
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", reset_after={self.reset_after}"

@@ -41,6 +41,7 @@ from seqmodels.errors import UserError
 from seqmodels.nn import engines, interop, native
 from seqmodels.nn.auto import choose_engine
 from seqmodels.nn.cells import Cell, GRUCell, LSTMCell, RNNCell, cell_name
+from seqmodels.nn.support import engine_support
 
 ENGINES = ("auto", "loop", "fused", "native")
 
@@ -97,12 +98,14 @@ class Recurrent(nn.Module):
                 cells.append(build_cell(cell, layer_input, hidden_size, self.bias))
         self.cells = nn.ModuleList(cells)
         self.state_size = self.cells[0].state_size
+        # which engines can run these cells, and why not (support.py): read by auto, the
+        # engines and their errors; the cells' classes and options never change
+        self.engine_support = engine_support(self)
         self.engine = engine  # validated by the setter below
 
     def native_kernel(self) -> str | None:
         """torch's fused kernel computing this layer's cells exactly (a torch._VF name), or None."""
-        kinds = {c.native_kernel() for c in self.cell_list()}
-        return kinds.pop() if len(kinds) == 1 else None
+        return self.engine_support.kernel
 
     def cell_list(self) -> list[Cell]:
         """The cells, typed (nn.ModuleList's items are just Modules to a type checker)."""
@@ -116,8 +119,8 @@ class Recurrent(nn.Module):
     def engine(self, name: str) -> None:
         if name not in ENGINES:
             raise UserError(f"engine must be one of {', '.join(ENGINES)}, got {name!r}")
-        if name == "native":
-            native.check_native(self)
+        if name == "native" and self.engine_support.native is not None:
+            raise UserError(self.engine_support.refusal("native") or "")
         self._engine = name
 
     def extra_repr(self) -> str:
@@ -254,6 +257,9 @@ class Recurrent(nn.Module):
             engine = "fused"
         else:
             engine = self.resolve_engine(x, lengths)
+        refusal = self.engine_support.refusal(engine)
+        if refusal is not None:
+            raise UserError(refusal)
         if engine == "native":
             return native.run_native(self, x, hx, lengths)
         D, one = self.num_directions, self.state_size == 1
@@ -269,7 +275,8 @@ class Recurrent(nn.Module):
                 x = F.dropout(x, self.dropout, True)
             k = layer * D
             if engine == "fused":  # both directions of the layer
-                x, s = engines.run_fused(list(self.cells[k : k + D]), x, states[k : k + D], lengths)
+                cells, kinds = self.cells[k : k + D], self.engine_support.recurrences[k : k + D]
+                x, s = engines.run_fused(list(cells), kinds, x, states[k : k + D], lengths)
                 finals += s
                 continue
             out, s = engines.run_loop(self.cells[k], x, states[k], lengths)

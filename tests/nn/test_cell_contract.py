@@ -5,12 +5,15 @@ here) on every engine against `loop` to 1e-5 in fp32 (outputs, final states, gra
 and without lengths, bidirectional and stacked; the gradient-through-time view of each.
 """
 
+import re
+
 import pytest
 import torch
 from conftest import assert_same_run, states
 
 from seqmodels.errors import UserError
-from seqmodels.nn import Cell, LSTMCell, PeepholeLSTMCell, Recurrent, RNNCell
+from seqmodels.nn import GRU, LSTM, RNN, Cell, LSTMCell, PeepholeLSTMCell, Recurrent, RNNCell
+from seqmodels.nn.auto import choose_engine
 from seqmodels.nn.gradflow import state_gradient_norms
 
 B, T, I, H = 3, 5, 4, 6  # noqa: E741
@@ -232,3 +235,49 @@ def test_the_step_result_is_checked_on_the_first_step_only(monkeypatch):
             torch.randn(B, T, I), lengths=torch.tensor([5, 1, 3])
         )
         assert len(calls) == 4  # once per (layer, direction), not per step
+
+
+# -- which engine runs a cell: one record ----------------------------------------------------
+class ForwardOnlyCell(Cell):
+    def forward(self, x, state=None):
+        h = self.init_state(x.shape[0], x.device, x.dtype) if state is None else state
+        h = torch.tanh(self.i2h(torch.cat((x, h), -1)))
+        return h, h
+
+
+@pytest.mark.parametrize(
+    "make,kernel,recurrence,fused,native",
+    [
+        (lambda: LSTM(I, H, bidirectional=True), "lstm", "lstm", None, None),
+        (lambda: GRU(I, H), "gru", "step", None, None),
+        (lambda: GRU(I, H, reset_after=False), None, "cho_gru", None, "no kernel"),
+        (lambda: RNN(I, H, nonlinearity="relu"), "rnn_relu", "step", None, None),
+        (lambda: RNN(I, H, nonlinearity="swish"), None, "step", None, "no kernel"),
+        (lambda: Recurrent(AveragedLSTMCell, I, H), None, "step", None, "no kernel"),
+        (lambda: Recurrent(ForwardOnlyCell, I, H), None, None, "neither step", "no kernel"),
+    ],
+)
+def test_one_record_says_which_engine_runs_a_layer(make, kernel, recurrence, fused, native):
+    layer = make()
+    support = layer.engine_support
+    assert support.kernel == kernel == layer.native_kernel()
+    assert set(support.recurrences) == {recurrence}
+    for got, want in ((support.fused, fused), (support.native, native)):
+        assert got is None if want is None else want in got
+    x = torch.randn(2, 5, I)
+    for engine in ("fused", "native"):
+        refusal = support.refusal(engine)
+        if refusal is None:
+            layer.engine = engine
+            layer(x)
+        elif engine == "native":  # refused when set, with the record's reason
+            with pytest.raises(UserError, match=re.escape(refusal)):
+                layer.engine = engine
+        else:  # refused when run
+            layer.engine = engine
+            with pytest.raises(UserError, match=re.escape(refusal)):
+                layer(x)
+    # auto picks among what the record allows: fused where it can, loop otherwise
+    layer.engine = "auto"
+    want = "native" if kernel else "fused" if fused is None else "loop"
+    assert choose_engine(layer, x, None) == want

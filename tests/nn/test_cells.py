@@ -143,15 +143,7 @@ def test_torch_positional_order(ours, theirs, extra, bias):
     torch.manual_seed(0)
     cell, ref = ours(I, H, bias, *extra), theirs(I, H, bias, *extra)
     assert (cell.i2h.bias is not None) == bias and cell.i2o is None
-    with torch.no_grad():
-        cell.i2h.weight.copy_(torch.cat((ref.weight_ih, ref.weight_hh), 1))
-        if bias:
-            b_ih, b_hh = ref.bias_ih, ref.bias_hh
-            if ours is GRUCell:  # b_hn stays apart from b_in (the reset gate scales it)
-                cell.i2h.bias.copy_(torch.cat((b_ih[: 2 * H] + b_hh[: 2 * H], b_ih[2 * H :])))
-                cell.bias_hn.copy_(b_hh[2 * H :])
-            else:
-                cell.i2h.bias.copy_(b_ih + b_hh)
+    cell.load_torch_parameters(ref.weight_ih, ref.weight_hh, ref.bias_ih, ref.bias_hh)
     x = torch.randn(B, I)
     state = cell.init_state(B) if ours is not LSTMCell else (torch.randn(B, H), torch.randn(B, H))
     _, got = cell(x, state)
