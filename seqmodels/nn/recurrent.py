@@ -305,7 +305,14 @@ class Recurrent(nn.Module):
         return interop.to_torch(self)
 
 
-@torch.compiler.disable
+# torch.compiler.disable imports torch._dynamo when it decorates, which here would be on
+# `import seqmodels.nn` (most of a second, for code that never compiles); torch's own lazy
+# form imports it on the first call, which happens only under torch.compile, where dynamo
+# is loaded already. (A torch without it falls back to the public decorator.)
+_disable_dynamo = getattr(torch, "_disable_dynamo", torch.compiler.disable)
+
+
+@_disable_dynamo
 def _outside_the_graph(layer: Recurrent, x: Tensor, hx: Any, lengths: Tensor | None):
     """A layer's recurrence under torch.compile: run as it runs eagerly, outside the graph.
 
