@@ -97,11 +97,78 @@ def activation(name: str):
 
 
 class Cell(nn.Module):
-    """Base class of every cell: i2h over cat(x_t, h_{t-1}), then `step` (see the module doc).
+    r"""Base class of every recurrent cell: one product for all gates, then a pointwise step.
 
-    Subclasses set `gate_names` and `state_names` and define `step` (or
-    `split_step`). Everything else (the i2h and i2o layers, their init, the
-    zero state, `forward`) is here.
+    A cell computes one time step in two parts:
+
+    .. math::
+        g_t = W \, [x_t, h_{t-1}] + b \qquad s_t = \text{step}(g_t, s_{t-1})
+
+    where ``W`` is ``i2h.weight`` (one block of ``hidden_size`` rows per name in
+    ``gate_names``) and the state :math:`s_t` is ``h`` or a tuple ``(h, c, ...)``, one
+    tensor per name in ``state_names``. A cell of your own subclasses ``Cell``, names
+    its gates and state and writes ``step``; :class:`Recurrent` then runs it stacked,
+    bidirectional, with lengths, on every engine that can (``loop``, ``fused``).
+
+    A subclass sets these class attributes:
+
+    - ``gate_names``: one name per block of ``hidden_size`` rows of ``i2h``
+      (default ``("h",)``).
+    - ``state_names``: one name per state tensor, ``"h"`` first (default ``("h",)``).
+    - ``hidden_product`` (default True): False makes ``i2h`` read ``x_t`` alone, for a
+      cell whose ``step`` applies the recurrence itself (IndRNN's ``u * h``).
+
+    and defines ``step(gates, state) -> state`` (or ``split_step(input_gates,
+    hidden_gates, state)`` for a cell that needs the two halves of the product apart).
+    ``step`` gets the pre-activations ``(batch, num_gates * hidden_size)`` and the old
+    state, and returns the new state: ``h`` (or ``(h,)``) for one state name, else a
+    tuple of ``len(state_names)`` tensors, each ``(batch, hidden_size)``. A layer checks
+    this on the first step of each call and says what differs in one line.
+
+    Args:
+        input_size: The number of features of the input :math:`x_t`.
+        hidden_size: The number of features of each state tensor.
+        bias: If False, ``i2h`` (and ``i2o``) have no bias. Default: True
+        output_size: If set, the cell also has an ``i2o`` layer mapping
+            :math:`[x_t, h_t]` to an output of this size (keyword only). Default: None
+
+    Shape:
+        - x: :math:`(B, \text{input\_size})`.
+        - state: ``h`` :math:`(B, \text{hidden\_size})`, or a tuple of such tensors;
+          None (the default) means zeros.
+        - output: :math:`(B, \text{output\_size})` with ``output_size``, else ``h``
+          :math:`(B, \text{hidden\_size})`.
+
+    Returns:
+        ``(output, state)``: the step's output and the new state, ``h`` for a cell with
+        one state name, else a tuple ``(h, c, ...)`` in ``state_names``' order.
+
+    Attributes:
+        i2h: ``nn.Linear(input_size + hidden_size, num_gates * hidden_size)`` over
+            :math:`[x_t, h_{t-1}]` (over :math:`x_t` alone when ``hidden_product`` is
+            False). Initialised as torch.nn's recurrent layers: every parameter from
+            :math:`\mathcal{U}(-1/\sqrt{H}, 1/\sqrt{H})`.
+        i2o: ``nn.Linear(input_size + hidden_size, output_size)``, or None.
+
+    Example:
+        A minimal gated cell (Chen 2017) of one state tensor:
+
+        >>> import torch
+        >>> from seqmodels.nn import Cell, Recurrent
+        >>> class MinimalRNNCell(Cell):
+        ...     gate_names = ("u", "z")
+        ...     def step(self, gates, h):
+        ...         u, z = gates.chunk(2, -1)
+        ...         u = torch.sigmoid(u)
+        ...         return u * h + (1 - u) * torch.tanh(z)
+        >>> cell = MinimalRNNCell(10, 20)
+        >>> output, h = cell(torch.randn(3, 10))
+        >>> h.shape
+        torch.Size([3, 20])
+        >>> layer = Recurrent(MinimalRNNCell, 10, 20, num_layers=2, bidirectional=True)
+        >>> output, h_n = layer(torch.randn(3, 5, 10))
+        >>> output.shape, h_n.shape
+        (torch.Size([3, 5, 40]), torch.Size([4, 3, 20]))
     """
 
     gate_names: ClassVar[tuple[str, ...]] = ("h",)
@@ -169,7 +236,13 @@ class Cell(nn.Module):
         return self.i2h.weight[:, self.input_size :] if self.hidden_product else None
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> State:
-        """The zero state for a batch: h (B, H), or a tuple (h, c, ...)."""
+        """The zero state for a batch: ``h`` (B, H), or a tuple ``(h, c, ...)``.
+
+        Args:
+            batch_size: B.
+            device: Default: the device of ``i2h.weight``.
+            dtype: Default: the dtype of ``i2h.weight``.
+        """
         w = self.i2h.weight
         zeros = [
             torch.zeros(
@@ -181,15 +254,36 @@ class Cell(nn.Module):
 
     # -- the step -------------------------------------------------------------------
     def step(self, gates: Tensor, state: State) -> State:
-        """The new state from the gates' pre-activations (B, G*H) and the old state."""
+        """The new state from the gates' pre-activations and the old state (define it).
+
+        Args:
+            gates: :math:`W [x_t, h_{t-1}] + b`, shape (B, num_gates * hidden_size),
+                one block of hidden_size columns per name in ``gate_names``.
+            state: the old state, ``h`` or a tuple ``(h, c, ...)``.
+
+        Returns:
+            The new state: ``h`` or ``(h,)`` for one state name, else a tuple of
+            ``len(state_names)`` tensors, each (B, hidden_size).
+        """
         raise NotImplementedError(f"{type(self).__name__} defines no step()")
 
     def split_step(self, input_gates: Tensor, hidden_gates: Tensor, state: State) -> State:
-        """`step` for cells that need the product's halves apart: input_gates is
-        W_ih x_t + b, hidden_gates W_hh h_{t-1}. By default their sum goes to `step`."""
+        """``step`` for a cell that needs the product's two halves apart (define it instead).
+
+        Args:
+            input_gates: :math:`W_{ih} x_t + b`, (B, num_gates * hidden_size).
+            hidden_gates: :math:`W_{hh} h_{t-1}`, (B, num_gates * hidden_size).
+            state: the old state.
+
+        Returns:
+            The new state, as ``step``'s. By default ``step(input_gates + hidden_gates,
+            state)``.
+        """
         return self.step(input_gates + hidden_gates, state)
 
     def forward(self, x: Tensor, state: State = None) -> tuple[Tensor, State]:
+        """One step: ``(output, new_state)`` from x (B, input_size) and the state (see the
+        class doc); ``state=None`` starts from zeros."""
         if state is None:
             state = self.init_state(x.shape[0], x.device, x.dtype)
         one = self.state_size == 1
@@ -303,7 +397,41 @@ def cell_name(cell: Any) -> str:
 
 
 class RNNCell(Cell):
-    """Elman cell: h_t = act(W [x_t, h_{t-1}] + b), act in tanh | relu | swish."""
+    r"""An Elman RNN cell, torch.nn.RNNCell's computation in one ``i2h``.
+
+    .. math::
+        h_t = \text{act}(W [x_t, h_{t-1}] + b)
+
+    where act is tanh, ReLU or swish (SiLU). ``i2h.weight`` is torch's
+    ``[weight_ih | weight_hh]`` and ``i2h.bias`` is ``bias_ih + bias_hh``.
+
+    Args:
+        input_size: The number of features of the input :math:`x_t`.
+        hidden_size: The number of features of :math:`h_t`.
+        bias: If False, the cell has no bias. Default: True
+        nonlinearity: ``"tanh"``, ``"relu"`` or ``"swish"`` (torch's kernels have the
+            first two). Default: ``"tanh"``
+        output_size: If set, an ``i2o`` layer maps :math:`[x_t, h_t]` to an output of
+            this size (keyword only). Default: None
+
+    Shape:
+        - x: :math:`(B, \text{input\_size})`.
+        - h: :math:`(B, \text{hidden\_size})`, or None for zeros.
+        - output: :math:`(B, \text{output\_size})` with ``output_size``, else ``h``.
+
+    Returns:
+        ``(output, h)``: the output and the new hidden state.
+
+    Example:
+        >>> import torch
+        >>> from seqmodels.nn import RNNCell
+        >>> cell = RNNCell(10, 20, True, "relu")  # torch.nn.RNNCell's positional order
+        >>> h = None
+        >>> for x_t in torch.randn(6, 3, 10):
+        ...     output, h = cell(x_t, h)
+        >>> h.shape
+        torch.Size([3, 20])
+    """
 
     def __init__(
         self,
@@ -330,7 +458,48 @@ class RNNCell(Cell):
 
 
 class LSTMCell(Cell):
-    """LSTM cell; i2h rows are the gates i, f, g, o (torch's order); state (h, c)."""
+    r"""A long short-term memory cell, torch.nn.LSTMCell's computation in one ``i2h``.
+
+    .. math::
+        \begin{array}{ll}
+        i_t = \sigma(W_i [x_t, h_{t-1}] + b_i) \\
+        f_t = \sigma(W_f [x_t, h_{t-1}] + b_f) \\
+        g_t = \tanh(W_g [x_t, h_{t-1}] + b_g) \\
+        o_t = \sigma(W_o [x_t, h_{t-1}] + b_o) \\
+        c_t = f_t \odot c_{t-1} + i_t \odot g_t \\
+        h_t = o_t \odot \tanh(c_t)
+        \end{array}
+
+    The rows of ``i2h`` are the gates i, f, g, o (torch's order); ``i2h.weight`` is
+    torch's ``[weight_ih | weight_hh]`` and ``i2h.bias`` is ``bias_ih + bias_hh``.
+
+    Args:
+        input_size: The number of features of the input :math:`x_t`.
+        hidden_size: The number of features of :math:`h_t` and :math:`c_t`.
+        bias: If False, the cell has no bias. Default: True
+        output_size: If set, an ``i2o`` layer maps :math:`[x_t, h_t]` to an output of
+            this size (keyword only). Default: None
+
+    Shape:
+        - x: :math:`(B, \text{input\_size})`.
+        - state: a tuple ``(h, c)``, each :math:`(B, \text{hidden\_size})`, or None for
+          zeros.
+        - output: :math:`(B, \text{output\_size})` with ``output_size``, else ``h``.
+
+    Returns:
+        ``(output, (h, c))``: the output and the new state.
+
+    Example:
+        >>> import torch
+        >>> from seqmodels.nn import LSTMCell
+        >>> cell = LSTMCell(10, 20, True)  # torch.nn.LSTMCell's positional order
+        >>> state = None
+        >>> for x_t in torch.randn(6, 3, 10):
+        ...     output, state = cell(x_t, state)
+        >>> h, c = state
+        >>> h.shape, c.shape
+        (torch.Size([3, 20]), torch.Size([3, 20]))
+    """
 
     gate_names = ("i", "f", "g", "o")
     state_names = ("h", "c")
@@ -353,19 +522,52 @@ class LSTMCell(Cell):
 
 
 class GRUCell(Cell):
-    """GRU cell; i2h rows are the gates r, z, n (torch's order).
+    r"""A gated recurrent unit cell; ``reset_after=True`` is torch.nn.GRUCell's computation.
 
-    reset_after=True (cuDNN/torch/Keras): n = tanh(W_in x + b_n + r * (W_hn h + b_hn)).
-    The reset gate scales the hidden product, so the step takes the product's
-    halves apart (`split_step`), and the hidden half's bias is the extra
-    parameter `bias_hn` (H,); `i2h.bias` holds b_r, b_z and b_n (= b_in).
+    .. math::
+        \begin{array}{ll}
+        r_t = \sigma(W_r [x_t, h_{t-1}] + b_r) \\
+        z_t = \sigma(W_z [x_t, h_{t-1}] + b_z) \\
+        n_t = \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn}))
+            & \text{reset\_after=True (cuDNN, torch, Keras)} \\
+        n_t = \tanh(W_n [x_t, r_t \odot h_{t-1}] + b_n)
+            & \text{reset\_after=False (Cho et al. 2014)} \\
+        h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}
+        \end{array}
 
-    reset_after=False (Cho et al. 2014): n = tanh(W_n [x, r * h] + b_n); the
-    n-rows of i2h are applied to cat(x, r * h), a product that needs r first,
-    so this form is not a `step` after one product: it runs on the loop
-    engine, and on a hand-written recurrence in the fused one (fused_gru.py).
+    The rows of ``i2h`` are the gates r, z, n (torch's order). With
+    ``reset_after=True`` the reset gate scales the hidden product, so the step takes
+    the product's halves apart (``split_step``) and :math:`b_{hn}` is a parameter of
+    its own, ``bias_hn`` (hidden_size,). ``reset_after=False`` needs :math:`r_t` before
+    the candidate's product, so it is no ``step`` after one product: it runs on the
+    ``loop`` engine and on a hand-written recurrence of the ``fused`` one; torch has
+    no kernel for it.
 
-    Both: h_t = (1 - z) * n + z * h_{t-1} (torch's convention: z keeps the old state).
+    Args:
+        input_size: The number of features of the input :math:`x_t`.
+        hidden_size: The number of features of :math:`h_t`.
+        bias: If False, the cell has no bias. Default: True
+        reset_after: Where the reset gate applies (above; keyword only). Default: True
+        output_size: If set, an ``i2o`` layer maps :math:`[x_t, h_t]` to an output of
+            this size (keyword only). Default: None
+
+    Shape:
+        - x: :math:`(B, \text{input\_size})`.
+        - h: :math:`(B, \text{hidden\_size})`, or None for zeros.
+        - output: :math:`(B, \text{output\_size})` with ``output_size``, else ``h``.
+
+    Returns:
+        ``(output, h)``: the output and the new hidden state.
+
+    Example:
+        >>> import torch
+        >>> from seqmodels.nn import GRUCell
+        >>> cell = GRUCell(10, 20, True)  # torch.nn.GRUCell's positional order
+        >>> h = None
+        >>> for x_t in torch.randn(6, 3, 10):
+        ...     output, h = cell(x_t, h)
+        >>> h.shape
+        torch.Size([3, 20])
     """
 
     gate_names = ("r", "z", "n")
