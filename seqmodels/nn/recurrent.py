@@ -88,9 +88,10 @@ class Recurrent(nn.Module):
         bidirectional else 1, :math:`L` num_layers and :math:`H` hidden_size:
 
         - input: :math:`(B, T, \text{input\_size})` with ``batch_first`` (the
-          default), :math:`(T, B, \text{input\_size})` otherwise, :math:`(T,
-          \text{input\_size})` unbatched, or a ``PackedSequence``.
-        - state: for each of the cell's state tensors one :math:`(L \cdot D, B, H)` tensor: a tensor for a cell with one state name, else a tuple; None means zeros.
+          default), :math:`(T, B, \text{input\_size})` otherwise,
+          :math:`(T, \text{input\_size})` unbatched, or a ``PackedSequence``.
+        - state: one :math:`(L \cdot D, B, H)` tensor per state tensor of the cell: a
+          tensor for a cell with one state name, else a tuple; None means zeros.
         - lengths: :math:`(B,)` integers in :math:`[1, T]`, padding at the end.
         - output: :math:`(B, T, D \cdot H)` (with batch_first), the top layer's
           :math:`h_t` for each step (both directions concatenated); zero at padded
@@ -465,7 +466,7 @@ def build_cell(cell: Callable[..., Cell], input_size: int, hidden_size: int, bia
 
 
 class RNN(Recurrent):
-    r"""An Elman RNN layer, torch.nn.RNN's interface and numbers (batch_first by default).
+    r"""An Elman RNN layer, torch.nn.RNN's interface and numbers.
 
     For each layer and direction, at each step:
 
@@ -502,8 +503,8 @@ class RNN(Recurrent):
         bidirectional else 1, :math:`L` num_layers and :math:`H` hidden_size:
 
         - input: :math:`(B, T, \text{input\_size})` with ``batch_first`` (the
-          default), :math:`(T, B, \text{input\_size})` otherwise, :math:`(T,
-          \text{input\_size})` unbatched, or a ``PackedSequence``.
+          default), :math:`(T, B, \text{input\_size})` otherwise,
+          :math:`(T, \text{input\_size})` unbatched, or a ``PackedSequence``.
         - state: :math:`h_0` :math:`(L \cdot D, B, H)`, or None for zeros.
         - lengths: :math:`(B,)` integers in :math:`[1, T]`, padding at the end.
         - output: :math:`(B, T, D \cdot H)` (with batch_first), the top layer's
@@ -553,7 +554,7 @@ class RNN(Recurrent):
 
 
 class LSTM(Recurrent):
-    r"""A long short-term memory layer, torch.nn.LSTM's interface and numbers (batch_first by default).
+    r"""A long short-term memory layer, torch.nn.LSTM's interface and numbers.
 
     For each layer and direction, at each step:
 
@@ -596,8 +597,8 @@ class LSTM(Recurrent):
         bidirectional else 1, :math:`L` num_layers and :math:`H` hidden_size:
 
         - input: :math:`(B, T, \text{input\_size})` with ``batch_first`` (the
-          default), :math:`(T, B, \text{input\_size})` otherwise, :math:`(T,
-          \text{input\_size})` unbatched, or a ``PackedSequence``.
+          default), :math:`(T, B, \text{input\_size})` otherwise,
+          :math:`(T, \text{input\_size})` unbatched, or a ``PackedSequence``.
         - state: a tuple ``(h_0, c_0)``, each :math:`(L \cdot D, B, H)`, or None for zeros.
         - lengths: :math:`(B,)` integers in :math:`[1, T]`, padding at the end.
         - output: :math:`(B, T, D \cdot H)` (with batch_first), the top layer's
@@ -692,8 +693,8 @@ class GRU(Recurrent):
         bidirectional else 1, :math:`L` num_layers and :math:`H` hidden_size:
 
         - input: :math:`(B, T, \text{input\_size})` with ``batch_first`` (the
-          default), :math:`(T, B, \text{input\_size})` otherwise, :math:`(T,
-          \text{input\_size})` unbatched, or a ``PackedSequence``.
+          default), :math:`(T, B, \text{input\_size})` otherwise,
+          :math:`(T, \text{input\_size})` unbatched, or a ``PackedSequence``.
         - state: :math:`h_0` :math:`(L \cdot D, B, H)`, or None for zeros.
         - lengths: :math:`(B,)` integers in :math:`[1, T]`, padding at the end.
         - output: :math:`(B, T, D \cdot H)` (with batch_first), the top layer's
