@@ -50,7 +50,9 @@ sequence length (torch's `scan` operator, fused.py), index a parameter
 
 `cell(x_t, state=None) -> (output, state)`: output is `i2o(cat(x_t, h_t))` when
 the cell has `output_size=`, else h_t; state is a tensor h (B, H) when
-`state_names` has one name, else a tuple (h, c, ...) of such tensors, h first.
+`state_names` has one name, else a tuple (h, c, ...) of such tensors, h first,
+any number of them. A one-state `step` may return h or `(h,)`; the layers check
+what `step` returns on the first step of each call (`check_step_result`).
 
 The i2h/i2o design comes from the RNN tutorials this project grew from
 (`combined = cat(input, hidden); hidden = i2h(combined); output = i2o(combined)`),
