@@ -18,6 +18,12 @@ A run stopped by a scheduler's signal prints one line and exits with 128 + the
 signal's number (seqmodels.preemption); inside a submitit job, submitit then
 requeues it. A folder another live process trains in (its run.lock) is refused
 in one line before Hydra writes anything into it (seqmodels.run_lock).
+
+Every command resolves a `_target_` (a cell, a layer, an optimizer, a callback,
+and the cell a checkpoint's hyperparameters name) in the folder it is started
+from, as `python -m` does: `seqmodels-train model=custom
+model.cell._target_=mycell.MyCell` trains the cell of `./mycell.py` with
+nothing installed.
 """
 
 from __future__ import annotations
@@ -136,6 +142,24 @@ def remove_unfinished_run() -> None:
                 break
 
 
+def import_from_working_folder() -> None:
+    """Let `_target_`s name modules of the folder the command was started from.
+
+    A console script's sys.path[0] is the folder of the script (.venv/bin), not
+    the working folder, so `model.cell._target_=mycell.MyCell` would not find
+    `./mycell.py`. `python -m` and `python script.py` put that folder first, and
+    so does this: the same rule Python users already know, including its risk
+    (a `./torch.py` or `./lightning.py` shadows the library of that name, as it
+    would under `python -m`), and its opt-out (`python -P`, PYTHONSAFEPATH=1).
+    The absolute path is kept, so a later change of folder changes nothing.
+    """
+    if sys.flags.safe_path:
+        return
+    here = os.getcwd()
+    if here not in sys.path:
+        sys.path.insert(0, here)
+
+
 def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
     def wrap(work: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         @functools.wraps(work)
@@ -143,9 +167,16 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
             with one_line_errors(cleanup=remove_unfinished_run):
                 return work(cfg)
 
-        return hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)(
+        main = hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)(
             task
         )
+
+        @functools.wraps(work)
+        def command() -> Any:
+            import_from_working_folder()
+            return main()
+
+        return command
 
     return wrap
 
