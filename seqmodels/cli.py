@@ -41,6 +41,7 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -50,7 +51,8 @@ from seqmodels import export as export_command
 from seqmodels import predict as predict_command
 from seqmodels import sample as sample_command
 from seqmodels import train as train_command
-from seqmodels.errors import UserError
+from seqmodels.data.files import writable_folder
+from seqmodels.errors import CannotWrite, UserError
 from seqmodels.preemption import Preempted
 from seqmodels.run_lock import in_use_message, live_holder
 
@@ -140,6 +142,32 @@ def remove_unfinished_run() -> None:
                 parent.rmdir()  # only when empty: another run's folder stays
             except OSError:
                 break
+
+
+class RunFolderCheck(Callback):
+    """Hydra callback (configs/hydra/default.yaml): a run or sweep folder that cannot be
+    made or written is one line naming it, before Hydra's own mkdir would end in a
+    traceback (Hydra reports exceptions from its setup with a traceback, so this one
+    prints its line and exits itself)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.check(config, "hydra.sweep.dir")
+
+    def check(self, config: DictConfig, key: str) -> None:
+        HydraConfig.instance().set_config(config)  # for ${hydra:...} in the folder's name
+        folder = Path(str(OmegaConf.select(config, key))).expanduser()
+        try:
+            writable_folder(folder)
+        except CannotWrite as err:
+            print(
+                f"error: {err}; give the runs a folder you can write: paths.root_dir=... "
+                f"(or {key}=...)",
+                file=sys.stderr,
+            )
+            sys.exit(1)
 
 
 def import_from_working_folder() -> None:
