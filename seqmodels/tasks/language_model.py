@@ -19,7 +19,7 @@ Loss is in nats per character; `val/bpc` (bits per character) and `val/ppl`
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -28,12 +28,13 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torchmetrics import MeanMetric
 
-from seqmodels.data import CharacterText, provides
+from seqmodels.data import CharacterText, missing, provides
 from seqmodels.errors import UserError
 from seqmodels.nn.gradflow import state_gradient_norms
 from seqmodels.tasks.base import TaskModule
 from seqmodels.tasks.encoder import build_encoder, encoder_output_size
 from seqmodels.tasks.generation import default_prime, sample_text
+from seqmodels.tasks.inference import EXAMPLE_BATCH, Program
 
 
 def detach_state(state: Any) -> Any:
@@ -115,6 +116,56 @@ class LanguageModel(TaskModule):
         batch-1 stepper."""
         logits, state = self(token[:, None], state)
         return logits[:, 0], state
+
+    # -- inference (TaskModule's contract) ----------------------------------
+    def inference_program(self, datamodule: Any) -> Program:
+        """One step: (token (B,), h (L, B, H) [, c]) -> (logits (B, V), h_next [, c_next]);
+        the characters (id -> text) as metadata."""
+        meta: dict[str, Any] = {}
+        if provides(datamodule, CharacterText):
+            meta["characters"] = [datamodule.decode([i]) for i in range(datamodule.vocab_size)]
+        B = EXAMPLE_BATCH
+        enc: Any = self.encoder  # a seqmodels layer: num_layers, hidden_size are ints
+        LD = int(enc.num_layers) * (2 if getattr(enc, "bidirectional", False) else 1)
+        state = torch.zeros(LD, B, int(enc.hidden_size))
+        inputs = {"token": torch.randint(0, int(self.hparams["vocab_size"]), (B,)), "h": state}
+        outputs = ["logits", "h_next"]
+        parts = int(getattr(enc, "state_size", 1))
+        if parts > 2:
+            raise UserError(
+                f"seqmodels-export writes a language model's step with a state of h (and c); "
+                f"this encoder's cells carry {parts} state tensors"
+            )
+        if parts == 2:  # (h, c): an LSTM, or a cell of one's own with a cell state
+            inputs["c"] = state.clone()
+            outputs.append("c_next")
+        dynamic = {"token": {0: "batch"}, **{k: {1: "batch"} for k in inputs if k != "token"}}
+        return Program(LanguageModelStep(self), inputs, outputs, dynamic, meta)
+
+    def sample(
+        self,
+        datamodule: Any,
+        prime: str | None = None,
+        length: int = 1000,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        seed: int | None = None,
+    ) -> Iterator[str]:
+        """The prime (the datamodule's default when None; `\\n` and `\\t` typed on a
+        command line are a newline and a tab unless the vocabulary has a backslash), then
+        `length` sampled characters, each as it is made (seqmodels.tasks.generation)."""
+        if missing(datamodule, CharacterText):
+            raise UserError(
+                f"seqmodels-sample needs the characters of the text the model read; "
+                f"{type(datamodule).__name__} has none (encode, decode, vocab_size)"
+            )
+        prime = default_prime(datamodule) if prime is None else str(prime)
+        if "\\" not in datamodule.decode(range(datamodule.vocab_size)):
+            # a command line cannot type a newline: accept \n and \t
+            prime = prime.replace("\\n", "\n").replace("\\t", "\t")
+        chars = sample_text(self, datamodule, prime, length, temperature, top_k, seed)
+        yield prime
+        yield from chars
 
     # -- steps ---------------------------------------------------------------
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
@@ -220,3 +271,16 @@ class LanguageModel(TaskModule):
             return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 
         return state_gradient_norms(self.encoder, loss)
+
+
+class LanguageModelStep(nn.Module):
+    """The exported program of a language model: one step, (token, h [, c]) -> (logits,
+    h_next [, c_next])."""
+
+    def __init__(self, task: LanguageModel) -> None:
+        super().__init__()
+        self.task = task
+
+    def forward(self, token: Tensor, h: Tensor, c: Tensor | None = None):
+        logits, state = self.task.step(token, h if c is None else (h, c))
+        return (logits, *state) if isinstance(state, tuple) else (logits, state)

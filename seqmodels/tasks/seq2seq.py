@@ -44,7 +44,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from seqmodels.data import Transduction, provides
+from seqmodels.data import Transduction, missing, provides
 from seqmodels.data.seq2seq import BOS, EOS, PAD, Seq2SeqBatch
 from seqmodels.errors import UserError
 from seqmodels.nn.gradflow import state_gradient_norms
@@ -53,6 +53,7 @@ from seqmodels.tasks.attention_plots import attention_image, stack
 from seqmodels.tasks.base import TaskModule
 from seqmodels.tasks.decoder import AttentionDecoder, DecoderState
 from seqmodels.tasks.encoder import build_encoder, encoder_output_size
+from seqmodels.tasks.inference import PredictInputs, Prediction, read_request
 from seqmodels.tasks.search import beam_search, greedy
 from seqmodels.tasks.sequence_errors import SequenceErrorRate, TokenErrorRate
 
@@ -164,6 +165,52 @@ class Seq2Seq(TaskModule):
             float(decode["length_penalty"]),
             nbest,
         )
+
+    # -- inference (TaskModule's contract) --------------------------------------------
+    def read_request(self, datamodule: Any, request: Mapping[str, Any]) -> PredictInputs:
+        """text=/file= through the datamodule's `encode_texts` (one source per line)."""
+        if missing(datamodule, Transduction):
+            raise UserError(
+                f"seqmodels-predict reads a sequence-to-sequence model's sources through its "
+                f"datamodule's encode_texts; {type(datamodule).__name__} has none"
+            )
+        x, lengths, names = read_request(datamodule, request)
+        return PredictInputs((x, lengths), names)
+
+    def predict_request(
+        self, inputs: PredictInputs, request: Mapping[str, Any]
+    ) -> list[list[tuple[list[int], float]]]:
+        """Each input's n-best outputs (`transduce`) with `beam=` (None: the checkpoint's
+        decode.beam_size; 1: greedy) and `nbest=`, in batches of `batch_size`."""
+        x, lengths = inputs.batch
+        beam, nbest = request.get("beam"), int(request.get("nbest") or 1)
+        batch_size = int(request.get("batch_size") or 256)
+        found: list[list[tuple[list[int], float]]] = []
+        with torch.inference_mode():
+            for i in range(0, len(x), batch_size):
+                found += self.transduce(
+                    x[i : i + batch_size],
+                    lengths[i : i + batch_size],
+                    beam_size=None if beam is None else int(beam),
+                    nbest=nbest,
+                )
+        return found
+
+    def format_prediction(
+        self, datamodule: Any, inputs: PredictInputs, predicted: list[list[tuple[list[int], float]]]
+    ) -> Prediction:
+        """`output  score  input` per n-best output (score: the output's log-probability per
+        token, EOS included); rows (input, output, score)."""
+        lines, rows = [], []
+        several = any(len(hypotheses) > 1 for hypotheses in predicted)
+        for name, hypotheses in zip(inputs.names, predicted, strict=True):
+            texts = [(datamodule.decode_target(ids), score) for ids, score in hypotheses]
+            width = max(len(t) for t, _ in texts)
+            for rank, (text, score) in enumerate(texts, 1):
+                shown = f"{name} (#{rank})" if several else name
+                lines.append(f"{text:<{width}}  {score:.3f}  {shown}")
+                rows.append((name, text, score))
+        return Prediction(lines, rows)
 
     # -- steps -----------------------------------------------------------------------
     def training_step(self, batch: Seq2SeqBatch, batch_idx: int) -> Tensor:
