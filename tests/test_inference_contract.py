@@ -14,7 +14,7 @@ from seqmodels.errors import UserError
 from seqmodels.predict import predict
 from seqmodels.sample import sample_checkpoint
 from seqmodels.tasks.base import TaskModule
-from seqmodels.tasks.inference import Prediction, PredictInputs
+from seqmodels.tasks.inference import PredictInputs, Prediction
 from seqmodels.train import train
 
 
