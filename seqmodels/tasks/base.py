@@ -12,6 +12,8 @@
   optimizer applies it, a non-finite loss right after its step, and weights
   that are not finite are never written to a checkpoint. The error names the
   step, the epoch, the last checkpoint and what to try.
+- The inference contract that seqmodels-export, -predict and -sample ask
+  each task for (TaskModule's docstring).
 """
 
 from __future__ import annotations
@@ -68,13 +70,17 @@ class TaskModule(L.LightningModule):
     `seqmodels.tasks.inference` holds the data types and the readers of raw
     inputs (text lines, images) that tasks share.
 
-    Args of `save_plain_hyperparameters` and the other hooks are described on
-    each method. Subclasses call `save_plain_hyperparameters(default_optimizer)`
-    from their `__init__`.
+    A subclass calls `save_plain_hyperparameters(default_optimizer)` from its
+    `__init__` (the optimizer used when the config gives none), keeps its
+    hyperparameters in `self.hparams`, and names its TensorBoard charts in
+    `charts()`. The hooks' arguments are on each method.
 
     Example:
         A new task implements the parts of the contract it supports; here, a
         per-token tagger that reads text and prints one tag per word::
+
+            from seqmodels.tasks.base import TaskModule
+            from seqmodels.tasks.inference import Prediction, PredictInputs, read_request
 
             class Tagger(TaskModule):
                 def read_request(self, datamodule, request):
@@ -94,6 +100,10 @@ class TaskModule(L.LightningModule):
 
     def save_plain_hyperparameters(self, default_optimizer: Mapping[str, Any]) -> None:
         """Save the calling __init__'s arguments as plain data (call it from __init__).
+
+        Args:
+            default_optimizer: the optimizer's config when the arguments give none,
+                e.g. ``{"_target_": "torch.optim.Adam", "lr": 1e-3}``.
 
         An `encoder` given as a ready nn.Module is not saved: such a module is for
         use from Python, and a checkpoint of it needs its class to load anyway.

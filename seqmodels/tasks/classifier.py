@@ -61,6 +61,61 @@ STAGES = ("train", "val", "test")
 
 
 class SequenceClassifier(TaskModule):
+    r"""Many-to-one classification of a sequence of token ids or of feature vectors.
+
+    ``input adapter -> recurrent encoder -> pooling -> dropout -> linear head``: the
+    input adapter is an embedding for token ids (``vocab_size=``, id 0 pads) or a
+    linear projection of real-valued features (``input_size=``); pooling reads the
+    encoder's output with each sequence's own length (see the module docstring).
+    Trained with cross-entropy; logs loss and accuracy per stage. The task of
+    ``task=parity``, ``task=imdb`` and ``task=mnist``.
+
+    Args:
+        encoder: a ``seqmodels.nn`` layer (``LSTM``, ``GRU``, ``RNN``, ``Recurrent``)
+            whose ``input_size`` is ``embedding_dim`` (or ``input_size`` when
+            ``embedding_dim=None``), or its config as a dict with ``_target_``
+            (``input_size`` is then filled in).
+        num_classes: number of classes C.
+        vocab_size: number of token ids (with PAD 0) for token inputs; give exactly one
+            of ``vocab_size`` and ``input_size``.
+        input_size: features per step F for real-valued inputs.
+        embedding_dim: size of the embedding (token inputs) or of the projection
+            (features; ``None`` feeds the features to the encoder as they are).
+            Default: 64.
+        embedding_init_range: draw the embedding from U(-r, r) instead of torch's
+            N(0, 1). Default: ``None``.
+        pooling: ``"last"`` (final state of the top layer), ``"mean"``, ``"max"`` or
+            ``"meanmax"`` (both, concatenated), over valid steps only. Default: ``"last"``.
+        dropout: on the pooled features before the head. Default: 0.
+        input_dropout: on the encoder's input, whole channels with one mask per
+            sequence (Keras' SpatialDropout1D). Default: 0.
+        optimizer: the optimizer's config (``{"_target_": "torch.optim.Adam", "lr":
+            1e-3}`` when ``None``); see ``seqmodels.tasks.optim``.
+        scheduler: an LR scheduler's config, or ``None``.
+        encoder_init: an init function's config applied to the encoder once built,
+            e.g. ``{"_target_": "seqmodels.nn.init.chrono_", "max_steps": 784}``.
+
+    Shape:
+        - x: :math:`(B, T)` token ids (int64) or :math:`(B, T, F)` features.
+        - lengths: :math:`(B,)` valid steps of each sequence, or ``None`` (all T).
+        - Output of ``forward``: :math:`(B, C)` logits; ``class_probabilities``
+          gives their softmax.
+
+    Example::
+
+        >>> import torch
+        >>> from seqmodels.tasks.classifier import SequenceClassifier
+        >>> model = SequenceClassifier(
+        ...     {"_target_": "seqmodels.nn.LSTM", "hidden_size": 32},
+        ...     num_classes=2,
+        ...     vocab_size=100,
+        ...     pooling="mean",
+        ... )
+        >>> ids = torch.randint(1, 100, (4, 12))
+        >>> model(ids, lengths=torch.tensor([12, 9, 5, 1])).shape
+        torch.Size([4, 2])
+    """
+
     def __init__(
         self,
         encoder: nn.Module | Mapping[str, Any],

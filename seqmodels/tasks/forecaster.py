@@ -103,15 +103,48 @@ class ForecastErrors(Metric):
 
 
 class Forecaster(TaskModule):
-    """Args:
-    encoder: a seqmodels.nn layer, or its config (input_size filled in).
-    input_size, known_size: features per past row and per horizon step (from the data).
-    window, horizon: rows read and rows forecast (from the data).
-    target_scale: the training standard deviation of the target (from the data).
-    patch: rows per encoder step; must divide window.
-    head_hidden: units of the head's hidden layer.
-    optimizer, scheduler: config dicts for seqmodels.tasks.optim.configure_optimizers.
-    encoder_init: an init function's config applied to the encoder (seqmodels.nn.init).
+    r"""The next ``horizon`` values of a series from its recent past and what is known
+    in advance.
+
+    ``past window (patched) -> recurrent encoder -> final top-layer state``, then
+    ``[state, known inputs of every horizon step] -> Linear -> ReLU -> Linear``. The
+    network predicts the scaled residual from seasonal naive; the forecast is
+    ``snaive + residual * target_scale``, in the data's units (see the module
+    docstring). The task of ``task=forecast``.
+
+    Args:
+        encoder: a ``seqmodels.nn`` layer whose ``input_size`` is ``input_size *
+            patch``, or its config as a dict with ``_target_`` (filled in).
+        input_size: features F per past row (from the data).
+        known_size: known features K per horizon step (from the data).
+        window: rows read before each forecast origin (from the data).
+        horizon: rows forecast after it (from the data).
+        target_scale: the training standard deviation of the target (from the data).
+        patch: rows per encoder step; must divide ``window``. Default: 4.
+        head_hidden: units of the head's hidden layer. Default: 256.
+        optimizer: the optimizer's config (AdamW, lr 3e-3, weight decay 1e-4 when
+            ``None``); see ``seqmodels.tasks.optim``.
+        scheduler: an LR scheduler's config, or ``None``.
+        encoder_init: an init function's config applied to the encoder once built.
+
+    Shape:
+        - past: :math:`(B, \text{window}, F)`; known: :math:`(B, \text{horizon}, K)`.
+        - Output of ``forward``: :math:`(B, \text{horizon})` scaled residuals;
+          ``forecast_from(past, known, snaive)`` with the seasonal naive forecast
+          :math:`(B, \text{horizon})` gives the forecast in the data's units.
+
+    Example::
+
+        >>> import torch
+        >>> from seqmodels.tasks.forecaster import Forecaster
+        >>> model = Forecaster(
+        ...     {"_target_": "seqmodels.nn.GRU", "hidden_size": 16},
+        ...     input_size=3, known_size=2, window=8, horizon=4, target_scale=10.0,
+        ...     patch=2, head_hidden=8,
+        ... )
+        >>> past, known, snaive = torch.randn(5, 8, 3), torch.randn(5, 4, 2), torch.randn(5, 4)
+        >>> model.forecast_from(past, known, snaive).shape
+        torch.Size([5, 4])
     """
 
     def __init__(

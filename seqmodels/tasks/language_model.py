@@ -61,15 +61,47 @@ TBPTT_KEY = "tbptt_state"  # the checkpoint's entry for the carried training sta
 
 
 class LanguageModel(TaskModule):
-    """Args:
-    encoder: a unidirectional seqmodels.nn layer, or its config (input_size filled in).
-    vocab_size: number of distinct tokens (characters).
-    embedding_dim: size of the token embedding fed to the encoder.
-    dropout: on the embedding and on the encoder's output (the layer's own
-        `dropout` acts between its stacked layers).
-    optimizer, scheduler: config dicts for seqmodels.tasks.optim.configure_optimizers.
-    sample_length, sample_temperature: the sample logged each validation epoch.
-    encoder_init: an init function's config applied to the encoder (seqmodels.nn.init).
+    r"""Next-character prediction with truncated backpropagation through time.
+
+    ``embedding -> recurrent encoder -> dropout -> per-step linear head``. Row b of
+    one batch continues row b of the previous one, so the encoder's final state is
+    carried (detached) into the next batch (see the module docstring). Loss in nats
+    per character, with ``val/bpc`` and ``val/ppl``; a text sample in TensorBoard
+    each validation epoch. The task of ``task=chargen``; ``seqmodels-sample``
+    generates from it (``sample``).
+
+    Args:
+        encoder: a unidirectional ``seqmodels.nn`` layer whose ``input_size`` is
+            ``embedding_dim``, or its config as a dict with ``_target_`` (filled in).
+        vocab_size: number of distinct tokens V (characters).
+        embedding_dim: size of the token embedding. Default: 64.
+        dropout: on the embedding and on the encoder's output (the layer's own
+            ``dropout`` acts between its stacked layers). Default: 0.
+        optimizer: the optimizer's config (Adam, lr 2e-3 when ``None``).
+        scheduler: an LR scheduler's config, or ``None``.
+        sample_length: characters of the sample logged each validation epoch (0: none).
+            Default: 300.
+        sample_temperature: its softmax temperature. Default: 0.8.
+        encoder_init: an init function's config applied to the encoder once built.
+
+    Shape:
+        - x: :math:`(B, T)` token ids; state: the encoder's state or ``None`` (zeros).
+        - Output of ``forward``: logits :math:`(B, T, V)` and the final state.
+        - ``step(token, state)``: token :math:`(B,)` -> logits :math:`(B, V)` and the
+          new state.
+
+    Example::
+
+        >>> import torch
+        >>> from seqmodels.tasks.language_model import LanguageModel
+        >>> model = LanguageModel({"_target_": "seqmodels.nn.LSTM", "hidden_size": 32},
+        ...                       vocab_size=60, embedding_dim=16)
+        >>> logits, state = model(torch.randint(0, 60, (2, 10)))
+        >>> logits.shape
+        torch.Size([2, 10, 60])
+        >>> next_logits, state = model.step(torch.tensor([5, 7]), state)  # carries on
+        >>> next_logits.shape
+        torch.Size([2, 60])
     """
 
     def __init__(

@@ -62,6 +62,66 @@ DECODE = {"beam_size": 5, "length_penalty": 1.0, "max_len": 50}
 
 
 class Seq2Seq(TaskModule):
+    r"""An attention encoder-decoder for sequence-to-sequence tasks (grapheme to phoneme
+    by default).
+
+    ``source tokens -> embedding -> encoder (with lengths) -> attention decoder (any
+    cell, one token at a time) -> greedy or beam search``. Trained with teacher-forced
+    cross-entropy over the target tokens and EOS; validation decodes greedily, the
+    test with ``decode.beam_size``; logs sequence and token error rates and the
+    attention maps (see the module docstring). The task of ``task=seq2seq``;
+    ``seqmodels-predict`` transduces new sources with it. Token ids 0, 1, 2 are PAD,
+    BOS and EOS (``seqmodels.data.seq2seq``).
+
+    Args:
+        encoder: a ``seqmodels.nn`` layer whose ``input_size`` is ``embedding_dim``,
+            or its config as a dict with ``_target_`` (filled in).
+        source_vocab_size: number of source token ids (from the data).
+        target_vocab_size: number of target token ids V (from the data).
+        bidirectional: the encoder config's direction, whatever the config says
+            (``None`` keeps the config's). Default: ``True``.
+        embedding_dim: size of the source embedding. Default: 64.
+        target_embedding_dim: size of the target embedding. Default: 64.
+        decoder_cell: the decoder cell's config, e.g. ``{"_target_":
+            "seqmodels.nn.LSTMCell"}`` (the default) or a ``Cell`` of one's own.
+        decoder_hidden_size: the cell's hidden size (also the attentional
+            state's). Default: 256.
+        attention: the attention's config (multiplicative when ``None``); query and
+            key sizes are filled in.
+        input_feeding: feed the previous attentional state to the cell. Default: ``True``.
+        dropout: on embeddings, encoder states and the attentional state. Default: 0.
+        label_smoothing: of the training loss. Default: 0.
+        decode: ``{"beam_size", "length_penalty", "max_len"}`` for the test and
+            predict; missing keys take ``{"beam_size": 5, "length_penalty": 1.0,
+            "max_len": 50}``.
+        optimizer: the optimizer's config (Adam, lr 1e-3 when ``None``).
+        scheduler: an LR scheduler's config, or ``None``.
+        encoder_init: an init function's config applied to the encoder once built.
+
+    Shape:
+        - source: :math:`(B, S)` token ids, PAD-padded; lengths: :math:`(B,)`.
+        - target: :math:`(B, U)` the target's ids then EOS, PAD-padded.
+        - Output of ``forward``: logits :math:`(B, U, V)` and attention weights
+          :math:`(B, U, S)`.
+        - ``transduce(source, lengths, beam_size, nbest)``: per source, its ``nbest``
+          outputs as (token ids without EOS, log-probability per token), best first.
+
+    Example::
+
+        >>> import torch
+        >>> from seqmodels.tasks.seq2seq import Seq2Seq
+        >>> model = Seq2Seq({"_target_": "seqmodels.nn.LSTM", "hidden_size": 16},
+        ...                 source_vocab_size=30, target_vocab_size=40,
+        ...                 decoder_hidden_size=16, decode={"max_len": 6}).eval()
+        >>> source, lengths = torch.randint(4, 30, (2, 7)), torch.tensor([7, 4])
+        >>> logits, attention = model(source, lengths, torch.randint(4, 40, (2, 5)))
+        >>> logits.shape, attention.shape
+        (torch.Size([2, 5, 40]), torch.Size([2, 5, 7]))
+        >>> best = model.transduce(source, lengths, beam_size=3, nbest=2)
+        >>> len(best), len(best[0])
+        (2, 2)
+    """
+
     train_loss: MeanMetric  # set per stage in __init__, as val_loss and test_loss
 
     def __init__(
