@@ -175,13 +175,16 @@ def import_from_working_folder() -> None:
 
     A console script's sys.path[0] is the folder of the script (.venv/bin), not
     the working folder, so `model.cell._target_=mycell.MyCell` would not find
-    `./mycell.py`. `python -m` and `python script.py` put that folder first, and
-    so does this: the same rule Python users already know, including its risk
-    (a `./torch.py` or `./lightning.py` shadows the library of that name, as it
-    would under `python -m`), and its opt-out (`python -P`, PYTHONSAFEPATH=1).
-    The absolute path is kept, so a later change of folder changes nothing.
+    `./mycell.py`. `python -m` puts the working folder first, and so does this:
+    the rule Python users already know from `python -m` and `python train.py`
+    run beside their own modules, so a name on the command line means the file
+    the user sees. Its risk is the same too, and expected for the same reason: a
+    `./torch.py` or `./numpy.py` in that folder shadows the library of that name
+    (for the modules not imported yet), as it would under `python -m`; its
+    opt-out too (`python -P`, PYTHONSAFEPATH=1). The absolute path is kept, so a
+    later change of folder changes nothing.
     """
-    if sys.flags.safe_path:
+    if getattr(sys.flags, "safe_path", False):  # Python 3.11+
         return
     here = os.getcwd()
     if here not in sys.path:
