@@ -35,7 +35,7 @@ def sample_checkpoint(
             "seqmodels-sample needs a checkpoint trained with task=chargen"
         )
     pieces = task.sample(datamodule, prime, length, temperature, top_k, seed)
-    first = next(pieces)  # the prime, once the options are checked
+    first = next(pieces, "")  # the prime, once the options are checked
     made = [first]
     try:
         out.write(first)
