@@ -61,6 +61,7 @@ from seqmodels.nn.gradflow import state_gradient_norms
 from seqmodels.tasks.attention_plots import attention_image
 from seqmodels.tasks.base import TaskModule
 from seqmodels.tasks.encoder import build_encoder, encoder_output_size
+from seqmodels.tasks.inference import PredictInputs, Prediction, Program, given_keys, read_lines
 from seqmodels.tasks.span_f1 import SpanF1
 
 STAGES = ("train", "val", "test")
@@ -225,18 +226,53 @@ class Tagger(TaskModule):
         predicted = self.decode(self(batch), batch.lengths)
         return self.names(predicted, batch.lengths)
 
-    # -- inference contract (seqmodels-predict, seqmodels-export) -----------------------
-    def read_request(self, datamodule: Any, texts: Sequence[str]) -> tuple[TaggingBatch, list]:
-        """Sentences, one per text, split on whitespace -> (batch, their tokens)."""
-        tokens = [text.split() for text in texts]
-        return datamodule.encode_sentences(tokens), tokens
+    # -- inference (TaskModule's contract) --------------------------------------------
+    def read_request(self, datamodule: Any, request: Mapping[str, Any]) -> PredictInputs:
+        """text= (one sentence) or file= (one sentence per line), tokens split on whitespace."""
+        given = given_keys(request)
+        if given not in (["text"], ["file"]):
+            raise UserError(
+                'this model tags sentences: give text="a sentence" or file=sentences.txt '
+                "(one sentence per line, tokens separated by spaces; file=- for stdin)"
+            )
+        if request.get("text") is not None:
+            numbered = [(0, str(request["text"]))]
+        else:
+            lines = read_lines(str(request["file"]))
+            numbered = [(i, t) for i, t in enumerate(lines, 1) if t.strip()]
+            if not numbered:
+                raise UserError(f"{request['file']} has nothing to tag: put one sentence per line")
+        tokens = [text.split() for _, text in numbered]
+        if not all(tokens):
+            raise UserError("text= has no tokens to tag: give a sentence, tokens split by spaces")
+        names = [f"line {i}" if i else "text" for i, _ in numbered]
+        return PredictInputs((datamodule.encode_sentences(tokens), tokens), names)
 
-    @staticmethod
-    def format_prediction(tokens: Sequence[str], tags: Sequence[str]) -> str:
-        """`token<TAB>tag` per line, a sentence as CoNLL writes it."""
-        return "\n".join(f"{w}\t{t}" for w, t in zip(tokens, tags, strict=True))
+    def predict_request(self, inputs: PredictInputs, request: Mapping[str, Any]) -> Any:
+        """Each sentence's tags, in batches of `batch_size` sentences."""
+        batch, _ = inputs.batch
+        size = int(request.get("batch_size") or 256)
+        found: list[list[str]] = []
+        with torch.inference_mode():
+            for i in range(0, len(batch.lengths), size):
+                found += self.tag(TaggingBatch(*(t[i : i + size] for t in batch)))
+        return found
 
-    def inference_program(self, datamodule: Any) -> dict[str, Any]:
+    def format_prediction(
+        self, datamodule: Any, inputs: PredictInputs, predicted: Any
+    ) -> Prediction:
+        """`token<TAB>tag` per line as CoNLL writes a sentence, a blank line after each
+        (`# line N` before each sentence of a file); rows are (name, tokens, tags)."""
+        _, tokens = inputs.batch
+        lines, rows = [], []
+        for name, words, tags in zip(inputs.names, tokens, predicted, strict=True):
+            if name != "text":
+                lines.append(f"# {name}")
+            lines += [f"{w}\t{t}" for w, t in zip(words, tags, strict=True)] + [""]
+            rows.append((name, words, tags))
+        return Prediction(lines, rows)
+
+    def inference_program(self, datamodule: Any) -> Program:
         """What seqmodels-export writes: the emissions from a batch's words, characters,
         shapes and lengths. Viterbi runs beside the file, not inside it: its metadata
         carries the CRF's start, transition and end scores (constraints applied), so a
@@ -258,13 +294,13 @@ class Tagger(TaskModule):
             meta["lowercase"] = bool(datamodule.lowercase)
             meta["max_word_len"] = L
         time = {0: "batch", 1: "time"}
-        return {
-            "module": TaggerProgram(self),
-            "inputs": {"words": words, "chars": chars, "shapes": shapes, "lengths": lengths},
-            "outputs": ["emissions"],
-            "dynamic": {"words": time, "chars": time, "shapes": time, "lengths": {0: "batch"}},
-            "metadata": meta,
-        }
+        return Program(
+            TaggerProgram(self),
+            {"words": words, "chars": chars, "shapes": shapes, "lengths": lengths},
+            ["emissions"],
+            {"words": time, "chars": time, "shapes": time, "lengths": {0: "batch"}},
+            meta,
+        )
 
     def names(self, ids: Tensor, lengths: Tensor) -> list[list[str]]:
         return [
