@@ -36,16 +36,12 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from seqmodels import evaluate as evaluate_command
-from seqmodels import export as export_command
-from seqmodels import predict as predict_command
-from seqmodels import sample as sample_command
-from seqmodels import train as train_command
-from seqmodels.errors import UserError
-from seqmodels.preemption import Preempted
+# The commands' own modules (seqmodels.train, .predict, ...: torch, Lightning, torchmetrics,
+# onnx) are imported inside the command that runs them, not here: `--help`, a mistyped
+# override and the run-folder checks answer without loading them (start-up time).
+from seqmodels.errors import Preempted, UserError
 from seqmodels.run_lock import in_use_message, live_holder
 
 # A short random tag beside the time in every run folder's name: two runs started
@@ -62,10 +58,14 @@ def config_dir() -> str:
 
 def user_error_message(err: BaseException) -> str | None:
     """The one line to show for a user's mistake, or None for a bug (keep the traceback)."""
+    # Lightning's own "you asked for what is not there" (a GPU, a strategy); looked up, not
+    # imported: an error raised before Lightning was loaded cannot be one (start-up time).
+    lightning = sys.modules.get("lightning.fabric.utilities.exceptions")
+    mistakes = (UserError, getattr(lightning, "MisconfigurationException", UserError))
     in_instantiate = False
     cause: BaseException | None = err
     while cause is not None:
-        if isinstance(cause, (UserError, MisconfigurationException)):
+        if isinstance(cause, mistakes):
             return str(cause)
         if isinstance(cause, InstantiationException):
             in_instantiate = True
@@ -191,6 +191,8 @@ def resume_argv(argv: list[str]) -> list[str]:
 
 @entry_point("train")
 def _train(cfg: DictConfig) -> float | None:
+    from seqmodels import train as train_command  # start-up time: see the imports at the top
+
     metrics = train_command.train(cfg)
     # A sweep's value: optimized_metric, or the best validation value of the
     # monitored metric (that of the checkpoint the run tested).
@@ -211,7 +213,9 @@ def refuse_folder_in_use(argv: list[str]) -> None:
             if holder is not None:
                 raise UserError(in_use_message(run, holder))
             if key == "hydra.run.dir" and not resuming:
-                train_command.check_new_run_folder(run)
+                from seqmodels.train import check_new_run_folder  # start-up time (the top)
+
+                check_new_run_folder(run)
 
 
 def train() -> float | None:
@@ -225,18 +229,24 @@ def train() -> float | None:
 @entry_point("eval")
 def evaluate(cfg: DictConfig) -> None:
     """seqmodels-eval ckpt_path=...: the test metrics of a checkpoint."""
+    from seqmodels import evaluate as evaluate_command  # start-up time: see the imports at the top
+
     evaluate_command.evaluate(cfg)
 
 
 @entry_point("predict")
 def predict(cfg: DictConfig) -> None:
     """seqmodels-predict ckpt_path=... text="..." | file=reviews.txt | file=- | image=...: labels."""
+    from seqmodels import predict as predict_command  # start-up time: see the imports at the top
+
     predict_command.predict(cfg)
 
 
 @entry_point("sample")
 def sample(cfg: DictConfig) -> None:
     """seqmodels-sample ckpt_path=... prime="ROMEO:" length=1000 temperature=0.8: stream text."""
+    from seqmodels import sample as sample_command  # start-up time: see the imports at the top
+
     sample_command.sample_checkpoint(
         cfg.ckpt_path,
         prime=cfg.prime,
@@ -250,4 +260,6 @@ def sample(cfg: DictConfig) -> None:
 @entry_point("export")
 def export(cfg: DictConfig) -> None:
     """seqmodels-export ckpt_path=... format=onnx|pt2 [out=...]: the inference path as a file."""
+    from seqmodels import export as export_command  # start-up time: see the imports at the top
+
     export_command.export(cfg)
