@@ -22,7 +22,9 @@ in one line before Hydra writes anything into it (seqmodels.run_lock).
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import os
 import secrets
 import shutil
@@ -140,6 +142,12 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
     def wrap(work: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         @functools.wraps(work)
         def task(cfg: DictConfig) -> Any:
+            # The process ends after the command: at exit Python's last garbage collections
+            # would walk every object torch, Lightning and sympy made (a good part of a
+            # second); frozen, they are left to the operating system. Only unreachable
+            # cycles go unfinalized, which Python never promises to finalize at exit.
+            atexit.unregister(gc.freeze)  # once, however many commands ran in this process
+            atexit.register(gc.freeze)
             with one_line_errors(cleanup=remove_unfinished_run):
                 return work(cfg)
 
