@@ -28,7 +28,9 @@ nothing installed.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import os
 import secrets
 import shutil
@@ -43,17 +45,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from seqmodels import evaluate as evaluate_command
-from seqmodels import export as export_command
-from seqmodels import predict as predict_command
-from seqmodels import sample as sample_command
-from seqmodels import train as train_command
-from seqmodels.data.files import writable_folder
-from seqmodels.errors import CannotWrite, UserError
-from seqmodels.preemption import Preempted
+# The commands' own modules (seqmodels.train, .predict, ...: torch, Lightning, torchmetrics,
+# onnx) are imported inside the command that runs them, not here: `--help`, a mistyped
+# override and the run-folder checks answer without loading them (start-up time).
+from seqmodels.errors import CannotWrite, Preempted, UserError
 from seqmodels.run_lock import in_use_message, live_holder
 
 # A short random tag beside the time in every run folder's name: two runs started
@@ -70,10 +67,14 @@ def config_dir() -> str:
 
 def user_error_message(err: BaseException) -> str | None:
     """The one line to show for a user's mistake, or None for a bug (keep the traceback)."""
+    # Lightning's own "you asked for what is not there" (a GPU, a strategy); looked up, not
+    # imported: an error raised before Lightning was loaded cannot be one (start-up time).
+    lightning = sys.modules.get("lightning.fabric.utilities.exceptions")
+    mistakes = (UserError, getattr(lightning, "MisconfigurationException", UserError))
     in_instantiate = False
     cause: BaseException | None = err
     while cause is not None:
-        if isinstance(cause, (UserError, MisconfigurationException)):
+        if isinstance(cause, mistakes):
             return str(cause)
         if isinstance(cause, InstantiationException):
             in_instantiate = True
@@ -158,6 +159,9 @@ class RunFolderCheck(Callback):
 
     def check(self, config: DictConfig, key: str) -> None:
         HydraConfig.instance().set_config(config)  # for ${hydra:...} in the folder's name
+        # start-up time: seqmodels.data loads torch, which --help never needs
+        from seqmodels.data.files import writable_folder  # start-up time
+
         folder = Path(str(OmegaConf.select(config, key))).expanduser()
         try:
             writable_folder(folder)
@@ -195,6 +199,12 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
     def wrap(work: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         @functools.wraps(work)
         def task(cfg: DictConfig) -> Any:
+            # The process ends after the command: at exit Python's last garbage collections
+            # would walk every object torch, Lightning and sympy made (a good part of a
+            # second); frozen, they are left to the operating system. Only unreachable
+            # cycles go unfinalized, which Python never promises to finalize at exit.
+            atexit.unregister(gc.freeze)  # once, however many commands ran in this process
+            atexit.register(gc.freeze)
             with one_line_errors(cleanup=remove_unfinished_run):
                 return work(cfg)
 
@@ -253,6 +263,8 @@ def resume_argv(argv: list[str]) -> list[str]:
 
 @entry_point("train")
 def _train(cfg: DictConfig) -> float | None:
+    from seqmodels import train as train_command  # start-up time: see the imports at the top
+
     metrics = train_command.train(cfg)
     # A sweep's value: optimized_metric, or the best validation value of the
     # monitored metric (that of the checkpoint the run tested).
@@ -273,7 +285,9 @@ def refuse_folder_in_use(argv: list[str]) -> None:
             if holder is not None:
                 raise UserError(in_use_message(run, holder))
             if key == "hydra.run.dir" and not resuming:
-                train_command.check_new_run_folder(run)
+                from seqmodels.train import check_new_run_folder  # start-up time (the top)
+
+                check_new_run_folder(run)
 
 
 def train() -> float | None:
@@ -287,18 +301,24 @@ def train() -> float | None:
 @entry_point("eval")
 def evaluate(cfg: DictConfig) -> None:
     """seqmodels-eval ckpt_path=...: the test metrics of a checkpoint."""
+    from seqmodels import evaluate as evaluate_command  # start-up time: see the imports at the top
+
     evaluate_command.evaluate(cfg)
 
 
 @entry_point("predict")
 def predict(cfg: DictConfig) -> None:
     """seqmodels-predict ckpt_path=... text="..." | file=reviews.txt | file=- | image=...: labels."""
+    from seqmodels import predict as predict_command  # start-up time: see the imports at the top
+
     predict_command.predict(cfg)
 
 
 @entry_point("sample")
 def sample(cfg: DictConfig) -> None:
     """seqmodels-sample ckpt_path=... prime="ROMEO:" length=1000 temperature=0.8: stream text."""
+    from seqmodels import sample as sample_command  # start-up time: see the imports at the top
+
     sample_command.sample_checkpoint(
         cfg.ckpt_path,
         prime=cfg.prime,
@@ -312,4 +332,6 @@ def sample(cfg: DictConfig) -> None:
 @entry_point("export")
 def export(cfg: DictConfig) -> None:
     """seqmodels-export ckpt_path=... format=onnx|pt2 [out=...]: the inference path as a file."""
+    from seqmodels import export as export_command  # start-up time: see the imports at the top
+
     export_command.export(cfg)

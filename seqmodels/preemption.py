@@ -46,28 +46,18 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 
 from seqmodels.checkpoint import LastCheckpoint
+from seqmodels.errors import Preempted
 from seqmodels.run_lock import global_rank
 
 # What schedulers send before they stop a job (submitit's own signal is added in its jobs),
 # and Ctrl-C.
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
-
-
-class Preempted(BaseException):
-    """The run stopped for a signal. Not an Exception: nothing between the trainer and the
-    command line may take it for an error. `exit_status` is 128 + the signal's number."""
-
-    def __init__(self, message: str, signum: int, hand_over: Callable[[], None] | None = None):
-        super().__init__(message)
-        self.signum, self.exit_status = signum, 128 + signum
-        self.hand_over = hand_over  # submitit's requeue, where it runs the job
 
 
 def submitit_signal() -> int | None:

@@ -31,8 +31,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.utilities import rank_zero_only
-
 from seqmodels.errors import UNWRITABLE, CannotWrite, UserError
 
 LOCK_NAME = "run.lock"
@@ -42,6 +40,10 @@ STALE = 300.0  # a lock from another host not refreshed for this long is stale
 
 def global_rank() -> int:
     """This process's global rank, known before the trainer exists (0 outside DDP)."""
+    # Imported here: the command line checks a run folder's lock before it loads Lightning
+    # (start-up time); only a run that trains asks for its rank.
+    from lightning.pytorch.utilities import rank_zero_only
+
     return int(getattr(rank_zero_only, "rank", 0))
 
 
