@@ -103,6 +103,8 @@ def commands() -> list[Command]:
                         line = line[2:]
                         if i < len(physical) and not physical[i].startswith("$ "):
                             expected = physical[i]
+                    # <MNIST folder>, <imdb run>: one word each, as a reader types them
+                    line = re.sub(r"<[^<>]*>", lambda m: m.group(0).replace(" ", "_"), line)
                     argv = shlex.split(line, comments=True)
                     while argv and re.fullmatch(r"[A-Z_]+=\S*", argv[0]):
                         argv = argv[1:]  # OMP_NUM_THREADS=1 seqmodels-train ...
@@ -150,13 +152,19 @@ SHRINK = (
 SWEEP_SHRINK = ("trainer.fast_dev_run=true", "logger=none")
 # The docs' placeholders for a checkpoint, and the task each one was trained on.
 CHECKPOINT = re.compile(
-    r"(?:outputs/parity/)?(?:<(?P<task>\w+ )?run>|\d{4}-\d\d-\d\d_[\w-]+)(?P<rest>/checkpoints/\S+)?"
+    r"(?:outputs/parity/)?(?:<(?:(?P<task>\w+?)_)?run>|\d{4}-\d\d-\d\d_[\w-]+)(?P<rest>/checkpoints/\S+)?"
 )
-PLACEHOLDER_TASK = {"imdb": "imdb", "mnist": "mnist", "chargen": "chargen", "vic_elec": "forecast"}
+PLACEHOLDER_TASK = {
+    "imdb": "imdb",
+    "mnist": "mnist",
+    "chargen": "chargen",
+    "vic_elec": "forecast",
+    "g2p": "seq2seq",
+}
 PAGE_TASK = {"forecasting": "forecast", "seq2seq": "seq2seq", "chargen": "chargen"}
 INPUT_FILES = {
     "reviews.txt": "A warm, funny film.\nDull and far too long.\n",
-    "words.txt": "lightning\ntensor\n",
+    "words.txt": "stream\nmodel\n",  # letters of the small dictionary
     "fra.txt": "".join(f"{w}\t{w[::-1]}\n" for w in ("go", "hi", "run", "who", "wow") * 12),
 }
 
@@ -218,6 +226,7 @@ def test_command_line_examples_run(command, run_cli, small_data, tmp_path, monke
     monkeypatch.syspath_prepend(str(tmp_path))  # my_package.MyCell below, as from its folder
     for name, text in INPUT_FILES.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
+    write_inputs(tmp_path, small_data)
     (tmp_path / "my_package").mkdir()
     (tmp_path / "my_package" / "__init__.py").write_text(
         "from seqmodels.nn import GRUCell as MyCell\n", encoding="utf-8"
@@ -254,6 +263,19 @@ def test_command_line_examples_run(command, run_cli, small_data, tmp_path, monke
         assert head in result.err, f"expected `{head}`, got: {result.err}"
     else:
         assert result.code == 0, f"`{shlex.join(argv)}` failed:\n{result.err}"
+
+
+def write_inputs(folder: Path, small_data: Path) -> None:
+    """digit.png and recent.csv, the predict inputs the task pages name."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(folder / "digit.png")
+    frame = pd.read_csv(small_data / "series.csv", dtype=str, keep_default_na=False)
+    recent = frame.iloc[-336 - 48 :].copy()  # the last week, then a day whose demand is unknown
+    recent.loc[recent.index[-48:], "Demand"] = ""
+    recent.to_csv(folder / "recent.csv", index=False)
 
 
 def with_checkpoint(argv, page, run_cli, small_data, tmp_path) -> list[str]:
