@@ -25,6 +25,8 @@ myst_heading_anchors = 3
 # Google-style sections (Args, Shape, Returns, Example) as torch writes them.
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
+# "Attributes:" as fields of the class, not a second description of the members autodoc lists.
+napoleon_use_ivar = True
 # "Shape:" (torch's inputs and outputs with their sizes) renders as its own section.
 napoleon_custom_sections = ["Shape", "Inputs", "Outputs"]
 autodoc_member_order = "bysource"
