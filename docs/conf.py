@@ -40,6 +40,7 @@ html_theme = "pydata_sphinx_theme"
 html_title = "seqmodels"
 html_static_path = ["_static"]
 templates_path = ["_templates"]
+html_css_files = ["custom.css"]
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
