@@ -301,3 +301,11 @@ def test_every_command_line_has_a_rule():
     missing = [f"{c.page}:{c.line}: {c.text}" for c in commands() if rule(c)[0] == "missing"]
     assert not missing, "add these to RULES:\n" + "\n".join(missing)
     assert len(commands()) > 50, "the command lines of the docs were not found"
+
+
+def test_the_config_reference_includes_every_config_file():
+    text = (ROOT / "docs" / "api" / "configs.md").read_text(encoding="utf-8")
+    for path in sorted(CONFIGS.rglob("*.yaml")):
+        name = path.relative_to(CONFIGS).as_posix()
+        if not name.startswith("hydra/"):  # Hydra's own settings: the Runs page has them
+            assert f"../../configs/{name}" in text, f"docs/api/configs.md lacks configs/{name}"
