@@ -14,6 +14,8 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
     "sphinx_copybutton",
+    # MathJax served with the site (the docstrings' equations render without internet).
+    "sphinx-mathjax-offline",
 ]
 
 # .rst: the stub pages autosummary generates under api/generated/.
@@ -32,6 +34,8 @@ napoleon_custom_sections = ["Shape", "Inputs", "Outputs"]
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_typehints = "description"
+# Types join the Args a docstring already has (no second, type-only parameter list).
+autodoc_typehints_description_target = "documented"
 autosummary_generate = True
 # Lightning's and torch's bases bring hundreds of inherited members; document ours.
 autodoc_inherit_docstrings = False
