@@ -223,14 +223,18 @@ def test_command_line_examples_run(command, run_cli, small_data, tmp_path, monke
     if how == "no-cuda" and torch.cuda.is_available():
         pytest.skip("shows the error of a machine without CUDA")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))  # my_package.MyCell below, as from its folder
     for name, text in INPUT_FILES.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
     write_inputs(tmp_path, small_data)
-    (tmp_path / "my_package").mkdir()
-    (tmp_path / "my_package" / "__init__.py").write_text(
+    (tmp_path / "mycell.py").write_text(  # a cell in the folder the command runs from
         "from seqmodels.nn import GRUCell as MyCell\n", encoding="utf-8"
     )
+    package = tmp_path / "site-packages" / "my_package"  # an installed package of cells
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "from seqmodels.nn import GRUCell as MyCell\n", encoding="utf-8"
+    )
+    monkeypatch.syspath_prepend(str(package.parent))
 
     entry = command.argv[0].removeprefix("seqmodels-")
     task = task_of(command.argv, command.page)
