@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-slow lint bench tensorboard clean
+.PHONY: install train test test-slow lint docs docs-serve bench tensorboard clean
 
 install: $(STAMP)
 
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev,slurm,forecast,export,g2p,tagging]"
+	$(BIN)/python -m pip install -q -e ".[dev,docs,slurm,forecast,export,g2p,tagging]"
 	touch $(STAMP)
 
 train: $(STAMP)
@@ -35,6 +35,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check seqmodels hydra_plugins tests scripts
 	$(BIN)/mypy seqmodels hydra_plugins
 
+# The documentation site, warnings as errors; docs/_build/html/index.html is its front page.
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+# Served on localhost only, like `make tensorboard`.
+DOCS_PORT ?= 8000
+docs-serve: docs
+	@echo "open http://127.0.0.1:$(DOCS_PORT)/index.html"
+	$(BIN)/python -m http.server $(DOCS_PORT) --bind 127.0.0.1 --directory docs/_build/html
+
 bench: $(STAMP)
 	@for s in scripts/bench_*.py; do echo "== $$s"; $(BIN)/python $$s || exit 1; done
 
@@ -45,4 +55,4 @@ tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir outputs --host $(TB_HOST)
 
 clean:
-	rm -rf outputs multirun .pytest_cache .ruff_cache .mypy_cache
+	rm -rf outputs multirun .pytest_cache .ruff_cache .mypy_cache docs/_build docs/api/generated

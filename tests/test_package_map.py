@@ -1,4 +1,4 @@
-"""The package map of the README, enforced: each module imports only the rooms below it,
+"""The package map of docs/development.md, enforced: each module imports only the rooms below it,
 and no import of ours hides inside a function (where it would hide a cycle) unless it is
 a lazy import for start-up time that says so and points down the map."""
 
@@ -84,7 +84,7 @@ def test_every_module_imports_only_the_rooms_below_it():
     assert len(modules) > 20
     for path in modules:
         room = room_of(path)
-        assert room in ALLOWED, f"{path} is not on the package map (README, Development)"
+        assert room in ALLOWED, f"{path} is not on the package map (docs/development.md)"
         source = path.read_text()
         lines = source.splitlines()
         for imported, at_top, line in imports_of(ast.parse(source)):
