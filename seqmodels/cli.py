@@ -31,6 +31,7 @@ from __future__ import annotations
 import atexit
 import functools
 import gc
+import hashlib
 import os
 import secrets
 import shutil
@@ -56,6 +57,24 @@ from seqmodels.run_lock import in_use_message, live_holder
 # A short random tag beside the time in every run folder's name: two runs started
 # in the same second still get two folders. Cached: one value per composed config.
 OmegaConf.register_new_resolver("run_id", lambda: secrets.token_hex(3), use_cache=True)
+
+# A folder name holds at most 255 bytes on the usual filesystems. A sweep job's folder is
+# named by its overrides, which can be longer: keep their start and end a hash of the whole,
+# so the name still says what differs and two jobs never share a folder.
+MAX_NAME = 200
+
+
+def folder_name(name: str) -> str:
+    if len(name.encode()) <= MAX_NAME:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    keep = (MAX_NAME - len(digest) - 2) // 2
+    head = name.encode()[:keep].decode(errors="ignore")
+    tail = name.encode()[-keep:].decode(errors="ignore")
+    return f"{head}~{digest}~{tail}"
+
+
+OmegaConf.register_new_resolver("folder_name", folder_name)
 
 
 def config_dir() -> str:

@@ -7,6 +7,7 @@ import torch
 from support import run_dirs
 
 from seqmodels.checkpoint import CONFIG_KEY, load_run
+from seqmodels.cli import MAX_NAME, folder_name
 
 FAST = ("trainer=debug", "logger=none")
 
@@ -80,6 +81,29 @@ def test_multirun_trains_each_job_in_its_own_folder(run_cli, tmp_path):
     assert {(j / ".hydra" / "overrides.yaml").read_text().count("model=") for j in jobs} == {1}
     assert "model=rnn" in (jobs[0] / ".hydra" / "overrides.yaml").read_text()
     assert "model=gru" in (jobs[1] / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_a_sweep_job_with_long_overrides_gets_a_folder_name_that_fits(run_cli, tmp_path):
+    """A job's folder is named by its overrides; past 255 bytes the filesystem refuses the
+    name, so a long one keeps its start, a hash and its end."""
+    long = [f"+tags.t{i}=a_rather_long_value_{i}" for i in range(12)]  # ~350 characters
+    result = run_cli("train", "-m", *FAST, *long, "seed=1,2")
+    assert result.code == 0, result.err
+    jobs = run_dirs(tmp_path)
+    assert len(jobs) == 2 and len({j.name for j in jobs}) == 2
+    for job in jobs:
+        number, _, name = job.name.partition("_")
+        assert number.isdigit() and len(name.encode()) <= MAX_NAME, job.name
+        assert name.count("~") == 2, job.name
+        assert "tags.t0=a_rather_long_value_0" in job.name  # the start still says what differs
+
+
+def test_folder_name_is_unchanged_when_short_and_distinct_when_cut():
+    assert folder_name("model=gru,seed=1") == "model=gru,seed=1"
+    a, b = ("x" * 150 + f",seed={s}," + "y" * 150 for s in (1, 2))
+    assert folder_name(a) != folder_name(b)
+    assert len(folder_name(a).encode()) <= MAX_NAME
+    assert len(folder_name("é" * 300).encode()) <= MAX_NAME  # cut on characters, not bytes
 
 
 def test_default_run_learns_parity_to_100_percent(run_cli):

@@ -174,7 +174,7 @@ class CharTextDataModule(L.LightningDataModule):
         encoding_errors: "replace" or "strict" (see the module docstring).
 
     Shape:
-        - Batches: ``(x, y)``, both :math:`(B, \text{seq\_len})` token ids, y the
+        - Batches: ``(x, y)``, both :math:`(B, \text{seq_len})` token ids, y the
           next character of each x.
         - ``encode(text)`` -> ids :math:`(N,)`; ``decode(ids)`` -> text.
         - ``model_kwargs``: ``{"vocab_size": V}``.

@@ -13,7 +13,7 @@ compilation, every dtype torch's kernels and plain ops support):
   (fused_lstm.py), where native's oneDNN kernel allocates its workspace afresh
   on every call and pays for it again in page faults. Below these sizes the
   ranking of the two depends on the CPU (fused ahead on an AMD EPYC, native on
-  an Intel Xeon: README, Speed), and native is never far behind.
+  an Intel Xeon: docs/speed.md), and native is never far behind.
 - the other CPU calls of the cells torch has, and any under autocast (oneDNN's
   bf16 kernels beat fused, which computes in fp32): `native`, with lengths on
   the padded batch (see native.py).
@@ -27,7 +27,7 @@ What each engine can run is the layer's `engine_support` record (support.py);
 this rule only ranks the engines that can.
 
 The measurements behind the rule are `scripts/bench_nn.py`'s and
-`scripts/bench_lstm.py`'s; the README keeps the tables.
+`scripts/bench_lstm.py`'s; docs/speed.md keeps the tables.
 """
 
 from __future__ import annotations

@@ -135,11 +135,11 @@ class Cell(nn.Module):
             :math:`[x_t, h_t]` to an output of this size (keyword only). Default: None
 
     Shape:
-        - x: :math:`(B, \text{input\_size})`.
-        - state: ``h`` :math:`(B, \text{hidden\_size})`, or a tuple of such tensors;
+        - x: :math:`(B, \text{input_size})`.
+        - state: ``h`` :math:`(B, \text{hidden_size})`, or a tuple of such tensors;
           None (the default) means zeros.
-        - output: :math:`(B, \text{output\_size})` with ``output_size``, else ``h``
-          :math:`(B, \text{hidden\_size})`.
+        - output: :math:`(B, \text{output_size})` with ``output_size``, else ``h``
+          :math:`(B, \text{hidden_size})`.
 
     Returns:
         ``(output, state)``: the step's output and the new state, ``h`` for a cell with
@@ -417,9 +417,9 @@ class RNNCell(Cell):
             this size (keyword only). Default: None
 
     Shape:
-        - x: :math:`(B, \text{input\_size})`.
-        - h: :math:`(B, \text{hidden\_size})`, or None for zeros.
-        - output: :math:`(B, \text{output\_size})` with ``output_size``, else ``h``.
+        - x: :math:`(B, \text{input_size})`.
+        - h: :math:`(B, \text{hidden_size})`, or None for zeros.
+        - output: :math:`(B, \text{output_size})` with ``output_size``, else ``h``.
 
     Returns:
         ``(output, h)``: the output and the new hidden state.
@@ -483,10 +483,10 @@ class LSTMCell(Cell):
             this size (keyword only). Default: None
 
     Shape:
-        - x: :math:`(B, \text{input\_size})`.
-        - state: a tuple ``(h, c)``, each :math:`(B, \text{hidden\_size})`, or None for
+        - x: :math:`(B, \text{input_size})`.
+        - state: a tuple ``(h, c)``, each :math:`(B, \text{hidden_size})`, or None for
           zeros.
-        - output: :math:`(B, \text{output\_size})` with ``output_size``, else ``h``.
+        - output: :math:`(B, \text{output_size})` with ``output_size``, else ``h``.
 
     Returns:
         ``(output, (h, c))``: the output and the new state.
@@ -531,9 +531,9 @@ class GRUCell(Cell):
         r_t = \sigma(W_r [x_t, h_{t-1}] + b_r) \\
         z_t = \sigma(W_z [x_t, h_{t-1}] + b_z) \\
         n_t = \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn}))
-            & \text{reset\_after=True (cuDNN, torch, Keras)} \\
+            & \text{reset_after=True (cuDNN, torch, Keras)} \\
         n_t = \tanh(W_n [x_t, r_t \odot h_{t-1}] + b_n)
-            & \text{reset\_after=False (Cho et al. 2014)} \\
+            & \text{reset_after=False (Cho et al. 2014)} \\
         h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}
         \end{array}
 
@@ -554,9 +554,9 @@ class GRUCell(Cell):
             this size (keyword only). Default: None
 
     Shape:
-        - x: :math:`(B, \text{input\_size})`.
-        - h: :math:`(B, \text{hidden\_size})`, or None for zeros.
-        - output: :math:`(B, \text{output\_size})` with ``output_size``, else ``h``.
+        - x: :math:`(B, \text{input_size})`.
+        - h: :math:`(B, \text{hidden_size})`, or None for zeros.
+        - output: :math:`(B, \text{output_size})` with ``output_size``, else ``h``.
 
     Returns:
         ``(output, h)``: the output and the new hidden state.

@@ -9,7 +9,7 @@ the recurrence for any cell on every LSTM shape measured, short sequences
 included (scripts/bench_nn.py), so the fused engine runs the LSTM on it.
 The backward is not itself differentiable (no double backward), like cuDNN's.
 
-Tried and not kept (README, "Speed"): TorchScript of the per-step pointwise
+Tried and not kept (docs/speed.md): TorchScript of the per-step pointwise
 ops, and torch.compile of one step or of the whole loop; neither was faster
 once its own overhead was paid (nor was torch.compile of the feature-major
 LSTM step's pointwise ops, the one kernel that would replace its ten).
@@ -160,7 +160,7 @@ class LSTMRecurrence(torch.autograd.Function):
     and a step's product runs as fast per flop as one over many steps would).
     Products are torch's matmul, which takes out= (each step's output lands in
     place); on the Intel CPU measured it matched or beat oneDNN's on these shapes
-    (not measured on AMD CPUs, where the README found MKL behind oneDNN).
+    (not measured on AMD CPUs, where the measurements (docs/speed.md) found MKL behind oneDNN).
     """
 
     @staticmethod

@@ -48,10 +48,10 @@ class PeepholeLSTMCell(Cell):
             this size (keyword only). Default: None
 
     Shape:
-        - x: :math:`(B, \text{input\_size})`.
-        - state: a tuple ``(h, c)``, each :math:`(B, \text{hidden\_size})`, or None for
+        - x: :math:`(B, \text{input_size})`.
+        - state: a tuple ``(h, c)``, each :math:`(B, \text{hidden_size})`, or None for
           zeros.
-        - output: :math:`(B, \text{output\_size})` with ``output_size``, else ``h``.
+        - output: :math:`(B, \text{output_size})` with ``output_size``, else ``h``.
 
     Returns:
         ``(output, (h, c))``: the output and the new state.
@@ -116,9 +116,9 @@ class IndRNNCell(Cell):
             this size (keyword only). Default: None
 
     Shape:
-        - x: :math:`(B, \text{input\_size})`.
-        - h: :math:`(B, \text{hidden\_size})`, or None for zeros.
-        - output: :math:`(B, \text{output\_size})` with ``output_size``, else ``h``.
+        - x: :math:`(B, \text{input_size})`.
+        - h: :math:`(B, \text{hidden_size})`, or None for zeros.
+        - output: :math:`(B, \text{output_size})` with ``output_size``, else ``h``.
 
     Returns:
         ``(output, h)``: the output and the new hidden state.
@@ -179,10 +179,10 @@ class CIFGLSTMCell(Cell):
             this size (keyword only). Default: None
 
     Shape:
-        - x: :math:`(B, \text{input\_size})`.
-        - state: a tuple ``(h, c)``, each :math:`(B, \text{hidden\_size})`, or None for
+        - x: :math:`(B, \text{input_size})`.
+        - state: a tuple ``(h, c)``, each :math:`(B, \text{hidden_size})`, or None for
           zeros.
-        - output: :math:`(B, \text{output\_size})` with ``output_size``, else ``h``.
+        - output: :math:`(B, \text{output_size})` with ``output_size``, else ``h``.
 
     Returns:
         ``(output, (h, c))``: the output and the new state.

@@ -87,9 +87,9 @@ class Recurrent(nn.Module):
         With :math:`B` the batch size, :math:`T` the length, :math:`D` 2 if
         bidirectional else 1, :math:`L` num_layers and :math:`H` hidden_size:
 
-        - input: :math:`(B, T, \text{input\_size})` with ``batch_first`` (the
-          default), :math:`(T, B, \text{input\_size})` otherwise,
-          :math:`(T, \text{input\_size})` unbatched, or a ``PackedSequence``.
+        - input: :math:`(B, T, \text{input_size})` with ``batch_first`` (the
+          default), :math:`(T, B, \text{input_size})` otherwise,
+          :math:`(T, \text{input_size})` unbatched, or a ``PackedSequence``.
         - state: one :math:`(L \cdot D, B, H)` tensor per state tensor of the cell: a
           tensor for a cell with one state name, else a tuple; None means zeros.
         - lengths: :math:`(B,)` integers in :math:`[1, T]`, padding at the end.
@@ -502,9 +502,9 @@ class RNN(Recurrent):
         With :math:`B` the batch size, :math:`T` the length, :math:`D` 2 if
         bidirectional else 1, :math:`L` num_layers and :math:`H` hidden_size:
 
-        - input: :math:`(B, T, \text{input\_size})` with ``batch_first`` (the
-          default), :math:`(T, B, \text{input\_size})` otherwise,
-          :math:`(T, \text{input\_size})` unbatched, or a ``PackedSequence``.
+        - input: :math:`(B, T, \text{input_size})` with ``batch_first`` (the
+          default), :math:`(T, B, \text{input_size})` otherwise,
+          :math:`(T, \text{input_size})` unbatched, or a ``PackedSequence``.
         - state: :math:`h_0` :math:`(L \cdot D, B, H)`, or None for zeros.
         - lengths: :math:`(B,)` integers in :math:`[1, T]`, padding at the end.
         - output: :math:`(B, T, D \cdot H)` (with batch_first), the top layer's
@@ -596,9 +596,9 @@ class LSTM(Recurrent):
         With :math:`B` the batch size, :math:`T` the length, :math:`D` 2 if
         bidirectional else 1, :math:`L` num_layers and :math:`H` hidden_size:
 
-        - input: :math:`(B, T, \text{input\_size})` with ``batch_first`` (the
-          default), :math:`(T, B, \text{input\_size})` otherwise,
-          :math:`(T, \text{input\_size})` unbatched, or a ``PackedSequence``.
+        - input: :math:`(B, T, \text{input_size})` with ``batch_first`` (the
+          default), :math:`(T, B, \text{input_size})` otherwise,
+          :math:`(T, \text{input_size})` unbatched, or a ``PackedSequence``.
         - state: a tuple ``(h_0, c_0)``, each :math:`(L \cdot D, B, H)`, or None for zeros.
         - lengths: :math:`(B,)` integers in :math:`[1, T]`, padding at the end.
         - output: :math:`(B, T, D \cdot H)` (with batch_first), the top layer's
@@ -656,9 +656,9 @@ class GRU(Recurrent):
         r_t = \sigma(W_r [x_t, h_{t-1}] + b_r) \\
         z_t = \sigma(W_z [x_t, h_{t-1}] + b_z) \\
         n_t = \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn}))
-            & \text{reset\_after=True} \\
+            & \text{reset_after=True} \\
         n_t = \tanh(W_n [x_t, r_t \odot h_{t-1}] + b_n)
-            & \text{reset\_after=False} \\
+            & \text{reset_after=False} \\
         h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}
         \end{array}
 
@@ -692,9 +692,9 @@ class GRU(Recurrent):
         With :math:`B` the batch size, :math:`T` the length, :math:`D` 2 if
         bidirectional else 1, :math:`L` num_layers and :math:`H` hidden_size:
 
-        - input: :math:`(B, T, \text{input\_size})` with ``batch_first`` (the
-          default), :math:`(T, B, \text{input\_size})` otherwise,
-          :math:`(T, \text{input\_size})` unbatched, or a ``PackedSequence``.
+        - input: :math:`(B, T, \text{input_size})` with ``batch_first`` (the
+          default), :math:`(T, B, \text{input_size})` otherwise,
+          :math:`(T, \text{input_size})` unbatched, or a ``PackedSequence``.
         - state: :math:`h_0` :math:`(L \cdot D, B, H)`, or None for zeros.
         - lengths: :math:`(B,)` integers in :math:`[1, T]`, padding at the end.
         - output: :math:`(B, T, D \cdot H)` (with batch_first), the top layer's
