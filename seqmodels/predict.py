@@ -15,7 +15,9 @@ hook (seqmodels.data):
 - `text="..."` or `file=words.txt` for a sequence-to-sequence model
   (`Transduction`, task=seq2seq): `encode_texts(texts)`, then the model's
   `transduce` with `beam=` (null: the checkpoint's decode.beam_size; 1: greedy)
-  and `nbest=` (outputs per input, best first).
+  and `nbest=` (outputs per input, best first). A model of characters that
+  never saw a space (G2P) reads a line's words one by one (`Seq2Seq.sources_of`):
+  `text="hello world"` prints two lines, hello's phones, then world's.
 
 A classifier prints `label  probability  input` per input, and with more than
 two classes a second line with every class's probability. A forecaster prints
@@ -27,7 +29,7 @@ per token, EOS included), one line per n-best output.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -117,7 +119,10 @@ def transduce(
     module: Any, datamodule: Any, cfg: Mapping[str, Any], out: TextIO
 ) -> list[tuple[Any, ...]]:
     """Print each input's n-best outputs: `output  score  input`; return (name, output, score)."""
-    x, lengths, names = read_request(datamodule, {k: cfg.get(k) for k in REQUEST_KEYS})
+    request = {k: cfg.get(k) for k in REQUEST_KEYS}
+    x, lengths, names = read_request(
+        datamodule, request, lambda t: module.sources_of(t, datamodule)
+    )
     assert lengths is not None  # encode_texts of a Transduction gives lengths
     beam, nbest = cfg.get("beam"), int(cfg.get("nbest") or 1)
     batch_size = int(cfg.get("batch_size") or 256)
@@ -141,8 +146,13 @@ def transduce(
     return results
 
 
-def read_request(datamodule: Any, request: Mapping[str, Any]):
-    """(x, lengths or None, a display name per input) from text=, file= or image=."""
+def read_request(
+    datamodule: Any,
+    request: Mapping[str, Any],
+    sources_of: Callable[[str], list[str]] | None = None,
+):
+    """(x, lengths or None, a display name per input) from text=, file= or image=;
+    `sources_of` splits a line of text into the inputs it holds (a G2P model's words)."""
     given = [k for k in REQUEST_KEYS if request.get(k) is not None]
     if provides(datamodule, ImageInputs):
         if given != ["image"]:
@@ -170,6 +180,9 @@ def read_request(datamodule: Any, request: Mapping[str, Any]):
         if not numbered:
             raise UserError(f"{file} has nothing to predict: put one input per line")
         names, texts = [f"line {i}" for i, _ in numbered], [t for _, t in numbered]
+    if sources_of is not None:
+        split = [(n, source) for n, t in zip(names, texts, strict=True) for source in sources_of(t)]
+        names, texts = [n for n, _ in split], [t for _, t in split]
     x, lengths = datamodule.encode_texts(texts)
     return x, lengths, [f"{n}: {snippet(t)}" for n, t in zip(names, texts, strict=True)]
 

@@ -35,6 +35,7 @@ Args:
 
 from __future__ import annotations
 
+import string
 from collections.abc import Mapping
 from typing import Any
 
@@ -164,6 +165,23 @@ class Seq2Seq(TaskModule):
             bos=BOS,
             eos=EOS,
         )
+
+    @staticmethod
+    def sources_of(line: str, datamodule: Any) -> list[str]:
+        """The sources a line of input holds, for seqmodels-predict: its words, for a model
+        that reads characters and never saw a space (grapheme-to-phoneme: `hello world` is two
+        words, pronounced one by one, each on its own output line), else the line itself (a
+        model of words, or of characters with the space among them, reads the whole line).
+
+        Punctuation the model never saw is taken off the words' ends (`"Hello, world!"` is
+        `Hello` and `world`); what remains unknown is the datamodule's one-line error."""
+        vocabulary = getattr(datamodule, "source", None)
+        known = set(getattr(vocabulary, "stoi", ()))
+        if getattr(datamodule, "source_tokens", "char") != "char" or " " in known:
+            return [line]
+        unseen = "".join(c for c in string.punctuation if c not in known)
+        words = [word.strip(unseen) for word in line.split()]
+        return [word for word in words if word] or [line]
 
     # -- steps -----------------------------------------------------------------------
     def training_step(self, batch: Seq2SeqBatch, batch_idx: int) -> Tensor:

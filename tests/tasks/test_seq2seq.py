@@ -206,3 +206,43 @@ def test_a_checkpoint_naming_the_old_attention_path_loads_and_predicts(trained, 
     config = OmegaConf.create(load(ckpt)["seqmodels_config"])
     check_same_model(old, config)
     check_same_model(old, config, key="resume")
+
+
+def test_predict_pronounces_each_word_of_a_line(trained, tmp_path):
+    from seqmodels.predict import predict
+
+    run, _ = trained
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    alone = [
+        predict({"ckpt_path": ckpt, "text": w, "beam": 3}, out=io.StringIO())[0]
+        for w in ("tab", "most")
+    ]
+    out = io.StringIO()
+    both = predict({"ckpt_path": ckpt, "text": "Tab, most!", "beam": 3}, out=out)
+    assert [n for n, _, _ in both] == ["text: Tab", "text: most"]
+    assert [p for _, p, _ in both] == [p for _, p, _ in alone]
+    assert [s for _, _, s in both] == pytest.approx([s for _, _, s in alone], abs=1e-5)
+    assert len(out.getvalue().strip().splitlines()) == 2  # one line per word
+    words = tmp_path / "words.txt"
+    words.write_text("tab most\n", encoding="utf-8")
+    found = predict({"ckpt_path": ckpt, "file": str(words), "beam": 3}, out=io.StringIO())
+    assert [n for n, _, _ in found] == ["line 1: tab", "line 1: most"]
+
+
+def test_a_line_is_one_source_unless_the_model_reads_letters_without_spaces():
+    from types import SimpleNamespace
+
+    from seqmodels.tasks.seq2seq import Seq2Seq
+
+    def data(tokens, known):
+        return SimpleNamespace(
+            source_tokens=tokens, source=SimpleNamespace(stoi=dict.fromkeys(known))
+        )
+
+    letters = data("char", "abcdefghijklmnopqrstuvwxyz'")
+    assert Seq2Seq.sources_of("  Hello,  world's  end! ", letters) == ["Hello", "world's", "end"]
+    assert Seq2Seq.sources_of("hello", letters) == ["hello"]
+    assert Seq2Seq.sources_of("?!", letters) == ["?!"]  # left whole: its error names them
+    # A model of characters that knows the space (a sentence translator), or of words: whole.
+    assert Seq2Seq.sources_of("hello world", data("char", "helowrd ")) == ["hello world"]
+    assert Seq2Seq.sources_of("hello world", data("space", ["hello", "world"])) == ["hello world"]
