@@ -7,7 +7,10 @@ What is written (programs.py): a classifier's probabilities from token ids and
 lengths (IMDB, parity) or from raw pixels (MNIST, with the datamodule's own
 encoding inside), a forecaster's forecast from its window, a language model's
 one step (token, state -> logits, state). The batch size is free everywhere,
-and the length where the task has one (token classifiers).
+and the length where the task has one (token classifiers). A seq2seq model
+(G2P) is two programs, its encoder and one decoder step, in two files
+(`<out>.encoder.onnx`, `<out>.step.onnx`), with the search over them in
+seq2seq.py (`transduce_onnx`: seqmodels-predict's outputs from onnxruntime).
 
 - `format=onnx`: torch's exporter (torch.export, then onnxscript), with the
   recurrent layers written as ONNX's own LSTM/GRU/RNN operators
@@ -44,11 +47,13 @@ from torch import Tensor
 from seqmodels.checkpoint import load_run
 from seqmodels.data.files import atomic_write
 from seqmodels.errors import UserError
+from seqmodels.export import seq2seq
 from seqmodels.export.programs import Program, program_for
 from seqmodels.export.recurrent_onnx import (
     translation_table,
     with_onnx_layers,
 )
+from seqmodels.tasks.seq2seq import Seq2Seq
 
 FORMATS = ("onnx", "pt2")
 ONNX_OPSET = 18  # onnxscript's torchlib in torch 2.13 writes opset 18
@@ -78,7 +83,10 @@ def export(cfg: Mapping[str, Any], stream: Any = None) -> Path:
             f"out={path} is a folder: give a file name, e.g. out={path / f'model.{fmt}'}"
         )
     length = cfg.get("length")
-    if fmt == "onnx":
+    if isinstance(task, Seq2Seq):  # two programs: the encoder and a decoder step
+        lines = write_encoder_and_step(task, datamodule, path, fmt)
+        path = seq2seq.paths(path, fmt)["encoder"]
+    elif fmt == "onnx":
         lines = write_onnx(task, datamodule, path, length)
     else:
         lines = write_pt2(task, datamodule, path, length)
@@ -187,6 +195,88 @@ def write_pt2(task: Any, datamodule: Any, path: Path, length: int | None = None)
         f"checked: the exported program gives PyTorch's outputs to {diff:.1e} on "
         f"{describe(program)}",
     ]
+
+
+# -- seq2seq: two programs ---------------------------------------------------------------
+
+
+def write_encoder_and_step(task: Any, datamodule: Any, path: Path, fmt: str) -> list[str]:
+    """A seq2seq checkpoint's encoder and decoder step (seq2seq.py) as two files beside
+    `path`, each checked against the model on sources of another batch size and length,
+    the step on the encoder's states; both written, or neither."""
+    if fmt == "onnx":
+        need("onnx", "onnxscript", "onnxruntime", what="format=onnx")
+    files = seq2seq.paths(path, fmt)
+    programs = seq2seq.programs(with_onnx_layers(task) if fmt == "onnx" else task, datamodule)
+    reference = seq2seq.programs(task, datamodule)
+    sources = seq2seq.check_inputs(datamodule, CHECK_BATCH, CHECK_TIME)
+    with torch.no_grad():
+        started = reference["encoder"].module(*sources.values())
+    token = torch.randint(0, len(datamodule.target), (CHECK_BATCH,))
+    checks = {
+        "encoder": sources,
+        "step": {"token": token, **dict(zip(programs["encoder"].outputs, started, strict=True))},
+    }
+    blobs, diffs, lines = {}, [], []
+    for name, program in programs.items():
+        with torch.no_grad():
+            want = list(reference[name].module(*checks[name].values()))
+        if fmt == "onnx":
+            import onnxruntime as ort
+
+            model = _to_onnx(program).model_proto
+            entry = model.metadata_props.add()
+            entry.key, entry.value = "seqmodels", json.dumps(program.metadata)
+            blobs[name] = model.SerializeToString()
+            session = ort.InferenceSession(blobs[name], providers=["CPUExecutionProvider"])
+            got = session.run(None, {k: v.numpy() for k, v in checks[name].items()})
+            diffs.append(compare(floats(want), floats([torch.from_numpy(g) for g in got])))
+            ops = [n.op_type for n in model.graph.node if n.op_type in RECURRENT_OPS]
+            if ops:
+                counted = ", ".join(f"{ops.count(o)} {o}" for o in RECURRENT_OPS if o in ops)
+                lines.append(f"{name}: recurrent layers as {counted}")
+        else:
+            with quiet_exporter():
+                ep = torch.export.export(
+                    program.module,
+                    tuple(program.inputs.values()),
+                    dynamic_shapes=dynamic_shapes(program),
+                )
+            with torch.no_grad():
+                got = list(ep.module()(*checks[name].values()))
+            diffs.append(compare(floats(want), floats(got)))
+            buffer = io.BytesIO()
+            extra = {"seqmodels.json": json.dumps(program.metadata)}
+            torch.export.save(ep, buffer, extra_files=extra)
+            blobs[name] = buffer.getvalue()
+        lines += [f"{name}: {line}" for line in signature(program)]
+    for name, data in blobs.items():
+        with atomic_write(files[name]) as f:
+            f.write(data)
+    names = programs["step"].metadata["state"]
+    written = " and ".join(f"{files[n]} ({len(blobs[n]) / 1e6:.1f} MB)" for n in files)
+    runtime = "onnxruntime gives" if fmt == "onnx" else "the exported programs give"
+    return [
+        f"wrote {written}: the encoder and one decoder step"
+        + (f", ONNX opset {ONNX_OPSET}" if fmt == "onnx" else ", torch.export programs"),
+        *lines,
+        f"state: rows {', '.join(names)} of the decoder's running state (dimension 1: batch)",
+        *(
+            [
+                "search: seqmodels.export.seq2seq.transduce_onnx(encoder, step, words) runs "
+                "seqmodels-predict's search over them on onnxruntime"
+            ]
+            if fmt == "onnx"
+            else []
+        ),
+        f"checked: {runtime} PyTorch's outputs to {max(diffs):.1e} on a batch of "
+        f"{CHECK_BATCH}, {CHECK_TIME} source steps",
+    ]
+
+
+def floats(tensors: list[Tensor]) -> list[Tensor]:
+    """Bool outputs (a mask) as 0/1 floats, for compare."""
+    return [t.float() if t.dtype == torch.bool else t for t in tensors]
 
 
 # -- shared --------------------------------------------------------------------------------
