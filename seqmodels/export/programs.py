@@ -149,8 +149,8 @@ def program_for(task: nn.Module, datamodule: Any) -> Program:
         return Program(LanguageModelStep(task), inputs, outputs, dynamic, meta)
     raise UserError(
         f"seqmodels-export cannot export a {type(task).__name__} checkpoint: it exports "
-        "classifiers (task=imdb, mnist, parity), forecasters (task=forecast) and language "
-        "models (task=chargen, one step)"
+        "classifiers (task=imdb, mnist, parity), forecasters (task=forecast), language "
+        "models (task=chargen, one step) and seq2seq models (task=seq2seq, encoder and step)"
     )
 
 
