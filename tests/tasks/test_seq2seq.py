@@ -269,7 +269,11 @@ def test_the_exported_encoder_and_step_give_predicts_outputs_on_onnxruntime(trai
             out=io.StringIO(),
         )
         found = transduce_onnx(encoder, step, WORDS, beam_size=beam, nbest=nbest)
-        got = [(f"text: {w}", text, s) for w, hyps in zip(WORDS, found) for text, s in hyps]
+        got = [
+            (f"text: {w}", text, s)
+            for w, hyps in zip(WORDS, found, strict=True)
+            for text, s in hyps
+        ]
         assert [(n, t) for n, t, _ in got] == [(n, t) for n, t, _ in want]
         assert [s for *_, s in got] == pytest.approx([s for *_, s in want], abs=1e-4)
         assert any(t for _, t, _ in want)  # the model says something: the check compares phones
