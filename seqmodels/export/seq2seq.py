@@ -26,7 +26,7 @@ gives what `seqmodels-predict` prints::
 
     from seqmodels.export.seq2seq import transduce_onnx
     transduce_onnx("g2p.encoder.onnx", "g2p.step.onnx", ["hello", "world"], beam_size=5)
-    # [[('HH AH L OW', -0.06)], [('W ER L D', -0.05)]]
+    # per word [(phones, score)], as seqmodels-predict prints them
 """
 
 from __future__ import annotations
