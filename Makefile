@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev,slurm,forecast,export,g2p]"
+	$(BIN)/python -m pip install -q -e ".[dev,slurm,forecast,export,g2p,tagging]"
 	touch $(STAMP)
 
 train: $(STAMP)

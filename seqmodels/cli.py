@@ -18,6 +18,12 @@ A run stopped by a scheduler's signal prints one line and exits with 128 + the
 signal's number (seqmodels.preemption); inside a submitit job, submitit then
 requeues it. A folder another live process trains in (its run.lock) is refused
 in one line before Hydra writes anything into it (seqmodels.run_lock).
+
+Every command resolves a `_target_` (a cell, a layer, an optimizer, a callback,
+and the cell a checkpoint's hyperparameters name) in the folder it is started
+from, as `python -m` does: `seqmodels-train model=custom
+model.cell._target_=mycell.MyCell` trains the cell of `./mycell.py` with
+nothing installed.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -44,7 +51,8 @@ from seqmodels import export as export_command
 from seqmodels import predict as predict_command
 from seqmodels import sample as sample_command
 from seqmodels import train as train_command
-from seqmodels.errors import UserError
+from seqmodels.data.files import writable_folder
+from seqmodels.errors import CannotWrite, UserError
 from seqmodels.preemption import Preempted
 from seqmodels.run_lock import in_use_message, live_holder
 
@@ -136,6 +144,53 @@ def remove_unfinished_run() -> None:
                 break
 
 
+class RunFolderCheck(Callback):
+    """Hydra callback (configs/hydra/default.yaml): a run or sweep folder that cannot be
+    made or written is one line naming it, before Hydra's own mkdir would end in a
+    traceback (Hydra reports exceptions from its setup with a traceback, so this one
+    prints its line and exits itself)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.check(config, "hydra.sweep.dir")
+
+    def check(self, config: DictConfig, key: str) -> None:
+        HydraConfig.instance().set_config(config)  # for ${hydra:...} in the folder's name
+        folder = Path(str(OmegaConf.select(config, key))).expanduser()
+        try:
+            writable_folder(folder)
+        except CannotWrite as err:
+            print(
+                f"error: {err}; give the runs a folder you can write: paths.root_dir=... "
+                f"(or {key}=...)",
+                file=sys.stderr,
+            )
+            sys.exit(1)
+
+
+def import_from_working_folder() -> None:
+    """Let `_target_`s name modules of the folder the command was started from.
+
+    A console script's sys.path[0] is the folder of the script (.venv/bin), not
+    the working folder, so `model.cell._target_=mycell.MyCell` would not find
+    `./mycell.py`. `python -m` puts the working folder first, and so does this:
+    the rule Python users already know from `python -m` and `python train.py`
+    run beside their own modules, so a name on the command line means the file
+    the user sees. Its risk is the same too, and expected for the same reason: a
+    `./torch.py` or `./numpy.py` in that folder shadows the library of that name
+    (for the modules not imported yet), as it would under `python -m`; its
+    opt-out too (`python -P`, PYTHONSAFEPATH=1). The absolute path is kept, so a
+    later change of folder changes nothing.
+    """
+    if getattr(sys.flags, "safe_path", False):  # Python 3.11+
+        return
+    here = os.getcwd()
+    if here not in sys.path:
+        sys.path.insert(0, here)
+
+
 def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
     def wrap(work: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         @functools.wraps(work)
@@ -143,9 +198,16 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
             with one_line_errors(cleanup=remove_unfinished_run):
                 return work(cfg)
 
-        return hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)(
+        main = hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)(
             task
         )
+
+        @functools.wraps(work)
+        def command() -> Any:
+            import_from_working_folder()
+            return main()
+
+        return command
 
     return wrap
 

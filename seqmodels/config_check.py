@@ -60,7 +60,7 @@ def _check_arguments(node: Mapping[str, Any], key: str, target: str) -> None:
         first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         raise UserError(
             f"{key}._target_={target}: cannot import it ({first}); check the name, and that "
-            "its package is installed in this Python"
+            "its module is in the folder the command runs from or installed in this Python"
         ) from None
     try:
         signature = inspect.signature(obj)

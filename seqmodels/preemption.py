@@ -25,6 +25,16 @@ listens to SIGUSR1); Kubernetes and spot instances send SIGTERM.
   (counting time limits against `hydra.launcher.max_num_timeout`), and the
   requeued job continues from last.ckpt in its own folder (see train.py).
 
+Ctrl-C (SIGINT) while training takes the same path: the step in progress
+finishes, last.ckpt is written at it, and the run stops with
+`interrupted (Ctrl-C) at step 1234 (...): saved ...; continue with: ...` and
+status 130, so `resume=` continues from that step, not from the last epoch's
+end. A second Ctrl-C stops at once (KeyboardInterrupt, nothing saved), and
+Ctrl-C outside the training loop is the plain KeyboardInterrupt it always was.
+Lightning's own answer to Ctrl-C (catch the KeyboardInterrupt wherever it
+lands, call the callbacks' `on_exception`, exit) saves nothing, and cannot:
+the exception may land in the middle of an optimizer step.
+
 Lightning's own SIGTERM handling (stop after the batch, or in the middle of a
 validation, saving nothing) and its SLURM auto-requeue (a checkpoint written
 from inside the signal handler, wherever the step was, then `scontrol
@@ -45,8 +55,9 @@ import lightning as L
 from seqmodels.checkpoint import LastCheckpoint
 from seqmodels.run_lock import global_rank
 
-# What schedulers send before they stop a job (submitit's own signal is added in its jobs).
-SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+# What schedulers send before they stop a job (submitit's own signal is added in its jobs),
+# and Ctrl-C.
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 class Preempted(BaseException):
@@ -106,6 +117,9 @@ class Preemption(L.Callback):
         self.original = {}
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and (self.phase != "training" or self.signum is not None):
+            # Ctrl-C outside the loop, or a second one: stop now, as Python's own handler does
+            raise KeyboardInterrupt
         if self.signum is None or signum == submitit_signal():
             self.signum = signum  # submitit's own signal wins: it decides on the requeue
         if self.phase != "training":
@@ -183,6 +197,12 @@ class Preemption(L.Callback):
         else:
             then = f"continue with: seqmodels-train resume={run}"
         what = f"saved {self.last_ckpt}; {then}" if saved else "nothing to save yet"
+        if signum == signal.SIGINT:  # the user's Ctrl-C: not a scheduler's, never requeued
+            if saved:
+                what = f"saved {self.last_ckpt}; continue with: seqmodels-train resume={run}"
+            return Preempted(
+                f"interrupted (Ctrl-C) {where}: {what}" if global_rank() == 0 else "", signum
+            )
         message = f"preempted by {name} {where}: {what}"
         hand_over = None
         if self.requeue is not None:

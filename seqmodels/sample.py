@@ -1,7 +1,8 @@
 """seqmodels-sample: stream text from a language-model checkpoint.
 
-The checkpoint rebuilds its LanguageModel and its datamodule's vocabulary
-(no text file is read); generation itself is seqmodels.nn.generation.
+The checkpoint rebuilds its task module and its datamodule's vocabulary (no
+text file is read); the task module generates (`TaskModule.sample`: for a
+LanguageModel, seqmodels.nn.generation), this command streams what it makes.
 """
 
 from __future__ import annotations
@@ -11,10 +12,8 @@ import sys
 from typing import TextIO
 
 from seqmodels.checkpoint import load_run
-from seqmodels.data import CharacterText, missing
 from seqmodels.errors import UserError
-from seqmodels.nn.generation import default_prime, sample_text
-from seqmodels.tasks.language_model import LanguageModel
+from seqmodels.tasks.base import as_task
 
 
 def sample_checkpoint(
@@ -28,25 +27,23 @@ def sample_checkpoint(
 ) -> str:
     """Write prime + `length` sampled characters to `out` as they are made; return the text."""
     out = sys.stdout if out is None else out
-    cfg, module, datamodule = load_run(ckpt_path)
-    if not isinstance(module, LanguageModel) or missing(datamodule, CharacterText):
+    _, module, datamodule = load_run(ckpt_path)
+    task = as_task(module, ckpt_path)
+    if not task.can_sample():
         raise UserError(
-            f"{ckpt_path} is a {type(module).__name__} checkpoint, not a language model: "
+            f"{ckpt_path} is a {task.task_name()} checkpoint, not a language model: "
             "seqmodels-sample needs a checkpoint trained with task=chargen"
         )
-    prime = default_prime(datamodule) if prime is None else str(prime)
-    if "\\" not in datamodule.decode(range(datamodule.vocab_size)):
-        # a command line cannot type a newline: accept \n and \t
-        prime = prime.replace("\\n", "\n").replace("\\t", "\t")
-    chars = sample_text(module, datamodule, prime, length, temperature, top_k, seed)
-    pieces = [prime]
+    pieces = task.sample(datamodule, prime, length, temperature, top_k, seed)
+    first = next(pieces, "")  # the prime, once the options are checked
+    made = [first]
     try:
-        out.write(prime)
+        out.write(first)
         out.flush()
-        for ch in chars:
-            out.write(ch)
+        for piece in pieces:
+            out.write(piece)
             out.flush()  # stream: each character appears as it is made
-            pieces.append(ch)
+            made.append(piece)
         out.write("\n")
         out.flush()
     except KeyboardInterrupt:  # Ctrl-C ends a long sample: not an error
@@ -54,4 +51,4 @@ def sample_checkpoint(
     except BrokenPipeError:  # `| head` closed the pipe: stop quietly
         if out is sys.stdout:  # and keep Python's exit-time flush from complaining
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return "".join(pieces)
+    return "".join(made)

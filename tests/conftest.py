@@ -18,6 +18,7 @@ from support import (
     write_synthetic_mnist,
     write_synthetic_series,
     write_tiny_cmudict,
+    write_tiny_conll,
     write_tiny_imdb,
 )
 
@@ -58,13 +59,14 @@ def run_cli(tmp_path, capsys, monkeypatch):
 @pytest.fixture(scope="session")
 def small_data(tmp_path_factory) -> Path:
     """A folder with small datasets in the real layouts: imdb/, mnist/, text.txt, series.csv,
-    cmudict.dict."""
+    cmudict.dict, ner.conll."""
     root = tmp_path_factory.mktemp("small_data")
     write_tiny_imdb(root / "imdb" / "aclImdb")
     write_synthetic_mnist(root / "mnist")
     (root / "text.txt").write_text(TEXT, encoding="utf-8")
     write_synthetic_series(root / "series.csv")
     write_tiny_cmudict(root / "cmudict.dict")
+    write_tiny_conll(root / "ner.conll")
     return root
 
 

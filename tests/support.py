@@ -191,6 +191,33 @@ def write_tiny_cmudict(path: Path, n: int = 400, seed: int = 0) -> Path:
     return Path(path)
 
 
+# A toy NER corpus in CoNLL-2003's layout: token, POS, chunk, entity (IOB1, as the
+# original), with -DOCSTART- lines. Names follow "mr"/"in" so a model can learn them.
+PEOPLE = ["Smith", "Jones", "Brown", "Taylor"]
+PLACES = ["Paris", "Rome", "Oslo", "Lima"]
+
+
+def write_tiny_conll(path: Path, n: int = 60, seed: int = 0) -> Path:
+    """n sentences such as "mr Smith lives in New Rome ." with IOB1 entity tags."""
+    rng = np.random.default_rng(seed)
+    lines = ["-DOCSTART- -X- -X- O", ""]
+    for i in range(n):
+        person = str(rng.choice(PEOPLE))
+        place = str(rng.choice(PLACES))
+        words = [("mr", "O"), (person, "I-PER")]
+        if i % 3 == 0:
+            words.append((str(rng.choice(PEOPLE)), "I-PER"))
+        words += [("lives", "O"), ("in", "O")]
+        if i % 4 == 0:
+            words.append(("New", "I-LOC"))
+        words += [(place, "I-LOC"), (".", "O")]
+        lines += [f"{w} NN I-NP {t}" for w, t in words] + [""]
+        if i == n // 2:
+            lines += ["-DOCSTART- -X- -X- O", ""]
+    Path(path).write_text("\n".join(lines), encoding="utf-8")
+    return Path(path)
+
+
 # Overrides that point every task at the small datasets above (see small_data fixture).
 def small_data_overrides(task: str, root: Path) -> list[str]:
     return {
@@ -221,6 +248,14 @@ def small_data_overrides(task: str, root: Path) -> list[str]:
             "data.stride=8",
             "data.batch_size=16",
             "data.eval_batch_size=8",
+        ],
+        "tagging": [
+            f"data.path={root / 'ner.conll'}",
+            "data.batch_size=8",
+            "data.eval_batch_size=16",
+            "task.embedding_dim=16",
+            "task.char_hidden_size=8",
+            "model.hidden_size=16",
         ],
         "seq2seq": [
             f"data.path={root / 'cmudict.dict'}",

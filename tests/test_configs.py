@@ -84,6 +84,7 @@ def test_every_experiment_builds(experiment, small_data, tmp_path):
         "CharTextDataModule": "chargen",
         "ForecastDataModule": "forecast",
         "Seq2SeqDataModule": "seq2seq",
+        "TaggingDataModule": "tagging",
     }[task.rsplit(".", 1)[1]]
     cfg = compose_train(
         f"experiment={experiment}", *small_data_overrides(task, small_data), output_dir=tmp_path

@@ -447,6 +447,26 @@ def test_mistakes_are_one_line(run_cli, checkpoints, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["echo.ckpt"]  # nothing written
 
 
+def test_out_makes_its_folders_and_an_unwritable_out_is_one_line(run_cli, checkpoints, tmp_path):
+    ckpt = checkpoints("parity")
+    deep = tmp_path / "new" / "folders" / "model.pt2"
+    result = run_cli("export", f"ckpt_path={ckpt}", "format=pt2", f"out={deep}")
+    assert result.code == 0, result.err
+    assert deep.is_file() and result.out.startswith(f"wrote {deep}")
+
+    # a file where a folder should be stops even root (chmod does not): one line, said
+    # before the export's work, naming the path
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    for out in (blocker / "model.onnx", blocker / "sub" / "model.onnx"):
+        result = run_cli("export", f"ckpt_path={ckpt}", "format=onnx", f"out={out}")
+        assert result.code == 1
+        assert result.err.strip() == (
+            f"error: cannot write {out}: {blocker} is a file, not a folder (no file was written)"
+        )
+    assert blocker.read_text() == "not a folder"
+
+
 def test_without_the_export_extra_onnx_is_one_line(run_cli, checkpoints, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "onnxscript", None)  # import raises
     result = run_cli("export", f"ckpt_path={checkpoints('parity')}", "format=onnx")

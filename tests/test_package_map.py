@@ -34,10 +34,20 @@ ALLOWED = {
         "threads",
     },
     "evaluate": {"errors", "checkpoint", "train"},
-    "predict": {"errors", "checkpoint", "data"},
-    "sample": {"errors", "checkpoint", "data", "nn", "tasks"},
+    "predict": {"errors", "checkpoint", "data", "tasks"},
+    "sample": {"errors", "checkpoint", "data", "tasks"},
     "export": {"errors", "checkpoint", "data", "nn", "tasks"},
-    "cli": {"errors", "train", "evaluate", "predict", "sample", "export", "preemption", "run_lock"},
+    "cli": {
+        "errors",
+        "data",
+        "train",
+        "evaluate",
+        "predict",
+        "sample",
+        "export",
+        "preemption",
+        "run_lock",
+    },
     "__init__": set(),
 }
 

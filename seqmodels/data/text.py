@@ -153,7 +153,14 @@ class InOrder(Resumable, IterableDataset):
 
 
 class CharTextDataModule(L.LightningDataModule):
-    """Characters of one text file as contiguous streams (see the module docstring).
+    r"""The characters of one text file as contiguous streams, for a character language
+    model.
+
+    The text is split by position (train, then validation, then test); its sorted
+    characters are the vocabulary. Each split is cut into ``batch_size`` streams,
+    and row b of batch i + 1 continues row b of batch i, so a model can carry its
+    state from batch to batch (truncated BPTT; see the module docstring). The task of
+    ``task=chargen``.
 
     Args:
         path: a UTF-8 text file; None downloads Tiny Shakespeare into `root`.
@@ -165,6 +172,24 @@ class CharTextDataModule(L.LightningDataModule):
         val_batch_size: streams for validation and test; None = batch_size
             (fewer if the split is too short for that many).
         encoding_errors: "replace" or "strict" (see the module docstring).
+
+    Shape:
+        - Batches: ``(x, y)``, both :math:`(B, \text{seq\_len})` token ids, y the
+          next character of each x.
+        - ``encode(text)`` -> ids :math:`(N,)`; ``decode(ids)`` -> text.
+        - ``model_kwargs``: ``{"vocab_size": V}``.
+
+    Example::
+
+        >>> import pathlib, tempfile
+        >>> from seqmodels.data.text import CharTextDataModule
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "text.txt"
+        >>> _ = path.write_text("to be or not to be, that is the question. " * 50)
+        >>> dm = CharTextDataModule(path=str(path), batch_size=4, seq_len=16)
+        >>> dm.setup()
+        >>> x, y = next(iter(dm.train_dataloader()))
+        >>> x.shape, dm.vocab_size, dm.decode(dm.encode("to be"))
+        (torch.Size([4, 16]), 15, 'to be')
     """
 
     def __init__(

@@ -27,7 +27,9 @@ the characters, and the task; ONNX keeps it as `metadata_props["seqmodels"]`,
 pt2 as the extra file `seqmodels.json`. Before the file is written, it is run
 on inputs of another batch size (and length) than the traced ones (with
 onnxruntime for ONNX) and compared with PyTorch: a mismatch above 1e-4 writes
-nothing. The file is written whole or not at all.
+nothing. The file is written whole or not at all; the folders of `out=` are
+made when missing, and an `out=` that cannot be written is one line, said
+before the export starts.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ import torch
 from torch import Tensor
 
 from seqmodels.checkpoint import load_run
-from seqmodels.data.files import atomic_write
+from seqmodels.data.files import atomic_write, writable_folder
 from seqmodels.errors import UserError
 from seqmodels.export import seq2seq
 from seqmodels.export.programs import Program, program_for
@@ -82,6 +84,7 @@ def export(cfg: Mapping[str, Any], stream: Any = None) -> Path:
         raise UserError(
             f"out={path} is a folder: give a file name, e.g. out={path / f'model.{fmt}'}"
         )
+    writable_folder(path.parent, path)  # now, not after minutes of exporting
     length = cfg.get("length")
     if isinstance(task, Seq2Seq):  # two programs: the encoder and a decoder step
         lines = write_encoder_and_step(task, datamodule, path, fmt)

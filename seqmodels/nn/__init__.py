@@ -21,6 +21,7 @@ per token (generation.py).
 
 from seqmodels.nn.attention import AdditiveAttention, Attention, MultiplicativeAttention
 from seqmodels.nn.cells import Cell, GRUCell, LSTMCell, RNNCell
+from seqmodels.nn.crf import CRF
 from seqmodels.nn.decoder import AttentionDecoder, DecoderState
 from seqmodels.nn.generation import generate, sample_text
 from seqmodels.nn.literature import CIFGLSTMCell, IndRNNCell, PeepholeLSTMCell
@@ -51,4 +52,5 @@ __all__ = [
     "GreedyResult",
     "generate",
     "sample_text",
+    "CRF",
 ]

@@ -23,6 +23,9 @@ compilation, every dtype torch's kernels and plain ops support):
   native.kernel_problem: oneDNN has no bf16 LSTM on CPUs without AVX-512):
   `fused` instead.
 
+What each engine can run is the layer's `engine_support` record (support.py);
+this rule only ranks the engines that can.
+
 The measurements behind the rule are `scripts/bench_nn.py`'s and
 `scripts/bench_lstm.py`'s; the README keeps the tables.
 """
@@ -32,15 +35,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from seqmodels.nn.engines import fused_runs
-from seqmodels.nn.native import kernel_problem
-
 FUSED_LSTM_MIN_STEPS = 256  # T
 FUSED_LSTM_MIN_STEP_SIZE = 8192  # B * H: one step's work
 
 
 def choose_engine(layer, x: Tensor, lengths: Tensor | None) -> str:
-    kind = layer.native_kernel()
+    """The engine for this call of `layer` on x (B, T, I) batch-first (see the module doc)."""
+    support = layer.engine_support
+    kind = support.kernel
     B, T = x.shape[0], x.shape[1]  # x is batch-first here: (B, T, I)
     if x.is_cuda:
         engine = "fused" if kind is None else "native"
@@ -51,8 +53,8 @@ def choose_engine(layer, x: Tensor, lengths: Tensor | None) -> str:
         engine = "fused" if long and not torch.is_autocast_enabled("cpu") else "native"
     else:
         engine = "fused" if kind is None else "native"
-    if engine == "native" and kernel_problem(kind, x) is not None:
+    if engine == "native" and support.native_problem(x) is not None:
         engine = "fused"
-    if engine == "fused" and not all(fused_runs(cell) for cell in layer.cells):
+    if engine == "fused" and support.fused is not None:
         return "loop"
     return engine

@@ -12,7 +12,9 @@ owns) and give the same numbers:
   which has no step, one of its own (fused_gru.py).
 - `native`: torch's own fused kernels (`torch._VF.rnn_tanh/rnn_relu/lstm/gru`:
   cuDNN on CUDA, oneDNN/aten on CPU) called with views of i2h (see native.py),
-  for the cells whose `native_kernel()` names one.
+  for the cells that compute exactly what one of them computes.
+
+Which engine can run which cell is decided in one place, seqmodels.nn.support.
 
 `run_loop(cell, x, state, lengths)` works per (layer, direction) with x
 batch-first (B, T, F) in the time order set by the caller (the backward
@@ -27,11 +29,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from seqmodels.errors import UserError
 from seqmodels.nn import fused, fused_gru, fused_lstm
-from seqmodels.nn.cells import Cell, GRUCell, is_exactly
+from seqmodels.nn.cells import check_step_result
 
-State = Any  # h (B, H), or (h, c) for the LSTM
+State = Any  # h (B, H), or a tuple (h, c, ...) of such tensors
+
+# The fused engine's recurrences; seqmodels.nn.support says which one runs a cell.
+HAND_LSTM = "lstm"  # fused_lstm.py: the built-in LSTM's BPTT written out
+HAND_CHO_GRU = "cho_gru"  # fused_gru.py: Cho et al.'s GRU, which has no step
+ANY_STEP = "step"  # fused.py: any cell's step on autograd
 
 
 def run_loop(cell, x: Tensor, state: Any, lengths: Tensor | None):
@@ -41,15 +47,19 @@ def run_loop(cell, x: Tensor, state: Any, lengths: Tensor | None):
     outs: list[Tensor] = []
     new: Any
     if lengths is None:
-        for x_t in x.unbind(1):  # unbind, not x[:, t]: its backward is one cat, not T zero-fills
+        for t, x_t in enumerate(x.unbind(1)):  # unbind, not x[:, t]: its backward is one cat
             out, state = cell(x_t, state)
+            if t == 0:
+                check_step_result(cell, state, x.shape[0])
             outs.append(out)
         return torch.stack(outs, 1), state
     mask = (torch.arange(x.shape[1], device=x.device) < lengths.view(-1, 1)).unsqueeze(-1)
-    for x_t, m_t in zip(x.unbind(1), mask.unbind(1), strict=True):
+    for t, (x_t, m_t) in enumerate(zip(x.unbind(1), mask.unbind(1), strict=True)):
         out, new = cell(x_t, state)
-        if isinstance(new, tuple):
-            state = (torch.where(m_t, new[0], state[0]), torch.where(m_t, new[1], state[1]))
+        if t == 0:
+            check_step_result(cell, new, x.shape[0])
+        if isinstance(new, tuple):  # any number of state tensors: (h, c, m, ...)
+            state = tuple(torch.where(m_t, n, o) for n, o in zip(new, state, strict=True))
         else:
             state = torch.where(m_t, new, state)
         outs.append(out)
@@ -95,21 +105,23 @@ def reverse_within(x: Tensor, lengths: Tensor | None, time_dim: int) -> Tensor:
 
 
 # ---------------------------------------------------------------- fused
-def run_fused(cells, x: Tensor, states: list[Any], lengths: Tensor | None):
+def run_fused(
+    cells, kinds: tuple[str | None, ...], x: Tensor, states: list[Any], lengths: Tensor | None
+):
     """One layer: (B, T, F) -> (B, T, D*H), [final state per direction].
 
     Per direction one recurrence over the time-major input (the backward
-    direction's input reversed within each length first): a hand-written one
-    where a built-in cell has one for this call (`recurrence`), else fused.run,
-    which runs any cell. Padded outputs are zeroed once at the end.
+    direction's input reversed within each length first): the cell's kind of
+    recurrence (`recurrence`; seqmodels.nn.support decides it). Padded outputs
+    are zeroed once at the end.
     """
     T = x.shape[1]
     xt = x.transpose(0, 1).contiguous()  # (T, B, F): one step's rows are one block
     outs: list[Tensor] = []
     finals: list[Any] = []
-    for d, (cell, s) in enumerate(zip(cells, states, strict=True)):
+    for d, (cell, kind, s) in enumerate(zip(cells, kinds, states, strict=True)):
         x_d = xt if d == 0 else reverse_within(xt, lengths, 0)
-        hs, final = recurrence(cell, x_d, lengths)(cell, x_d, s, lengths)
+        hs, final = recurrence(kind)(cell, x_d, s, lengths)
         finals.append(final)
         outs.append(hs if d == 0 else reverse_within(hs, lengths, 0))
     out = outs[0] if len(outs) == 1 else torch.cat(outs, -1)
@@ -120,38 +132,17 @@ def run_fused(cells, x: Tensor, states: list[Any], lengths: Tensor | None):
     return out.transpose(0, 1), finals
 
 
-def recurrence(cell: Cell, x: Tensor, lengths: Tensor | None):
-    """The fused engine's recurrence for one direction: `run(cell, x, state, lengths)`.
+def recurrence(kind: str | None):
+    """The fused engine's recurrence of a kind (above): `run(cell, x, state, lengths)`.
 
     The built-in LSTM has a hand-written one (fused_lstm.py), faster than the
     one for any cell at every shape measured (scripts/bench_nn.py's "fused:any-cell"
     row runs the LSTM's step on the other); Cho et al.'s GRU needs its reset
     gate before its second product, which no `step` can express, and has its
-    own (fused_gru.py). While a tracer
-    (torch.compile, torch.export) runs, always fused.run: the hand-written ones
-    write into preallocated tensors, which tracing cannot differentiate.
+    own (fused_gru.py). While a tracer (torch.compile, torch.export) runs, always
+    fused.run (which steps a cell without a step by its forward, traceably): the
+    hand-written ones write into preallocated tensors, which tracing cannot differentiate.
     """
-    if not torch.compiler.is_compiling():
-        if cell.native_kernel() == "lstm":
-            return fused_lstm.run
-        if _cho_gru(cell):
-            return fused_gru.run
-    elif _cho_gru(cell):
-        return fused.run  # which steps its forward, traceably
-    if not fused_runs(cell):
-        raise UserError(
-            f"engine='fused' cannot run {type(cell).__name__}: it defines neither step() nor "
-            "split_step() (see seqmodels.nn.Cell); use engine='loop'"
-        )
-    return fused.run
-
-
-def fused_runs(cell: Cell) -> bool:
-    """Whether the fused engine can run the cell: it has a step, or a recurrence of its own."""
-    if _cho_gru(cell):
-        return True
-    return cell.has_step()
-
-
-def _cho_gru(cell: Cell) -> bool:
-    return is_exactly(cell, GRUCell) and not cell.reset_after  # type: ignore[attr-defined]
+    if torch.compiler.is_compiling():
+        return fused.run
+    return {HAND_LSTM: fused_lstm.run, HAND_CHO_GRU: fused_gru.run}.get(kind or ANY_STEP, fused.run)

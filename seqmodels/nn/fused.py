@@ -49,7 +49,7 @@ from torch import Tensor
 from torch._higher_order_ops import scan
 from torch.autograd.function import once_differentiable
 
-from seqmodels.nn.cells import Cell, State, overrides
+from seqmodels.nn.cells import Cell, State, check_step_result, overrides
 
 
 class _Holder:
@@ -175,7 +175,9 @@ def run(cell: Cell, x: Tensor, state: State, lengths: Tensor | None) -> tuple[Te
             new = cell.split_step(gxs[t], h @ wt, old)
         else:
             new = cell.step(torch.addmm(gxs[t], h, wt), old)
-        new_states = (new,) if one else tuple(new)
+        if t == 0:  # once per call: every step returns the same count and shapes
+            check_step_result(cell, new, x.shape[1])
+        new_states = new if isinstance(new, tuple) else (new,)  # h or (h,) for one state
         if valid is not None and t >= first_padded:
             new_states = _keep_ended(new_states, states, valid[t])
         states = new_states
@@ -206,7 +208,7 @@ def _scan(cell: Cell, gx: Tensor, states: tuple[Tensor, ...], valid: Tensor | No
             new = cell.split_step(g, h @ w_hh.t(), old)
         else:
             new = cell.step(torch.addmm(g, h, w_hh.t()), old)
-        new_states = (new,) if one else tuple(new)
+        new_states = new if isinstance(new, tuple) else (new,)  # h or (h,) for one state
         if valid is not None:
             new_states = _keep_ended(new_states, carry, inputs[1])
         return tuple(n.clone() for n in new_states), new_states[0].clone()

@@ -46,7 +46,8 @@ def state_gradient_norms(
             e = torch.zeros_like(h, requires_grad=True)
             zeros[direction].append(e)
             h = h + e
-            return h, ((h, state[1]) if isinstance(state, tuple) else h)
+            # h replaced, every other state tensor (c, m, ...) passed on as it is
+            return h, ((h, *state[1:]) if isinstance(state, tuple) else h)
 
         return hook
 

@@ -56,7 +56,32 @@ def _gate(cell: Cell, name: str) -> slice:
 
 
 def forget_gate_bias_(module: nn.Module, value: float = 1.0) -> nn.Module:
-    """Set every forget-gate bias to `value` (the other biases are kept)."""
+    """Set the forget-gate bias of every LSTM-like cell in a module (in place).
+
+    The forget bias of Gers et al. (2000) and Jozefowicz et al. (2015), Keras'
+    ``unit_forget_bias=True``: with torch's init the forget gate starts near 0.5 and
+    the cell state halves every step; a bias of 1 (sigmoid 0.73) carries it for tens
+    of steps. Every cell inside the module with a gate named ``"f"`` gets it (the
+    built-in LSTMCell, the literature cells, a cell of your own); other biases are
+    kept.
+
+    Args:
+        module: A layer, a cell, or a model holding them.
+        value: The forget gates' bias. Default: 1.0
+
+    Returns:
+        The module, for chaining.
+
+    Raises:
+        UserError: if the module holds no cell with an ``"f"`` gate, or one without bias.
+
+    Example:
+        >>> from seqmodels.nn import LSTM
+        >>> from seqmodels.nn.init import forget_gate_bias_
+        >>> lstm = forget_gate_bias_(LSTM(10, 20), 1.0)
+        >>> lstm.cells[0].i2h.bias[20:40].eq(1.0).all().item()  # rows i, f, g, o
+        True
+    """
     for cell in _gated_cells(module):
         with torch.no_grad():
             cell.i2h.bias[_gate(cell, "f")].fill_(value)  # type: ignore[index]
@@ -66,8 +91,36 @@ def forget_gate_bias_(module: nn.Module, value: float = 1.0) -> nn.Module:
 def chrono_(
     module: nn.Module, max_steps: int, generator: torch.Generator | None = None
 ) -> nn.Module:
-    """Chrono initialisation: forget bias log(u), input bias -log(u), u ~ U(1, max_steps - 1)
-    (cells without an input gate, such as the coupled-gate LSTM, get the forget bias only)."""
+    r"""The chrono initialisation (Tallec & Ollivier, 2018) of every LSTM-like cell (in place).
+
+    .. math::
+        b_f = \log(u), \qquad b_i = -\log(u), \qquad u \sim \mathcal{U}(1, T_{max} - 1)
+
+    one :math:`u` per unit, so the units' memory spans are spread over 1 to
+    ``max_steps`` steps, the range of dependencies the task has. Every cell inside the
+    module with a gate named ``"f"`` gets it; cells without an ``"i"`` gate (the coupled
+    LSTM) get the forget bias only.
+
+    Args:
+        module: A layer, a cell, or a model holding them.
+        max_steps: :math:`T_{max}`, the longest dependency (e.g. the sequence length);
+            at least 3.
+        generator: The random generator for :math:`u`. Default: torch's global one
+
+    Returns:
+        The module, for chaining.
+
+    Raises:
+        UserError: if the module holds no cell with an ``"f"`` gate, or one without bias.
+
+    Example:
+        >>> from seqmodels.nn import LSTM
+        >>> from seqmodels.nn.init import chrono_
+        >>> lstm = chrono_(LSTM(1, 128), max_steps=784)  # pixel MNIST's 784 steps
+        >>> b = lstm.cells[0].i2h.bias
+        >>> bool((b[128:256] >= 0).all() and (b[:128] == -b[128:256]).all())
+        True
+    """
     if not isinstance(max_steps, int) or max_steps < 3:
         raise UserError(f"max_steps must be an int >= 3 (the longest dependency), got {max_steps}")
     for cell in _gated_cells(module):

@@ -8,7 +8,8 @@ one i2h over cat(x, h). The map:
     bias_hn    = bias_hh_l{k}[2H:]                 the n part keeps b_in and b_hn apart)
 
 to_torch() puts the summed bias in bias_ih and zeros (GRU: [0, 0, b_hn]) in
-bias_hh, so outputs, states and weight gradients agree with the original.
+bias_hh, so outputs, states and weight gradients agree with the original. Each
+cell does its own part of the map (`Cell.torch_parameters`, `load_torch_parameters`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import torch
 from torch import nn
 
 from seqmodels.errors import UserError
-from seqmodels.nn.native import layer_name
+from seqmodels.nn.support import layer_name
+
+# torch.nn.RNN/LSTM/GRU's names of a cell's four tensors (Cell.torch_parameters' order)
+TORCH_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
 def _suffixes(num_layers: int, num_directions: int):
@@ -59,20 +63,13 @@ def from_torch(cls, module: Any, engine: str = "auto"):
     layer = cls(module.input_size, module.hidden_size, **kwargs)
     p0 = next(module.parameters())
     layer.to(device=p0.device, dtype=p0.dtype)
-    H = module.hidden_size
     with torch.no_grad():
         for cell, sfx in zip(
             layer.cells, _suffixes(module.num_layers, layer.num_directions), strict=True
         ):
-            w_ih, w_hh = getattr(module, f"weight_ih_{sfx}"), getattr(module, f"weight_hh_{sfx}")
-            cell.i2h.weight.copy_(torch.cat((w_ih, w_hh), 1))
-            if module.bias:
-                b_ih, b_hh = getattr(module, f"bias_ih_{sfx}"), getattr(module, f"bias_hh_{sfx}")
-                if getattr(cell, "bias_hn", None) is not None:  # GRU: b_in and b_hn stay apart
-                    cell.i2h.bias.copy_(torch.cat((b_ih[: 2 * H] + b_hh[: 2 * H], b_ih[2 * H :])))
-                    cell.bias_hn.copy_(b_hh[2 * H :])
-                else:
-                    cell.i2h.bias.copy_(b_ih + b_hh)
+            cell.load_torch_parameters(
+                *(getattr(module, f"{name}_{sfx}", None) for name in TORCH_NAMES)
+            )
     layer.train(module.training)
     return layer
 
@@ -89,7 +86,7 @@ TORCH_LAYERS: dict[str, tuple[Any, dict[str, Any]]] = {
 def to_torch(layer) -> nn.Module:
     """The torch.nn layer with `layer`'s numbers; torch has the formulations its kernels run
     (any layer whose cells are exactly torch's: RNN, LSTM, GRU, or Recurrent over such cells)."""
-    kind = layer.native_kernel()
+    kind = layer.engine_support.kernel
     if kind is None:
         raise UserError(
             f"{layer_name(layer)}.to_torch(): torch.nn has no such layer (it has the LSTM, the "
@@ -106,18 +103,12 @@ def to_torch(layer) -> nn.Module:
     kwargs.update(options)
     w = layer.cells[0].i2h.weight
     module = want(layer.input_size, layer.hidden_size, device=w.device, dtype=w.dtype, **kwargs)
-    H = layer.hidden_size
     with torch.no_grad():
         for cell, sfx in zip(
             layer.cells, _suffixes(layer.num_layers, layer.num_directions), strict=True
         ):
-            getattr(module, f"weight_ih_{sfx}").copy_(cell.weight_ih)
-            getattr(module, f"weight_hh_{sfx}").copy_(cell.weight_hh)
-            if layer.bias:
-                getattr(module, f"bias_ih_{sfx}").copy_(cell.i2h.bias)
-                b_hh = getattr(module, f"bias_hh_{sfx}")
-                b_hh.zero_()
-                if getattr(cell, "bias_hn", None) is not None:
-                    b_hh[2 * H :].copy_(cell.bias_hn)
+            for name, value in zip(TORCH_NAMES, cell.torch_parameters(), strict=True):
+                if value is not None:
+                    getattr(module, f"{name}_{sfx}").copy_(value)
     module.train(layer.training)
     return module

@@ -26,13 +26,59 @@ from seqmodels.nn.cells import Cell
 
 
 class PeepholeLSTMCell(Cell):
-    """LSTM whose gates see the cell state: i, f from c_{t-1}, o from c_t (diagonal weights)."""
+    r"""An LSTM cell whose gates also read the cell state (Gers & Schmidhuber, 2000).
+
+    .. math::
+        \begin{array}{ll}
+        i_t = \sigma(W_i [x_t, h_{t-1}] + b_i + p_i \odot c_{t-1}) \\
+        f_t = \sigma(W_f [x_t, h_{t-1}] + b_f + p_f \odot c_{t-1}) \\
+        c_t = f_t \odot c_{t-1} + i_t \odot \tanh(W_g [x_t, h_{t-1}] + b_g) \\
+        o_t = \sigma(W_o [x_t, h_{t-1}] + b_o + p_o \odot c_t) \\
+        h_t = o_t \odot \tanh(c_t)
+        \end{array}
+
+    The peephole weights :math:`p_i, p_f, p_o` are diagonal: the rows of the
+    parameter ``peephole`` (3, hidden_size). "Recurrent nets that time and count".
+
+    Args:
+        input_size: The number of features of the input :math:`x_t`.
+        hidden_size: The number of features of :math:`h_t` and :math:`c_t`.
+        bias: If False, the cell has no bias. Default: True
+        output_size: If set, an ``i2o`` layer maps :math:`[x_t, h_t]` to an output of
+            this size (keyword only). Default: None
+
+    Shape:
+        - x: :math:`(B, \text{input\_size})`.
+        - state: a tuple ``(h, c)``, each :math:`(B, \text{hidden\_size})`, or None for
+          zeros.
+        - output: :math:`(B, \text{output\_size})` with ``output_size``, else ``h``.
+
+    Returns:
+        ``(output, (h, c))``: the output and the new state.
+
+    Example:
+        >>> import torch
+        >>> from seqmodels.nn import PeepholeLSTMCell, Recurrent
+        >>> cell = PeepholeLSTMCell(10, 20)
+        >>> output, (h, c) = cell(torch.randn(3, 10))
+        >>> layer = Recurrent(PeepholeLSTMCell, 10, 20, bidirectional=True)
+        >>> output, (h_n, c_n) = layer(torch.randn(3, 5, 10))
+        >>> output.shape, h_n.shape
+        (torch.Size([3, 5, 40]), torch.Size([2, 3, 20]))
+    """
 
     gate_names = ("i", "f", "g", "o")
     state_names = ("h", "c")
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
-        super().__init__(input_size, hidden_size, bias=bias)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        *,
+        output_size: int | None = None,
+    ):
+        super().__init__(input_size, hidden_size, bias, output_size=output_size)
         self.peephole = nn.Parameter(torch.empty(3, hidden_size))  # rows: i, f, o
         self.reset_parameters()
 
@@ -53,12 +99,50 @@ class PeepholeLSTMCell(Cell):
 
 
 class IndRNNCell(Cell):
-    """h_t = relu(W x_t + u * h_{t-1} + b): each unit recurs only on itself."""
+    r"""An independently recurrent cell (IndRNN, Li et al. 2018): each unit recurs on itself.
+
+    .. math::
+        h_t = \text{relu}(W x_t + b + u \odot h_{t-1})
+
+    with one recurrent weight per unit, the parameter ``recurrent_weight`` (hidden_size,),
+    drawn from :math:`\mathcal{U}(0, 1)` so no unit's memory grows without bound. ``i2h``
+    reads :math:`x_t` alone (``hidden_product = False``). Known for long sequences.
+
+    Args:
+        input_size: The number of features of the input :math:`x_t`.
+        hidden_size: The number of features of :math:`h_t`.
+        bias: If False, the cell has no bias. Default: True
+        output_size: If set, an ``i2o`` layer maps :math:`[x_t, h_t]` to an output of
+            this size (keyword only). Default: None
+
+    Shape:
+        - x: :math:`(B, \text{input\_size})`.
+        - h: :math:`(B, \text{hidden\_size})`, or None for zeros.
+        - output: :math:`(B, \text{output\_size})` with ``output_size``, else ``h``.
+
+    Returns:
+        ``(output, h)``: the output and the new hidden state.
+
+    Example:
+        >>> import torch
+        >>> from seqmodels.nn import IndRNNCell, Recurrent
+        >>> layer = Recurrent(IndRNNCell, 10, 20, num_layers=2)
+        >>> output, h_n = layer(torch.randn(3, 100, 10))
+        >>> output.shape, h_n.shape
+        (torch.Size([3, 100, 20]), torch.Size([2, 3, 20]))
+    """
 
     hidden_product = False  # i2h reads x_t alone; the recurrence is u * h, in step
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
-        super().__init__(input_size, hidden_size, bias=bias)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        *,
+        output_size: int | None = None,
+    ):
+        super().__init__(input_size, hidden_size, bias, output_size=output_size)
         self.recurrent_weight = nn.Parameter(torch.empty(hidden_size))
         self.reset_parameters()
 
@@ -73,7 +157,44 @@ class IndRNNCell(Cell):
 
 
 class CIFGLSTMCell(Cell):
-    """LSTM with the input gate coupled to the forget gate: c_t = f c_{t-1} + (1 - f) g."""
+    r"""An LSTM cell whose input gate is one minus its forget gate (CIFG, Greff et al. 2017).
+
+    .. math::
+        \begin{array}{ll}
+        f_t = \sigma(W_f [x_t, h_{t-1}] + b_f) \\
+        g_t = \tanh(W_g [x_t, h_{t-1}] + b_g) \\
+        o_t = \sigma(W_o [x_t, h_{t-1}] + b_o) \\
+        c_t = f_t \odot c_{t-1} + (1 - f_t) \odot g_t \\
+        h_t = o_t \odot \tanh(c_t)
+        \end{array}
+
+    Three gates (f, g, o) instead of four, without peepholes like most libraries'
+    coupled LSTMs ("LSTM: A Search Space Odyssey").
+
+    Args:
+        input_size: The number of features of the input :math:`x_t`.
+        hidden_size: The number of features of :math:`h_t` and :math:`c_t`.
+        bias: If False, the cell has no bias. Default: True
+        output_size: If set, an ``i2o`` layer maps :math:`[x_t, h_t]` to an output of
+            this size (keyword only). Default: None
+
+    Shape:
+        - x: :math:`(B, \text{input\_size})`.
+        - state: a tuple ``(h, c)``, each :math:`(B, \text{hidden\_size})`, or None for
+          zeros.
+        - output: :math:`(B, \text{output\_size})` with ``output_size``, else ``h``.
+
+    Returns:
+        ``(output, (h, c))``: the output and the new state.
+
+    Example:
+        >>> import torch
+        >>> from seqmodels.nn import CIFGLSTMCell
+        >>> cell = CIFGLSTMCell(10, 20, False)
+        >>> output, (h, c) = cell(torch.randn(3, 10))
+        >>> cell.i2h.weight.shape  # three gates
+        torch.Size([60, 30])
+    """
 
     gate_names = ("f", "g", "o")
     state_names = ("h", "c")

@@ -25,26 +25,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqmodels.errors import UserError
-from seqmodels.nn.cells import cell_name
 from seqmodels.nn.engines import reverse_within
-
-
-def check_native(layer) -> None:
-    """A one-line UserError when torch has no kernel for the layer's formulation."""
-    if layer.native_kernel() is None:
-        raise UserError(
-            f"engine='native' is not available for {layer_name(layer)}: torch has no kernel "
-            "for its cell; use engine='fused' or 'auto'"
-        )
-
-
-def layer_name(layer) -> str:
-    """RNN(nonlinearity='swish'), GRU(reset_after=False), Recurrent(PeepholeLSTMCell)."""
-    own = {"nonlinearity": "swish", "reset_after": False}
-    options = [f"{k}={getattr(layer, k)!r}" for k in own if getattr(layer, k, None) == own[k]]
-    if type(layer).torch_class is None:
-        options = [cell_name(layer.cell)]
-    return f"{type(layer).__name__}({', '.join(options)})"
 
 
 def kernel_problem(kind: str, x: Tensor) -> str | None:
@@ -88,26 +69,19 @@ def flat_weights(layer) -> list[Tensor]:
     """[w_ih, w_hh, b_ih, b_hh] per cell, in torch's order; views of i2h where possible."""
     weights: list[Tensor] = []
     for cell in layer.cells:
-        weights += [cell.weight_ih, cell.weight_hh]
-        b = cell.i2h.bias
-        if b is not None:
-            H = cell.hidden_size
-            if getattr(cell, "bias_hn", None) is not None:  # reset_after GRU: b_hh = [0, 0, b_hn]
-                b_hh = torch.cat((b.new_zeros(2 * H), cell.bias_hn))
-            else:
-                b_hh = b.new_zeros(b.shape)
-            weights += [b, b_hh]
+        weights += [w for w in cell.torch_parameters() if w is not None]
     return weights
 
 
 def run_native(layer, x: Tensor, state: tuple[Tensor, ...] | None, lengths: Tensor | None):
     """x (B, T, I) batch-first, state None or (h0,) / (h0, c0); returns
     (output (B, T, D*H), h_n or (h_n, c_n))."""
-    kind = layer.native_kernel()
-    if kind is None:
-        check_native(layer)
-        raise AssertionError  # unreachable: check_native raised
-    problem = kernel_problem(kind, x)
+    support = layer.engine_support  # seqmodels.nn.support: which engine runs these cells
+    refusal = support.refusal("native")
+    if refusal is not None:
+        raise UserError(refusal)
+    kind = support.kernel
+    problem = support.native_problem(x)
     if problem is not None:
         raise UserError(
             f"engine='native': {problem}; use engine='fused' (model.engine=fused) "

@@ -41,19 +41,83 @@ from seqmodels.errors import UserError
 from seqmodels.nn import engines, interop, native
 from seqmodels.nn.auto import choose_engine
 from seqmodels.nn.cells import Cell, GRUCell, LSTMCell, RNNCell, cell_name
+from seqmodels.nn.support import engine_support
 
 ENGINES = ("auto", "loop", "fused", "native")
 
 
 class Recurrent(nn.Module):
-    """Any `Cell` as a recurrent layer: stacked, bidirectional, with lengths (see the module doc).
+    r"""Any :class:`Cell` unrolled over time as a layer: stacked, bidirectional, with lengths.
+
+    Keras' ``RNN(cell)`` for PyTorch, with torch.nn.LSTM's signature. For each layer
+    and direction the layer runs its own cell over the sequence:
+
+    .. math::
+        (y_t, s_t) = \text{cell}(x_t, s_{t-1}), \qquad s_0 = 0 \text{ or the state given}
+
+    where the state :math:`s_t` is ``h`` or a tuple ``(h, c, ...)``, one tensor per name
+    in the cell's ``state_names``. With ``lengths``, padded steps change no state and
+    output zeros, the final state is each sequence's own last valid step, and the
+    backward direction starts at that step. ``RNN``, ``LSTM`` and ``GRU`` are this layer
+    over the built-in cells.
 
     Args:
-        cell: a Cell subclass, or a callable building one as
-            `cell(input_size, hidden_size, bias=bias)`.
-        input_size, hidden_size, num_layers, bias, batch_first, dropout,
-        bidirectional: as torch.nn.LSTM (batch_first is True by default).
-        engine: "auto", "loop", "fused" or "native" (engines.py).
+        cell: A :class:`Cell` subclass, or any callable building one as
+            ``cell(input_size, hidden_size, bias=bias)``, such as a
+            ``functools.partial`` with the cell's options (what a Hydra config's
+            ``_partial_: true`` gives). One cell is built per layer and direction.
+        input_size: The number of features of the input :math:`x`.
+        hidden_size: The number of features of the hidden state :math:`h`.
+        num_layers: The number of stacked layers; layer k > 0 reads layer k - 1's
+            output. Default: 1
+        bias: If False, the cells have no bias. Default: True
+        batch_first: If True, input and output are (batch, seq, feature), else (seq,
+            batch, feature); the state is (layers * directions, batch, hidden) either
+            way. Default: True (torch.nn's default is False)
+        dropout: The probability of dropout on the outputs of each layer but the
+            last, while training. Default: 0
+        bidirectional: If True, each layer also runs over the sequence backwards and
+            concatenates the two outputs. Default: False
+        engine: How the recurrence runs, with the same numbers: ``"loop"`` (the cell
+            stepped in Python), ``"fused"`` (all input products in one GEMM, then
+            the recurrence), ``"native"`` (torch's kernels: cuDNN, oneDNN), or
+            ``"auto"``, the fastest that can run the call. Default: ``"auto"``
+
+    Shape:
+        With :math:`B` the batch size, :math:`T` the length, :math:`D` 2 if
+        bidirectional else 1, :math:`L` num_layers and :math:`H` hidden_size:
+
+        - input: :math:`(B, T, \text{input\_size})` with ``batch_first`` (the
+          default), :math:`(T, B, \text{input\_size})` otherwise,
+          :math:`(T, \text{input\_size})` unbatched, or a ``PackedSequence``.
+        - state: one :math:`(L \cdot D, B, H)` tensor per state tensor of the cell: a
+          tensor for a cell with one state name, else a tuple; None means zeros.
+        - lengths: :math:`(B,)` integers in :math:`[1, T]`, padding at the end.
+        - output: :math:`(B, T, D \cdot H)` (with batch_first), the top layer's
+          :math:`h_t` for each step (both directions concatenated); zero at padded
+          steps.
+        - final state: as the state, the state after each sequence's last valid step.
+
+    Returns:
+        ``(output, final_state)``; output is a ``PackedSequence`` for a packed input.
+
+    Attributes:
+        cells: The cells, an ``nn.ModuleList`` in torch's order (layer 0 forward, layer
+            0 backward, layer 1 forward, ...): a sampler can step them one token at a
+            time, ``y, s = layer.cells[k](x_t, s)``.
+        engine_support: Which engines can run these cells, and why not
+            (``seqmodels.nn.support.EngineSupport``).
+
+    Example:
+        >>> import torch
+        >>> from seqmodels.nn import PeepholeLSTMCell, Recurrent
+        >>> layer = Recurrent(PeepholeLSTMCell, 10, 20, num_layers=2, bidirectional=True)
+        >>> x = torch.randn(3, 5, 10)
+        >>> output, (h_n, c_n) = layer(x, lengths=torch.tensor([5, 2, 4]))
+        >>> output.shape, h_n.shape, c_n.shape
+        (torch.Size([3, 5, 40]), torch.Size([4, 3, 20]), torch.Size([4, 3, 20]))
+        >>> bool(output[1, 2:].eq(0).all())  # padded steps are zero
+        True
     """
 
     # The torch.nn layer with the same numbers, for from_torch (the built-in layers set it).
@@ -97,12 +161,14 @@ class Recurrent(nn.Module):
                 cells.append(build_cell(cell, layer_input, hidden_size, self.bias))
         self.cells = nn.ModuleList(cells)
         self.state_size = self.cells[0].state_size
+        # which engines can run these cells, and why not (support.py): read by auto, the
+        # engines and their errors; the cells' classes and options never change
+        self.engine_support = engine_support(self)
         self.engine = engine  # validated by the setter below
 
     def native_kernel(self) -> str | None:
         """torch's fused kernel computing this layer's cells exactly (a torch._VF name), or None."""
-        kinds = {c.native_kernel() for c in self.cell_list()}
-        return kinds.pop() if len(kinds) == 1 else None
+        return self.engine_support.kernel
 
     def cell_list(self) -> list[Cell]:
         """The cells, typed (nn.ModuleList's items are just Modules to a type checker)."""
@@ -116,8 +182,8 @@ class Recurrent(nn.Module):
     def engine(self, name: str) -> None:
         if name not in ENGINES:
             raise UserError(f"engine must be one of {', '.join(ENGINES)}, got {name!r}")
-        if name == "native":
-            native.check_native(self)
+        if name == "native" and self.engine_support.native is not None:
+            raise UserError(self.engine_support.refusal("native") or "")
         self._engine = name
 
     def extra_repr(self) -> str:
@@ -140,6 +206,18 @@ class Recurrent(nn.Module):
 
     # ------------------------------------------------------------ forward
     def forward(self, input: Tensor | PackedSequence, state: Any = None, lengths: Any = None):
+        """Run the layer over a batch of sequences (shapes in the class doc).
+
+        Args:
+            input: The sequences, a tensor or a ``PackedSequence``.
+            state: The initial state, one (layers * directions, B, H) tensor per state
+                name (a tuple for more than one); None for zeros.
+            lengths: Each sequence's valid length (B,), padding at the end; None when
+                every step is valid. Not with a ``PackedSequence``, which has its own.
+
+        Returns:
+            ``(output, final_state)``.
+        """
         packed = isinstance(input, PackedSequence)
         x: Any
         if isinstance(input, PackedSequence):
@@ -254,6 +332,9 @@ class Recurrent(nn.Module):
             engine = "fused"
         else:
             engine = self.resolve_engine(x, lengths)
+        refusal = self.engine_support.refusal(engine)
+        if refusal is not None:
+            raise UserError(refusal)
         if engine == "native":
             return native.run_native(self, x, hx, lengths)
         D, one = self.num_directions, self.state_size == 1
@@ -269,7 +350,8 @@ class Recurrent(nn.Module):
                 x = F.dropout(x, self.dropout, True)
             k = layer * D
             if engine == "fused":  # both directions of the layer
-                x, s = engines.run_fused(list(self.cells[k : k + D]), x, states[k : k + D], lengths)
+                cells, kinds = self.cells[k : k + D], self.engine_support.recurrences[k : k + D]
+                x, s = engines.run_fused(list(cells), kinds, x, states[k : k + D], lengths)
                 finals += s
                 continue
             out, s = engines.run_loop(self.cells[k], x, states[k], lengths)
@@ -290,15 +372,65 @@ class Recurrent(nn.Module):
     # ------------------------------------------------------------ interop
     @classmethod
     def from_torch(cls, module: nn.Module, engine: str = "auto"):
-        """Build from a torch.nn.RNN/LSTM/GRU with identical numbers (see interop.py)."""
+        """A layer with a torch.nn.RNN, LSTM or GRU's options and numbers.
+
+        Outputs, states and gradients agree with the torch layer's: ``i2h.weight`` is
+        ``[weight_ih | weight_hh]``, ``i2h.bias`` is ``bias_ih + bias_hh`` (the GRU keeps
+        ``b_hn`` apart, as ``bias_hn``). The parameters are copied, not shared.
+
+        Args:
+            module: A ``torch.nn.RNN`` for ``RNN``, ``torch.nn.LSTM`` (without
+                ``proj_size``) for ``LSTM``, ``torch.nn.GRU`` for ``GRU``.
+            engine: The new layer's engine. Default: ``"auto"``
+
+        Returns:
+            The new layer, on the module's device and dtype, in its train/eval mode.
+
+        Example:
+            >>> import torch
+            >>> from seqmodels.nn import LSTM
+            >>> theirs = torch.nn.LSTM(10, 20, num_layers=2, batch_first=True)
+            >>> ours = LSTM.from_torch(theirs)
+            >>> x = torch.randn(3, 5, 10)
+            >>> torch.allclose(ours(x)[0], theirs(x)[0], atol=1e-6)
+            True
+        """
         return interop.from_torch(cls, module, engine)
 
     def to_torch(self) -> nn.Module:
-        """The equivalent torch.nn.RNN/LSTM/GRU, parameters copied (see interop.py)."""
+        """The torch.nn.RNN, LSTM or GRU with this layer's options and numbers.
+
+        For a layer whose cells compute exactly what torch's do: ``LSTM``, ``GRU``
+        with ``reset_after=True``, ``RNN`` with tanh or relu, or ``Recurrent`` over
+        such cells. The parameters are copied: the summed bias goes to ``bias_ih``,
+        zeros (the GRU: ``[0, 0, b_hn]``) to ``bias_hh``.
+
+        Returns:
+            The torch layer, on this layer's device and dtype, in its train/eval mode.
+
+        Raises:
+            UserError: for a layer torch.nn has no equivalent of.
+
+        Example:
+            >>> import torch
+            >>> from seqmodels.nn import GRU
+            >>> ours = GRU(10, 20, bidirectional=True)
+            >>> theirs = ours.to_torch()
+            >>> x = torch.randn(3, 5, 10)
+            >>> torch.allclose(ours(x)[0], theirs(x)[0], atol=1e-6)
+            True
+        """
         return interop.to_torch(self)
 
 
-@torch.compiler.disable
+# torch.compiler.disable imports torch._dynamo when it decorates, which here would be on
+# `import seqmodels.nn` (most of a second, for code that never compiles); torch's own lazy
+# form imports it on the first call, which happens only under torch.compile, where dynamo
+# is loaded already. (A torch without it falls back to the public decorator.)
+_disable_dynamo = getattr(torch, "_disable_dynamo", torch.compiler.disable)
+
+
+@_disable_dynamo
 def _outside_the_graph(layer: Recurrent, x: Tensor, hx: Any, lengths: Tensor | None):
     """A layer's recurrence under torch.compile: run as it runs eagerly, outside the graph.
 
@@ -334,7 +466,63 @@ def build_cell(cell: Callable[..., Cell], input_size: int, hidden_size: int, bia
 
 
 class RNN(Recurrent):
-    """Elman RNN layer; `nonlinearity` is tanh, relu or swish (swish has no native kernel)."""
+    r"""An Elman RNN layer, torch.nn.RNN's interface and numbers.
+
+    For each layer and direction, at each step:
+
+    .. math::
+        h_t = \text{act}(W [x_t, h_{t-1}] + b)
+
+    where :math:`x_t` is the input at step t (layer k > 0: layer k - 1's output,
+    dropped out with ``dropout`` while training) and :math:`[\cdot, \cdot]`
+    concatenation; ``i2h.weight`` of each cell is torch's ``[weight_ih | weight_hh]``
+    and ``i2h.bias`` torch's ``bias_ih + bias_hh``.
+
+    Args:
+        input_size: The number of features of the input :math:`x`.
+        hidden_size: The number of features of the hidden state :math:`h`.
+        num_layers: The number of stacked layers; layer k > 0 reads layer k - 1's
+            output. Default: 1
+        nonlinearity: act: ``"tanh"``, ``"relu"`` or ``"swish"`` (SiLU; torch
+            has no kernel for it, the ``fused`` engine runs it). Default: ``"tanh"``
+        bias: If False, the cells have no bias. Default: True
+        batch_first: If True, input and output are (batch, seq, feature), else (seq,
+            batch, feature); the state is (layers * directions, batch, hidden) either
+            way. Default: True (torch.nn's default is False)
+        dropout: The probability of dropout on the outputs of each layer but the
+            last, while training. Default: 0
+        bidirectional: If True, each layer also runs over the sequence backwards and
+            concatenates the two outputs. Default: False
+        engine: How the recurrence runs, with the same numbers: ``"loop"`` (the cell
+            stepped in Python), ``"fused"`` (all input products in one GEMM, then
+            the recurrence), ``"native"`` (torch's kernels: cuDNN, oneDNN), or
+            ``"auto"``, the fastest that can run the call. Default: ``"auto"``
+
+    Shape:
+        With :math:`B` the batch size, :math:`T` the length, :math:`D` 2 if
+        bidirectional else 1, :math:`L` num_layers and :math:`H` hidden_size:
+
+        - input: :math:`(B, T, \text{input\_size})` with ``batch_first`` (the
+          default), :math:`(T, B, \text{input\_size})` otherwise,
+          :math:`(T, \text{input\_size})` unbatched, or a ``PackedSequence``.
+        - state: :math:`h_0` :math:`(L \cdot D, B, H)`, or None for zeros.
+        - lengths: :math:`(B,)` integers in :math:`[1, T]`, padding at the end.
+        - output: :math:`(B, T, D \cdot H)` (with batch_first), the top layer's
+          :math:`h_t` for each step (both directions concatenated); zero at padded
+          steps.
+        - final state: :math:`h_n` :math:`(L \cdot D, B, H)`, each sequence's last valid step.
+
+    Returns:
+        ``(output, h_n)``; output is a ``PackedSequence`` for a packed input.
+
+    Example:
+        >>> import torch
+        >>> from seqmodels.nn import RNN
+        >>> rnn = RNN(10, 20, num_layers=2)
+        >>> output, h_n = rnn(torch.randn(3, 5, 10))
+        >>> output.shape, h_n.shape
+        (torch.Size([3, 5, 20]), torch.Size([2, 3, 20]))
+    """
 
     torch_class = nn.RNN
 
@@ -366,7 +554,71 @@ class RNN(Recurrent):
 
 
 class LSTM(Recurrent):
-    """LSTM layer (gates i, f, g, o as torch); state is a tuple (h, c)."""
+    r"""A long short-term memory layer, torch.nn.LSTM's interface and numbers.
+
+    For each layer and direction, at each step:
+
+    .. math::
+        \begin{array}{ll}
+        i_t = \sigma(W_i [x_t, h_{t-1}] + b_i) \\
+        f_t = \sigma(W_f [x_t, h_{t-1}] + b_f) \\
+        g_t = \tanh(W_g [x_t, h_{t-1}] + b_g) \\
+        o_t = \sigma(W_o [x_t, h_{t-1}] + b_o) \\
+        c_t = f_t \odot c_{t-1} + i_t \odot g_t \\
+        h_t = o_t \odot \tanh(c_t)
+        \end{array}
+
+    where :math:`x_t` is the input at step t (layer k > 0: layer k - 1's output,
+    dropped out with ``dropout`` while training) and :math:`[\cdot, \cdot]`
+    concatenation; ``i2h.weight`` of each cell is torch's ``[weight_ih | weight_hh]``
+    and ``i2h.bias`` torch's ``bias_ih + bias_hh``.
+    The gates are :math:`\sigma` (sigmoid) and :math:`\odot` is the elementwise product.
+
+    Args:
+        input_size: The number of features of the input :math:`x`.
+        hidden_size: The number of features of the hidden state :math:`h`.
+        num_layers: The number of stacked layers; layer k > 0 reads layer k - 1's
+            output. Default: 1
+        bias: If False, the cells have no bias. Default: True
+        batch_first: If True, input and output are (batch, seq, feature), else (seq,
+            batch, feature); the state is (layers * directions, batch, hidden) either
+            way. Default: True (torch.nn's default is False)
+        dropout: The probability of dropout on the outputs of each layer but the
+            last, while training. Default: 0
+        bidirectional: If True, each layer also runs over the sequence backwards and
+            concatenates the two outputs. Default: False
+        engine: How the recurrence runs, with the same numbers: ``"loop"`` (the cell
+            stepped in Python), ``"fused"`` (all input products in one GEMM, then
+            the recurrence), ``"native"`` (torch's kernels: cuDNN, oneDNN), or
+            ``"auto"``, the fastest that can run the call. Default: ``"auto"``
+
+    Shape:
+        With :math:`B` the batch size, :math:`T` the length, :math:`D` 2 if
+        bidirectional else 1, :math:`L` num_layers and :math:`H` hidden_size:
+
+        - input: :math:`(B, T, \text{input\_size})` with ``batch_first`` (the
+          default), :math:`(T, B, \text{input\_size})` otherwise,
+          :math:`(T, \text{input\_size})` unbatched, or a ``PackedSequence``.
+        - state: a tuple ``(h_0, c_0)``, each :math:`(L \cdot D, B, H)`, or None for zeros.
+        - lengths: :math:`(B,)` integers in :math:`[1, T]`, padding at the end.
+        - output: :math:`(B, T, D \cdot H)` (with batch_first), the top layer's
+          :math:`h_t` for each step (both directions concatenated); zero at padded
+          steps.
+        - final state: a tuple ``(h_n, c_n)``, each :math:`(L \cdot D, B, H)`, each sequence's last
+          valid step.
+
+    Returns:
+        ``(output, (h_n, c_n))``; output is a ``PackedSequence`` for a packed input.
+
+    Example:
+        >>> import torch
+        >>> from seqmodels.nn import LSTM
+        >>> lstm = LSTM(10, 20, num_layers=2, bidirectional=True)
+        >>> x = torch.randn(3, 5, 10)
+        >>> output, (h_n, c_n) = lstm(x, lengths=torch.tensor([5, 3, 1]))
+        >>> output.shape, h_n.shape, c_n.shape
+        (torch.Size([3, 5, 40]), torch.Size([4, 3, 20]), torch.Size([4, 3, 20]))
+    """
 
     torch_class = nn.LSTM
 
@@ -395,7 +647,72 @@ class LSTM(Recurrent):
 
 
 class GRU(Recurrent):
-    """GRU layer; reset_after=True is torch's/cuDNN's form, False Cho et al.'s (no native kernel)."""
+    r"""A gated recurrent unit layer; ``reset_after=True`` is torch.nn.GRU's interface and numbers.
+
+    For each layer and direction, at each step:
+
+    .. math::
+        \begin{array}{ll}
+        r_t = \sigma(W_r [x_t, h_{t-1}] + b_r) \\
+        z_t = \sigma(W_z [x_t, h_{t-1}] + b_z) \\
+        n_t = \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn}))
+            & \text{reset\_after=True} \\
+        n_t = \tanh(W_n [x_t, r_t \odot h_{t-1}] + b_n)
+            & \text{reset\_after=False} \\
+        h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}
+        \end{array}
+
+    where :math:`x_t` is the input at step t (layer k > 0: layer k - 1's output,
+    dropped out with ``dropout`` while training) and :math:`[\cdot, \cdot]`
+    concatenation; ``i2h.weight`` of each cell is torch's ``[weight_ih | weight_hh]``
+    and ``i2h.bias`` torch's ``bias_ih + bias_hh``.
+
+    Args:
+        input_size: The number of features of the input :math:`x`.
+        hidden_size: The number of features of the hidden state :math:`h`.
+        num_layers: The number of stacked layers; layer k > 0 reads layer k - 1's
+            output. Default: 1
+        bias: If False, the cells have no bias. Default: True
+        batch_first: If True, input and output are (batch, seq, feature), else (seq,
+            batch, feature); the state is (layers * directions, batch, hidden) either
+            way. Default: True (torch.nn's default is False)
+        dropout: The probability of dropout on the outputs of each layer but the
+            last, while training. Default: 0
+        bidirectional: If True, each layer also runs over the sequence backwards and
+            concatenates the two outputs. Default: False
+        engine: How the recurrence runs, with the same numbers: ``"loop"`` (the cell
+            stepped in Python), ``"fused"`` (all input products in one GEMM, then
+            the recurrence), ``"native"`` (torch's kernels: cuDNN, oneDNN), or
+            ``"auto"``, the fastest that can run the call. Default: ``"auto"``
+        reset_after: True: the reset gate scales the hidden product (cuDNN, torch,
+            Keras); False: it scales h before the product (Cho et al. 2014; no
+            torch kernel, the ``fused`` engine runs it). Default: True
+
+    Shape:
+        With :math:`B` the batch size, :math:`T` the length, :math:`D` 2 if
+        bidirectional else 1, :math:`L` num_layers and :math:`H` hidden_size:
+
+        - input: :math:`(B, T, \text{input\_size})` with ``batch_first`` (the
+          default), :math:`(T, B, \text{input\_size})` otherwise,
+          :math:`(T, \text{input\_size})` unbatched, or a ``PackedSequence``.
+        - state: :math:`h_0` :math:`(L \cdot D, B, H)`, or None for zeros.
+        - lengths: :math:`(B,)` integers in :math:`[1, T]`, padding at the end.
+        - output: :math:`(B, T, D \cdot H)` (with batch_first), the top layer's
+          :math:`h_t` for each step (both directions concatenated); zero at padded
+          steps.
+        - final state: :math:`h_n` :math:`(L \cdot D, B, H)`, each sequence's last valid step.
+
+    Returns:
+        ``(output, h_n)``; output is a ``PackedSequence`` for a packed input.
+
+    Example:
+        >>> import torch
+        >>> from seqmodels.nn import GRU
+        >>> gru = GRU(10, 20, batch_first=False)
+        >>> output, h_n = gru(torch.randn(5, 3, 10))  # (T, B, input_size)
+        >>> output.shape, h_n.shape
+        (torch.Size([5, 3, 20]), torch.Size([1, 3, 20]))
+    """
 
     torch_class = nn.GRU
 

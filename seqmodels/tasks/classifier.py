@@ -27,7 +27,7 @@ default-initialised LSTM forgets too fast to learn at all (seqmodels.nn.init).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -36,17 +36,86 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from seqmodels.data import RendersExamples, provides
+from seqmodels.data import (
+    Classification,
+    ImageInputs,
+    RendersExamples,
+    TextInputs,
+    missing,
+    provides,
+)
 from seqmodels.errors import UserError
 from seqmodels.nn.gradflow import state_gradient_norms
 from seqmodels.tasks.base import TaskModule
 from seqmodels.tasks.encoder import build_encoder, encoder_output_size
+from seqmodels.tasks.inference import (
+    EXAMPLE_BATCH,
+    PredictInputs,
+    Prediction,
+    Program,
+    read_request,
+)
 
 POOLINGS = ("last", "mean", "max", "meanmax")
 STAGES = ("train", "val", "test")
 
 
 class SequenceClassifier(TaskModule):
+    r"""Many-to-one classification of a sequence of token ids or of feature vectors.
+
+    ``input adapter -> recurrent encoder -> pooling -> dropout -> linear head``: the
+    input adapter is an embedding for token ids (``vocab_size=``, id 0 pads) or a
+    linear projection of real-valued features (``input_size=``); pooling reads the
+    encoder's output with each sequence's own length (see the module docstring).
+    Trained with cross-entropy; logs loss and accuracy per stage. The task of
+    ``task=parity``, ``task=imdb`` and ``task=mnist``.
+
+    Args:
+        encoder: a ``seqmodels.nn`` layer (``LSTM``, ``GRU``, ``RNN``, ``Recurrent``)
+            whose ``input_size`` is ``embedding_dim`` (or ``input_size`` when
+            ``embedding_dim=None``), or its config as a dict with ``_target_``
+            (``input_size`` is then filled in).
+        num_classes: number of classes C.
+        vocab_size: number of token ids (with PAD 0) for token inputs; give exactly one
+            of ``vocab_size`` and ``input_size``.
+        input_size: features per step F for real-valued inputs.
+        embedding_dim: size of the embedding (token inputs) or of the projection
+            (features; ``None`` feeds the features to the encoder as they are).
+            Default: 64.
+        embedding_init_range: draw the embedding from U(-r, r) instead of torch's
+            N(0, 1). Default: ``None``.
+        pooling: ``"last"`` (final state of the top layer), ``"mean"``, ``"max"`` or
+            ``"meanmax"`` (both, concatenated), over valid steps only. Default: ``"last"``.
+        dropout: on the pooled features before the head. Default: 0.
+        input_dropout: on the encoder's input, whole channels with one mask per
+            sequence (Keras' SpatialDropout1D). Default: 0.
+        optimizer: the optimizer's config (``{"_target_": "torch.optim.Adam", "lr":
+            1e-3}`` when ``None``); see ``seqmodels.tasks.optim``.
+        scheduler: an LR scheduler's config, or ``None``.
+        encoder_init: an init function's config applied to the encoder once built,
+            e.g. ``{"_target_": "seqmodels.nn.init.chrono_", "max_steps": 784}``.
+
+    Shape:
+        - x: :math:`(B, T)` token ids (int64) or :math:`(B, T, F)` features.
+        - lengths: :math:`(B,)` valid steps of each sequence, or ``None`` (all T).
+        - Output of ``forward``: :math:`(B, C)` logits; ``class_probabilities``
+          gives their softmax.
+
+    Example::
+
+        >>> import torch
+        >>> from seqmodels.tasks.classifier import SequenceClassifier
+        >>> model = SequenceClassifier(
+        ...     {"_target_": "seqmodels.nn.LSTM", "hidden_size": 32},
+        ...     num_classes=2,
+        ...     vocab_size=100,
+        ...     pooling="mean",
+        ... )
+        >>> ids = torch.randint(1, 100, (4, 12))
+        >>> model(ids, lengths=torch.tensor([12, 9, 5, 1])).shape
+        torch.Size([4, 2])
+    """
+
     def __init__(
         self,
         encoder: nn.Module | Mapping[str, Any],
@@ -177,6 +246,87 @@ class SequenceClassifier(TaskModule):
         and seqmodels-export writes out (seqmodels.export)."""
         return self(x, lengths).softmax(dim=-1)
 
+    # -- inference (TaskModule's contract) ----------------------------------
+    def inference_program(self, datamodule: Any) -> Program:
+        """Class probabilities from raw pixels (an ImageInputs datamodule, its own encoding
+        inside) or from token ids and lengths; the class names (and the vocabulary) as
+        metadata."""
+        meta: dict[str, Any] = {}
+        if provides(datamodule, Classification):
+            meta["class_names"] = list(datamodule.class_names)
+        B = EXAMPLE_BATCH
+        if provides(datamodule, ImageInputs):
+            h, w = datamodule.image_shape
+            images = torch.randint(0, 256, (B, h, w), dtype=torch.uint8)
+            module = ImageClassifier(self, datamodule.encode_images)  # as predict reads
+            return Program(
+                module, {"images": images}, ["probabilities"], {"images": {0: "batch"}}, meta
+            )
+        if not self.hparams.get("vocab_size"):
+            return super().inference_program(datamodule)  # features of one's own: no reader
+        vocab = getattr(datamodule, "vocab", None)
+        if vocab is not None and hasattr(vocab, "itos"):
+            meta["vocabulary"] = list(vocab.itos)  # id -> word; 0 pads, 1 is unknown
+        T, V = 5, int(self.hparams["vocab_size"])
+        ids = torch.randint(1, V, (B, T))
+        lengths = torch.tensor([T, T - 2])
+        ids[1, T - 2 :] = 0  # padding after each sequence's length
+        return Program(
+            TokenClassifier(self),
+            {"ids": ids, "lengths": lengths},
+            ["probabilities"],
+            {"ids": {0: "batch", 1: "time"}, "lengths": {0: "batch"}},
+            meta,
+        )
+
+    def read_request(self, datamodule: Any, request: Mapping[str, Any]) -> PredictInputs:
+        """text=/file= through the datamodule's `encode_texts`, image= through its
+        `encode_images` (seqmodels.tasks.inference.read_request)."""
+        if missing(datamodule, Classification) or not (
+            provides(datamodule, TextInputs) or provides(datamodule, ImageInputs)
+        ):
+            raise UserError(
+                f"seqmodels-predict reads text or images; this {type(datamodule).__name__} "
+                "has no encoder for either (encode_texts, encode_images)"
+            )
+        x, lengths, names = read_request(datamodule, request)
+        return PredictInputs((x, lengths), names)
+
+    def predict_request(self, inputs: PredictInputs, request: Mapping[str, Any]) -> Tensor:
+        """(N, num_classes) class probabilities, in batches of request["batch_size"]."""
+        x, lengths = inputs.batch
+        batch_size = int(request.get("batch_size") or 256)
+        probs = []
+        with torch.inference_mode():
+            for i in range(0, len(x), batch_size):
+                piece = lengths[i : i + batch_size] if lengths is not None else None
+                probs.append(self.predict_step((x[i : i + batch_size], piece)))
+        return torch.cat(probs)
+
+    def format_prediction(
+        self, datamodule: Any, inputs: PredictInputs, predicted: Tensor
+    ) -> Prediction:
+        """`label  probability  input` per input; with more than two classes a second line
+        with every class's probability. Rows: (input, label, probability)."""
+        p, label = predicted.max(dim=-1)
+        class_names = datamodule.class_names
+        rows = [
+            (n, class_names[int(k)], float(q))
+            for n, k, q in zip(inputs.names, label, p, strict=True)
+        ]
+        width = max(len(c) for c in class_names)
+        lines = []
+        for (name, lab, q), row in zip(rows, predicted, strict=True):
+            lines.append(f"{lab:<{width}}  {q:.3f}  {name}")
+            if len(class_names) > 2:  # with two, the top one says it all
+                lines.append(
+                    "  "
+                    + "  ".join(
+                        f"{c}:{float(r):.3f}" for c, r in zip(class_names, row, strict=True)
+                    )
+                )
+        return Prediction(lines, rows)
+
     # -- logging -------------------------------------------------------------
     def _log_epoch(self, stage: str) -> None:
         # Logging the metric objects: Lightning computes them at the epoch's end and resets them.
@@ -220,3 +370,26 @@ class SequenceClassifier(TaskModule):
         x, y, lengths = self._unpack(batch)
         loss = lambda: nn.functional.cross_entropy(self(x, lengths), y)  # noqa: E731
         return state_gradient_norms(self.encoder, loss, lengths)
+
+
+class TokenClassifier(nn.Module):
+    """The exported program of a classifier of token ids: (ids, lengths) -> probabilities."""
+
+    def __init__(self, task: SequenceClassifier) -> None:
+        super().__init__()
+        self.task = task
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        return self.task.class_probabilities(ids, lengths)
+
+
+class ImageClassifier(nn.Module):
+    """The exported program of an image classifier: uint8 images -> probabilities, the
+    datamodule's encoding of pixels inside (the file reads images as they are)."""
+
+    def __init__(self, task: SequenceClassifier, encode_images: Callable[[Tensor], Tensor]) -> None:
+        super().__init__()
+        self.task, self.encode_images = task, encode_images
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.task.class_probabilities(self.encode_images(images))

@@ -26,6 +26,7 @@ step (`val/mae_by_step`), both beside seasonal naive.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, cast
 
 import torch
@@ -34,7 +35,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torchmetrics import MeanMetric, Metric
 
-from seqmodels.data import Forecasting, provides
+from seqmodels.data import Forecasting, SeriesInputs, missing, provides
 from seqmodels.data.forecast import ForecastBatch
 from seqmodels.errors import UserError
 from seqmodels.nn.gradflow import state_gradient_norms
@@ -48,6 +49,13 @@ from seqmodels.tasks.forecast_plots import (
     line_chart,
     stack,
     with_gaps,
+)
+from seqmodels.tasks.inference import (
+    EXAMPLE_BATCH,
+    PredictInputs,
+    Prediction,
+    Program,
+    given_keys,
 )
 
 FORECASTS = ("model", "snaive", "naive")  # the model, then the baselines it is compared with
@@ -95,15 +103,48 @@ class ForecastErrors(Metric):
 
 
 class Forecaster(TaskModule):
-    """Args:
-    encoder: a seqmodels.nn layer, or its config (input_size filled in).
-    input_size, known_size: features per past row and per horizon step (from the data).
-    window, horizon: rows read and rows forecast (from the data).
-    target_scale: the training standard deviation of the target (from the data).
-    patch: rows per encoder step; must divide window.
-    head_hidden: units of the head's hidden layer.
-    optimizer, scheduler: config dicts for seqmodels.tasks.optim.configure_optimizers.
-    encoder_init: an init function's config applied to the encoder (seqmodels.nn.init).
+    r"""The next ``horizon`` values of a series from its recent past and what is known
+    in advance.
+
+    ``past window (patched) -> recurrent encoder -> final top-layer state``, then
+    ``[state, known inputs of every horizon step] -> Linear -> ReLU -> Linear``. The
+    network predicts the scaled residual from seasonal naive; the forecast is
+    ``snaive + residual * target_scale``, in the data's units (see the module
+    docstring). The task of ``task=forecast``.
+
+    Args:
+        encoder: a ``seqmodels.nn`` layer whose ``input_size`` is ``input_size *
+            patch``, or its config as a dict with ``_target_`` (filled in).
+        input_size: features F per past row (from the data).
+        known_size: known features K per horizon step (from the data).
+        window: rows read before each forecast origin (from the data).
+        horizon: rows forecast after it (from the data).
+        target_scale: the training standard deviation of the target (from the data).
+        patch: rows per encoder step; must divide ``window``. Default: 4.
+        head_hidden: units of the head's hidden layer. Default: 256.
+        optimizer: the optimizer's config (AdamW, lr 3e-3, weight decay 1e-4 when
+            ``None``); see ``seqmodels.tasks.optim``.
+        scheduler: an LR scheduler's config, or ``None``.
+        encoder_init: an init function's config applied to the encoder once built.
+
+    Shape:
+        - past: :math:`(B, \text{window}, F)`; known: :math:`(B, \text{horizon}, K)`.
+        - Output of ``forward``: :math:`(B, \text{horizon})` scaled residuals;
+          ``forecast_from(past, known, snaive)`` with the seasonal naive forecast
+          :math:`(B, \text{horizon})` gives the forecast in the data's units.
+
+    Example::
+
+        >>> import torch
+        >>> from seqmodels.tasks.forecaster import Forecaster
+        >>> model = Forecaster(
+        ...     {"_target_": "seqmodels.nn.GRU", "hidden_size": 16},
+        ...     input_size=3, known_size=2, window=8, horizon=4, target_scale=10.0,
+        ...     patch=2, head_hidden=8,
+        ... )
+        >>> past, known, snaive = torch.randn(5, 8, 3), torch.randn(5, 4, 2), torch.randn(5, 4)
+        >>> model.forecast_from(past, known, snaive).shape
+        torch.Size([5, 4])
     """
 
     def __init__(
@@ -161,6 +202,46 @@ class Forecaster(TaskModule):
         forecast (B, horizon) in the data's units: the inference path that
         seqmodels-predict runs and seqmodels-export writes out (seqmodels.export)."""
         return snaive + self(past, known) * self.target_scale
+
+    # -- inference (TaskModule's contract) ----------------------------------
+    def inference_program(self, datamodule: Any) -> Program:
+        """The forecast (B, horizon) from `past` (B, window, F), `known` (B, horizon, K)
+        and the seasonal naive forecast `snaive` (B, horizon)."""
+        hp, B = self.hparams, EXAMPLE_BATCH
+        past = torch.randn(B, int(hp["window"]), int(hp["input_size"]))
+        known = torch.randn(B, int(hp["horizon"]), int(hp["known_size"]))
+        snaive = torch.randn(B, int(hp["horizon"]))
+        return Program(
+            ForecastProgram(self),
+            {"past": past, "known": known, "snaive": snaive},
+            ["forecast"],
+            {k: {0: "batch"} for k in ("past", "known", "snaive")},
+        )
+
+    def read_request(self, datamodule: Any, request: Mapping[str, Any]) -> PredictInputs:
+        """csv=: recent rows of the series in the training columns, read by the
+        datamodule's `encode_csv` into one forecast origin after the last observed value;
+        the names are the horizon's timestamps."""
+        given = given_keys(request)
+        if given != ["csv"] or missing(datamodule, SeriesInputs):
+            raise UserError(
+                f"this model forecasts a series, not {' or '.join(given) or 'nothing'}: pass "
+                "csv=recent.csv, recent rows in the training columns (see the task's config)"
+            )
+        batch, times = datamodule.encode_csv(str(Path(str(request["csv"])).expanduser()))
+        return PredictInputs(batch, list(times))
+
+    def predict_request(self, inputs: PredictInputs, request: Mapping[str, Any]) -> list[float]:
+        """The horizon's forecast, in the data's units."""
+        with torch.inference_mode():
+            return self.predict_step(inputs.batch)[0].tolist()
+
+    def format_prediction(
+        self, datamodule: Any, inputs: PredictInputs, predicted: list[float]
+    ) -> Prediction:
+        """CSV: `timestamp,forecast`, then one row per step of the horizon."""
+        rows = list(zip(inputs.names, predicted, strict=True))
+        return Prediction(["timestamp,forecast", *(f"{t},{v:.4f}" for t, v in rows)], rows)
 
     def residual(self, batch: ForecastBatch) -> Tensor:
         """The training target: (y - seasonal naive) / std_train(y)."""
@@ -295,3 +376,14 @@ class Forecaster(TaskModule):
     def gradient_flow(self, batch: ForecastBatch) -> Tensor:
         loss = lambda: F.l1_loss(self(batch.past, batch.known), self.residual(batch))  # noqa: E731
         return state_gradient_norms(self.encoder, loss)
+
+
+class ForecastProgram(nn.Module):
+    """The exported program of a forecaster: (past, known, snaive) -> forecast."""
+
+    def __init__(self, task: Forecaster) -> None:
+        super().__init__()
+        self.task = task
+
+    def forward(self, past: Tensor, known: Tensor, snaive: Tensor) -> Tensor:
+        return self.task.forecast_from(past, known, snaive)

@@ -19,7 +19,7 @@ Loss is in nats per character; `val/bpc` (bits per character) and `val/ppl`
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -28,12 +28,13 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torchmetrics import MeanMetric
 
-from seqmodels.data import CharacterText, provides
+from seqmodels.data import CharacterText, missing, provides
 from seqmodels.errors import UserError
 from seqmodels.nn.generation import default_prime, sample_text
 from seqmodels.nn.gradflow import state_gradient_norms
 from seqmodels.tasks.base import TaskModule
 from seqmodels.tasks.encoder import build_encoder, encoder_output_size
+from seqmodels.tasks.inference import EXAMPLE_BATCH, Program
 
 
 def detach_state(state: Any) -> Any:
@@ -60,15 +61,47 @@ TBPTT_KEY = "tbptt_state"  # the checkpoint's entry for the carried training sta
 
 
 class LanguageModel(TaskModule):
-    """Args:
-    encoder: a unidirectional seqmodels.nn layer, or its config (input_size filled in).
-    vocab_size: number of distinct tokens (characters).
-    embedding_dim: size of the token embedding fed to the encoder.
-    dropout: on the embedding and on the encoder's output (the layer's own
-        `dropout` acts between its stacked layers).
-    optimizer, scheduler: config dicts for seqmodels.tasks.optim.configure_optimizers.
-    sample_length, sample_temperature: the sample logged each validation epoch.
-    encoder_init: an init function's config applied to the encoder (seqmodels.nn.init).
+    r"""Next-character prediction with truncated backpropagation through time.
+
+    ``embedding -> recurrent encoder -> dropout -> per-step linear head``. Row b of
+    one batch continues row b of the previous one, so the encoder's final state is
+    carried (detached) into the next batch (see the module docstring). Loss in nats
+    per character, with ``val/bpc`` and ``val/ppl``; a text sample in TensorBoard
+    each validation epoch. The task of ``task=chargen``; ``seqmodels-sample``
+    generates from it (``sample``).
+
+    Args:
+        encoder: a unidirectional ``seqmodels.nn`` layer whose ``input_size`` is
+            ``embedding_dim``, or its config as a dict with ``_target_`` (filled in).
+        vocab_size: number of distinct tokens V (characters).
+        embedding_dim: size of the token embedding. Default: 64.
+        dropout: on the embedding and on the encoder's output (the layer's own
+            ``dropout`` acts between its stacked layers). Default: 0.
+        optimizer: the optimizer's config (Adam, lr 2e-3 when ``None``).
+        scheduler: an LR scheduler's config, or ``None``.
+        sample_length: characters of the sample logged each validation epoch (0: none).
+            Default: 300.
+        sample_temperature: its softmax temperature. Default: 0.8.
+        encoder_init: an init function's config applied to the encoder once built.
+
+    Shape:
+        - x: :math:`(B, T)` token ids; state: the encoder's state or ``None`` (zeros).
+        - Output of ``forward``: logits :math:`(B, T, V)` and the final state.
+        - ``step(token, state)``: token :math:`(B,)` -> logits :math:`(B, V)` and the
+          new state.
+
+    Example::
+
+        >>> import torch
+        >>> from seqmodels.tasks.language_model import LanguageModel
+        >>> model = LanguageModel({"_target_": "seqmodels.nn.LSTM", "hidden_size": 32},
+        ...                       vocab_size=60, embedding_dim=16)
+        >>> logits, state = model(torch.randint(0, 60, (2, 10)))
+        >>> logits.shape
+        torch.Size([2, 10, 60])
+        >>> next_logits, state = model.step(torch.tensor([5, 7]), state)  # carries on
+        >>> next_logits.shape
+        torch.Size([2, 60])
     """
 
     def __init__(
@@ -115,6 +148,56 @@ class LanguageModel(TaskModule):
         batch-1 stepper."""
         logits, state = self(token[:, None], state)
         return logits[:, 0], state
+
+    # -- inference (TaskModule's contract) ----------------------------------
+    def inference_program(self, datamodule: Any) -> Program:
+        """One step: (token (B,), h (L, B, H) [, c]) -> (logits (B, V), h_next [, c_next]);
+        the characters (id -> text) as metadata."""
+        meta: dict[str, Any] = {}
+        if provides(datamodule, CharacterText):
+            meta["characters"] = [datamodule.decode([i]) for i in range(datamodule.vocab_size)]
+        B = EXAMPLE_BATCH
+        enc: Any = self.encoder  # a seqmodels layer: num_layers, hidden_size are ints
+        LD = int(enc.num_layers) * (2 if getattr(enc, "bidirectional", False) else 1)
+        state = torch.zeros(LD, B, int(enc.hidden_size))
+        inputs = {"token": torch.randint(0, int(self.hparams["vocab_size"]), (B,)), "h": state}
+        outputs = ["logits", "h_next"]
+        parts = int(getattr(enc, "state_size", 1))
+        if parts > 2:
+            raise UserError(
+                f"seqmodels-export writes a language model's step with a state of h (and c); "
+                f"this encoder's cells carry {parts} state tensors"
+            )
+        if parts == 2:  # (h, c): an LSTM, or a cell of one's own with a cell state
+            inputs["c"] = state.clone()
+            outputs.append("c_next")
+        dynamic = {"token": {0: "batch"}, **{k: {1: "batch"} for k in inputs if k != "token"}}
+        return Program(LanguageModelStep(self), inputs, outputs, dynamic, meta)
+
+    def sample(
+        self,
+        datamodule: Any,
+        prime: str | None = None,
+        length: int = 1000,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        seed: int | None = None,
+    ) -> Iterator[str]:
+        """The prime (the datamodule's default when None; `\\n` and `\\t` typed on a
+        command line are a newline and a tab unless the vocabulary has a backslash), then
+        `length` sampled characters, each as it is made (seqmodels.nn.generation)."""
+        if missing(datamodule, CharacterText):
+            raise UserError(
+                f"seqmodels-sample needs the characters of the text the model read; "
+                f"{type(datamodule).__name__} has none (encode, decode, vocab_size)"
+            )
+        prime = default_prime(datamodule) if prime is None else str(prime)
+        if "\\" not in datamodule.decode(range(datamodule.vocab_size)):
+            # a command line cannot type a newline: accept \n and \t
+            prime = prime.replace("\\n", "\n").replace("\\t", "\t")
+        chars = sample_text(self, datamodule, prime, length, temperature, top_k, seed)
+        yield prime
+        yield from chars
 
     # -- steps ---------------------------------------------------------------
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
@@ -220,3 +303,16 @@ class LanguageModel(TaskModule):
             return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 
         return state_gradient_norms(self.encoder, loss)
+
+
+class LanguageModelStep(nn.Module):
+    """The exported program of a language model: one step, (token, h [, c]) -> (logits,
+    h_next [, c_next])."""
+
+    def __init__(self, task: LanguageModel) -> None:
+        super().__init__()
+        self.task = task
+
+    def forward(self, token: Tensor, h: Tensor, c: Tensor | None = None):
+        logits, state = self.task.step(token, h if c is None else (h, c))
+        return (logits, *state) if isinstance(state, tuple) else (logits, state)

@@ -46,7 +46,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from seqmodels.data import Transduction, provides
+from seqmodels.data import Transduction, missing, provides
 from seqmodels.data.seq2seq import BOS, EOS, PAD, Seq2SeqBatch
 from seqmodels.errors import UserError
 from seqmodels.nn import AttentionDecoder, DecoderState, beam_search, build_cell, greedy_search
@@ -54,6 +54,7 @@ from seqmodels.nn.gradflow import state_gradient_norms
 from seqmodels.tasks.attention_plots import attention_image, stack
 from seqmodels.tasks.base import TaskModule
 from seqmodels.tasks.encoder import build_encoder, encoder_output_size
+from seqmodels.tasks.inference import PredictInputs, Prediction, read_request
 from seqmodels.tasks.sequence_errors import SequenceErrorRate, TokenErrorRate
 
 STAGES = ("train", "val", "test")
@@ -61,6 +62,66 @@ DECODE = {"beam_size": 5, "length_penalty": 1.0, "max_len": 50}
 
 
 class Seq2Seq(TaskModule):
+    r"""An attention encoder-decoder for sequence-to-sequence tasks (grapheme to phoneme
+    by default).
+
+    ``source tokens -> embedding -> encoder (with lengths) -> attention decoder (any
+    cell, one token at a time) -> greedy or beam search``. Trained with teacher-forced
+    cross-entropy over the target tokens and EOS; validation decodes greedily, the
+    test with ``decode.beam_size``; logs sequence and token error rates and the
+    attention maps (see the module docstring). The task of ``task=seq2seq``;
+    ``seqmodels-predict`` transduces new sources with it. Token ids 0, 1, 2 are PAD,
+    BOS and EOS (``seqmodels.data.seq2seq``).
+
+    Args:
+        encoder: a ``seqmodels.nn`` layer whose ``input_size`` is ``embedding_dim``,
+            or its config as a dict with ``_target_`` (filled in).
+        source_vocab_size: number of source token ids (from the data).
+        target_vocab_size: number of target token ids V (from the data).
+        bidirectional: the encoder config's direction, whatever the config says
+            (``None`` keeps the config's). Default: ``True``.
+        embedding_dim: size of the source embedding. Default: 64.
+        target_embedding_dim: size of the target embedding. Default: 64.
+        decoder_cell: the decoder cell's config, e.g. ``{"_target_":
+            "seqmodels.nn.LSTMCell"}`` (the default) or a ``Cell`` of one's own.
+        decoder_hidden_size: the cell's hidden size (also the attentional
+            state's). Default: 256.
+        attention: the attention's config (multiplicative when ``None``); query and
+            key sizes are filled in.
+        input_feeding: feed the previous attentional state to the cell. Default: ``True``.
+        dropout: on embeddings, encoder states and the attentional state. Default: 0.
+        label_smoothing: of the training loss. Default: 0.
+        decode: ``{"beam_size", "length_penalty", "max_len"}`` for the test and
+            predict; missing keys take ``{"beam_size": 5, "length_penalty": 1.0,
+            "max_len": 50}``.
+        optimizer: the optimizer's config (Adam, lr 1e-3 when ``None``).
+        scheduler: an LR scheduler's config, or ``None``.
+        encoder_init: an init function's config applied to the encoder once built.
+
+    Shape:
+        - source: :math:`(B, S)` token ids, PAD-padded; lengths: :math:`(B,)`.
+        - target: :math:`(B, U)` the target's ids then EOS, PAD-padded.
+        - Output of ``forward``: logits :math:`(B, U, V)` and attention weights
+          :math:`(B, U, S)`.
+        - ``transduce(source, lengths, beam_size, nbest)``: per source, its ``nbest``
+          outputs as (token ids without EOS, log-probability per token), best first.
+
+    Example::
+
+        >>> import torch
+        >>> from seqmodels.tasks.seq2seq import Seq2Seq
+        >>> model = Seq2Seq({"_target_": "seqmodels.nn.LSTM", "hidden_size": 16},
+        ...                 source_vocab_size=30, target_vocab_size=40,
+        ...                 decoder_hidden_size=16, decode={"max_len": 6}).eval()
+        >>> source, lengths = torch.randint(4, 30, (2, 7)), torch.tensor([7, 4])
+        >>> logits, attention = model(source, lengths, torch.randint(4, 40, (2, 5)))
+        >>> logits.shape, attention.shape
+        (torch.Size([2, 5, 40]), torch.Size([2, 5, 7]))
+        >>> best = model.transduce(source, lengths, beam_size=3, nbest=2)
+        >>> len(best), len(best[0])
+        (2, 2)
+    """
+
     train_loss: MeanMetric  # set per stage in __init__, as val_loss and test_loss
 
     def __init__(
@@ -182,6 +243,55 @@ class Seq2Seq(TaskModule):
         unseen = "".join(c for c in string.punctuation if c not in known)
         words = [word.strip(unseen) for word in line.split()]
         return [word for word in words if word] or [line]
+
+    # -- inference (TaskModule's contract) --------------------------------------------
+    def read_request(self, datamodule: Any, request: Mapping[str, Any]) -> PredictInputs:
+        """text=/file= through the datamodule's `encode_texts`: one source per line, or per
+        word of a line for a G2P model (`sources_of`)."""
+        if missing(datamodule, Transduction):
+            raise UserError(
+                f"seqmodels-predict reads a sequence-to-sequence model's sources through its "
+                f"datamodule's encode_texts; {type(datamodule).__name__} has none"
+            )
+        x, lengths, names = read_request(
+            datamodule, request, lambda line: self.sources_of(line, datamodule)
+        )
+        return PredictInputs((x, lengths), names)
+
+    def predict_request(
+        self, inputs: PredictInputs, request: Mapping[str, Any]
+    ) -> list[list[tuple[list[int], float]]]:
+        """Each input's n-best outputs (`transduce`) with `beam=` (None: the checkpoint's
+        decode.beam_size; 1: greedy) and `nbest=`, in batches of `batch_size`."""
+        x, lengths = inputs.batch
+        beam, nbest = request.get("beam"), int(request.get("nbest") or 1)
+        batch_size = int(request.get("batch_size") or 256)
+        found: list[list[tuple[list[int], float]]] = []
+        with torch.inference_mode():
+            for i in range(0, len(x), batch_size):
+                found += self.transduce(
+                    x[i : i + batch_size],
+                    lengths[i : i + batch_size],
+                    beam_size=None if beam is None else int(beam),
+                    nbest=nbest,
+                )
+        return found
+
+    def format_prediction(
+        self, datamodule: Any, inputs: PredictInputs, predicted: list[list[tuple[list[int], float]]]
+    ) -> Prediction:
+        """`output  score  input` per n-best output (score: the output's log-probability per
+        token, EOS included); rows (input, output, score)."""
+        lines, rows = [], []
+        several = any(len(hypotheses) > 1 for hypotheses in predicted)
+        for name, hypotheses in zip(inputs.names, predicted, strict=True):
+            texts = [(datamodule.decode_target(ids), score) for ids, score in hypotheses]
+            width = max(len(t) for t, _ in texts)
+            for rank, (text, score) in enumerate(texts, 1):
+                shown = f"{name} (#{rank})" if several else name
+                lines.append(f"{text:<{width}}  {score:.3f}  {shown}")
+                rows.append((name, text, score))
+        return Prediction(lines, rows)
 
     # -- steps -----------------------------------------------------------------------
     def training_step(self, batch: Seq2SeqBatch, batch_idx: int) -> Tensor:

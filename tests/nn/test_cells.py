@@ -56,7 +56,9 @@ def test_gru_cell_formula(reset_after):
 
 
 @pytest.mark.parametrize(
-    "cell", [RNNCell(I, H, O), LSTMCell(I, H, O), GRUCell(I, H, O)], ids=["rnn", "lstm", "gru"]
+    "cell",
+    [RNNCell(I, H, output_size=O), LSTMCell(I, H, output_size=O), GRUCell(I, H, output_size=O)],
+    ids=["rnn", "lstm", "gru"],
 )
 def test_i2o_reads_x_and_new_h(cell):
     x = torch.randn(B, I)
@@ -79,10 +81,10 @@ def test_init_state_shapes_and_state_none_is_zeros():
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: RNNCell(I, H, O, nonlinearity="tanh"),
+        lambda: RNNCell(I, H, output_size=O, nonlinearity="tanh"),
         lambda: RNNCell(I, H, nonlinearity="swish"),
-        lambda: LSTMCell(I, H, O),
-        lambda: GRUCell(I, H, O, reset_after=True),
+        lambda: LSTMCell(I, H, output_size=O),
+        lambda: GRUCell(I, H, output_size=O, reset_after=True),
         lambda: GRUCell(I, H, reset_after=False),
     ],
     ids=["rnn_tanh_i2o", "rnn_swish", "lstm_i2o", "gru_after_i2o", "gru_before"],
@@ -122,3 +124,31 @@ def test_bad_cell_arguments():
         LSTMCell(I, 0)
     with pytest.raises(ValueError, match="input_size must be a positive int"):
         GRUCell(-1, H)
+    with pytest.raises(ValueError, match=r"LSTMCell: bias must be True or False, got 8 .*keyword"):
+        LSTMCell(I, H, 8)  # output_size third, as before torch's order
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize(
+    "ours,theirs,extra",
+    [
+        (LSTMCell, torch.nn.LSTMCell, ()),
+        (GRUCell, torch.nn.GRUCell, ()),
+        (RNNCell, torch.nn.RNNCell, ("relu",)),
+    ],
+    ids=["lstm", "gru", "rnn"],
+)
+def test_torch_positional_order(ours, theirs, extra, bias):
+    """cls(input_size, hidden_size, bias[, nonlinearity]) as torch.nn's cells, same numbers."""
+    torch.manual_seed(0)
+    cell, ref = ours(I, H, bias, *extra), theirs(I, H, bias, *extra)
+    assert (cell.i2h.bias is not None) == bias and cell.i2o is None
+    cell.load_torch_parameters(ref.weight_ih, ref.weight_hh, ref.bias_ih, ref.bias_hh)
+    x = torch.randn(B, I)
+    state = cell.init_state(B) if ours is not LSTMCell else (torch.randn(B, H), torch.randn(B, H))
+    _, got = cell(x, state)
+    want = ref(x, state)
+    for a, b in zip(
+        got if ours is LSTMCell else (got,), want if ours is LSTMCell else (want,), strict=True
+    ):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
