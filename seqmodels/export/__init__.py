@@ -49,13 +49,11 @@ from torch import Tensor
 from seqmodels.checkpoint import load_run
 from seqmodels.data.files import atomic_write, writable_folder
 from seqmodels.errors import UserError
-from seqmodels.export import seq2seq
-from seqmodels.export.programs import Program, program_for
+from seqmodels.export.programs import Program, program_for, programs_for
 from seqmodels.export.recurrent_onnx import (
     translation_table,
     with_onnx_layers,
 )
-from seqmodels.tasks.seq2seq import Seq2Seq
 
 FORMATS = ("onnx", "pt2")
 ONNX_OPSET = 18  # onnxscript's torchlib in torch 2.13 writes opset 18
@@ -86,9 +84,10 @@ def export(cfg: Mapping[str, Any], stream: Any = None) -> Path:
         )
     writable_folder(path.parent, path)  # now, not after minutes of exporting
     length = cfg.get("length")
-    if isinstance(task, Seq2Seq):  # two programs: the encoder and a decoder step
-        lines = write_encoder_and_step(task, datamodule, path, fmt)
-        path = seq2seq.paths(path, fmt)["encoder"]
+    names = list(programs_for(task, datamodule))
+    if names != [""]:  # several programs (a seq2seq model's encoder and step), a file each
+        lines = write_programs(task, datamodule, path, fmt)
+        path = program_paths(path, fmt, names)[names[0]]
     elif fmt == "onnx":
         lines = write_onnx(task, datamodule, path, length)
     else:
@@ -200,30 +199,34 @@ def write_pt2(task: Any, datamodule: Any, path: Path, length: int | None = None)
     ]
 
 
-# -- seq2seq: two programs ---------------------------------------------------------------
+# -- several programs ------------------------------------------------------------------
 
 
-def write_encoder_and_step(task: Any, datamodule: Any, path: Path, fmt: str) -> list[str]:
-    """A seq2seq checkpoint's encoder and decoder step (seq2seq.py) as two files beside
-    `path`, each checked against the model on sources of another batch size and length,
-    the step on the encoder's states; both written, or neither."""
+def program_paths(path: Path, fmt: str, names: list[str]) -> dict[str, Path]:
+    """`g2p.onnx` and programs encoder, step -> g2p.encoder.onnx, g2p.step.onnx."""
+    stem = path.with_suffix("") if path.suffix == f".{fmt}" else path
+    return {n: stem.with_name(f"{stem.name}.{n}.{fmt}") if n else path for n in names}
+
+
+def write_programs(task: Any, datamodule: Any, path: Path, fmt: str) -> list[str]:
+    """A task's several programs (`TaskModule.inference_programs`), a file each beside
+    `path`, each checked against the model on inputs of another batch size and length
+    (an input that an earlier program outputs is that output: a decoder step reads the
+    encoder's states); all written, or none."""
     if fmt == "onnx":
         need("onnx", "onnxscript", "onnxruntime", what="format=onnx")
-    files = seq2seq.paths(path, fmt)
-    programs = seq2seq.programs(with_onnx_layers(task) if fmt == "onnx" else task, datamodule)
-    reference = seq2seq.programs(task, datamodule)
-    sources = seq2seq.check_inputs(datamodule, CHECK_BATCH, CHECK_TIME)
-    with torch.no_grad():
-        started = reference["encoder"].module(*sources.values())
-    token = torch.randint(0, len(datamodule.target), (CHECK_BATCH,))
-    checks = {
-        "encoder": sources,
-        "step": {"token": token, **dict(zip(programs["encoder"].outputs, started, strict=True))},
-    }
+    programs = programs_for(with_onnx_layers(task) if fmt == "onnx" else task, datamodule)
+    reference = programs_for(task, datamodule)
+    files = program_paths(path, fmt, list(programs))
+    produced: dict[str, Tensor] = {}
     blobs, diffs, lines = {}, [], []
     for name, program in programs.items():
+        check = program.example(CHECK_BATCH, CHECK_TIME if has_time(program) else None)
+        check = {k: produced.get(k, v) for k, v in check.items()}
         with torch.no_grad():
-            want = list(reference[name].module(*checks[name].values()))
+            out = reference[name].module(*check.values())
+        want = list(out) if isinstance(out, tuple) else [out]
+        produced.update(zip(program.outputs, want, strict=True))
         if fmt == "onnx":
             import onnxruntime as ort
 
@@ -232,8 +235,10 @@ def write_encoder_and_step(task: Any, datamodule: Any, path: Path, fmt: str) -> 
             entry.key, entry.value = "seqmodels", json.dumps(program.metadata)
             blobs[name] = model.SerializeToString()
             session = ort.InferenceSession(blobs[name], providers=["CPUExecutionProvider"])
-            got = session.run(None, {k: v.numpy() for k, v in checks[name].items()})
-            diffs.append(compare(floats(want), floats([torch.from_numpy(g) for g in got])))
+            got = [
+                torch.from_numpy(g)
+                for g in session.run(None, {k: v.numpy() for k, v in check.items()})
+            ]
             ops = [n.op_type for n in model.graph.node if n.op_type in RECURRENT_OPS]
             if ops:
                 counted = ", ".join(f"{ops.count(o)} {o}" for o in RECURRENT_OPS if o in ops)
@@ -246,34 +251,28 @@ def write_encoder_and_step(task: Any, datamodule: Any, path: Path, fmt: str) -> 
                     dynamic_shapes=dynamic_shapes(program),
                 )
             with torch.no_grad():
-                got = list(ep.module()(*checks[name].values()))
-            diffs.append(compare(floats(want), floats(got)))
+                out = ep.module()(*check.values())
+            got = list(out) if isinstance(out, tuple) else [out]
             buffer = io.BytesIO()
             extra = {"seqmodels.json": json.dumps(program.metadata)}
             torch.export.save(ep, buffer, extra_files=extra)
             blobs[name] = buffer.getvalue()
+        diffs.append(compare(floats(want), floats(got)))
         lines += [f"{name}: {line}" for line in signature(program)]
     for name, data in blobs.items():
         with atomic_write(files[name]) as f:
             f.write(data)
-    names = programs["step"].metadata["state"]
     written = " and ".join(f"{files[n]} ({len(blobs[n]) / 1e6:.1f} MB)" for n in files)
+    kind = f"ONNX opset {ONNX_OPSET}" if fmt == "onnx" else "torch.export programs"
     runtime = "onnxruntime gives" if fmt == "onnx" else "the exported programs give"
+    search = programs[next(iter(programs))].metadata.get("search")
+    notes = [f"search: {search} runs over the files"] if search and fmt == "onnx" else []
     return [
-        f"wrote {written}: the encoder and one decoder step"
-        + (f", ONNX opset {ONNX_OPSET}" if fmt == "onnx" else ", torch.export programs"),
+        f"wrote {written}: {', '.join(programs)}, {kind}",
         *lines,
-        f"state: rows {', '.join(names)} of the decoder's running state (dimension 1: batch)",
-        *(
-            [
-                "search: seqmodels.export.seq2seq.transduce_onnx(encoder, step, words) runs "
-                "seqmodels-predict's search over them on onnxruntime"
-            ]
-            if fmt == "onnx"
-            else []
-        ),
+        *notes,
         f"checked: {runtime} PyTorch's outputs to {max(diffs):.1e} on a batch of "
-        f"{CHECK_BATCH}, {CHECK_TIME} source steps",
+        f"{CHECK_BATCH}, {CHECK_TIME} steps, each program on the one before's outputs",
     ]
 
 

@@ -30,7 +30,7 @@ from torch import nn
 from seqmodels.tasks.base import as_task
 from seqmodels.tasks.inference import EXAMPLE_BATCH, Program
 
-__all__ = ["EXAMPLE_BATCH", "Program", "program_for"]
+__all__ = ["EXAMPLE_BATCH", "Program", "program_for", "programs_for"]
 
 
 def program_for(task: nn.Module, datamodule: Any) -> Program:
@@ -42,3 +42,14 @@ def program_for(task: nn.Module, datamodule: Any) -> Program:
         program.metadata
     )
     return program
+
+
+def programs_for(task: nn.Module, datamodule: Any) -> dict[str, Program]:
+    """`TaskModule.inference_programs` (one program named "", or several a caller runs
+    together), each with the task's name in its metadata."""
+    programs = as_task(task, "the checkpoint").inference_programs(datamodule)
+    for program in programs.values():
+        program.metadata = {"task": f"{type(task).__module__}.{type(task).__qualname__}"} | dict(
+            program.metadata
+        )
+    return programs

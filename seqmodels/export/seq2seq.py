@@ -1,4 +1,4 @@
-"""A seq2seq checkpoint as two programs, the encoder and one decoder step, and the search over them.
+"""The search over a seq2seq checkpoint's two exported programs, the encoder and one decoder step.
 
 A sequence-to-sequence model (task=seq2seq, e.g. grapheme-to-phoneme) decodes
 one token at a time, with a search (greedy or beam) choosing the tokens. The
@@ -6,7 +6,7 @@ search stays in Python; what runs in another runtime is the network:
 
 | program | inputs | outputs |
 |---|---|---|
-| encoder | `source` (B, S) int64, `lengths` (B,) int64 | `keys` (B, S, K), `prepared` (B, S, A), `mask` (B, S) bool, `state` (P, B, H) |
+| encoder | `ids` (B, S) int64, `lengths` (B,) int64 | `keys` (B, S, K), `prepared` (B, S, A), `mask` (B, S) bool, `state` (P, B, H) |
 | step | `token` (B,) int64, `keys`, `prepared`, `mask`, `state` | `logits` (B, V), `weights` (B, S), `state_next` (P, B, H) |
 
 `state` stacks the decoder's running state: the cell's (h, or h and c, ...,
@@ -14,10 +14,11 @@ its `state_names`), then the attentional state h~ when the model feeds it
 back (input feeding); the metadata's `state` names them. `prepared` is what
 the attention computes once per source. A beam search reorders rows of
 `state` (dimension 1) and of the others (dimension 0). The batch size and the
-source length are free in both. `seqmodels-export ... format=onnx` writes them as
-`<out>.encoder.onnx` and `<out>.step.onnx` (`format=pt2`: `.pt2`), each with
-the metadata a search needs: the vocabularies, the special tokens and the
-checkpoint's decoding settings.
+source length are free in both (`Seq2Seq.inference_programs` builds them).
+`seqmodels-export ... format=onnx` writes them as `<out>.encoder.onnx` and
+`<out>.step.onnx` (`format=pt2`: `.pt2`), each with the metadata a search
+needs: the vocabularies, the special tokens and the checkpoint's decoding
+settings.
 
 :func:`transduce_onnx` runs the checkpoint's search over the two ONNX files on
 onnxruntime, with torch for the search's bookkeeping (seqmodels.nn's
@@ -37,124 +38,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from seqmodels.data.seq2seq import BOS, EOS, PAD, SPECIALS
+from seqmodels.data.seq2seq import PAD, SPECIALS
 from seqmodels.errors import UserError
-from seqmodels.export.programs import EXAMPLE_BATCH, Program
-from seqmodels.nn import DecoderState, beam_search
-from seqmodels.tasks.seq2seq import Seq2Seq
-
-EXAMPLE_SOURCE = 5  # traced source length
-
-
-class EncoderProgram(nn.Module):
-    """Sources and lengths -> the decoder's starting state, as named tensors."""
-
-    def __init__(self, task: Seq2Seq) -> None:
-        super().__init__()
-        self.task = task
-
-    def forward(self, source: Tensor, lengths: Tensor) -> tuple[Tensor, ...]:
-        start = self.task.encode(source, lengths)
-        return start.keys, start.prepared, start.mask, stack(start, self.task.decoder)
-
-
-class StepProgram(nn.Module):
-    """One decoder step: the previous token and the state -> logits, weights, next state."""
-
-    def __init__(self, task: Seq2Seq) -> None:
-        super().__init__()
-        self.task = task
-
-    def forward(self, token: Tensor, keys: Tensor, prepared: Tensor, mask: Tensor, state: Tensor):
-        decoder = self.task.decoder
-        logits, new, weights = decoder.step(token, unstack(decoder, keys, prepared, mask, state))
-        return logits, weights, stack(new, decoder)
-
-
-def state_names(task: Seq2Seq) -> list[str]:
-    """The rows of `state`: the cell's state names (h, c, ...), then feed if fed back."""
-    names = list(task.decoder.cell.state_names)
-    return names + (["feed"] if task.decoder.input_feeding else [])
-
-
-def stack(state: DecoderState, decoder: Any) -> Tensor:
-    """The running state as one (P, B, H) tensor: the cell's, then h~ if fed back."""
-    cell = state.cell if isinstance(state.cell, tuple) else (state.cell,)
-    return torch.stack([*cell, *((state.feed,) if decoder.input_feeding else ())])
-
-
-def unstack(decoder: Any, keys: Tensor, prepared: Tensor, mask: Tensor, state: Tensor):
-    parts = len(decoder.cell.state_names)
-    cell = state[0] if parts == 1 else tuple(state[:parts].unbind(0))
-    # Without input feeding no step reads feed: h stands in for it.
-    feed = state[parts] if decoder.input_feeding else state[0]
-    return DecoderState(cell, feed, keys, prepared, mask)
-
-
-def programs(task: Any, datamodule: Any) -> dict[str, Program]:
-    """The encoder and step programs of a loaded seq2seq checkpoint (in eval mode), with the
-    metadata a search needs."""
-    source, target = datamodule.source, datamodule.target
-    names = state_names(task)
-    meta = {
-        "task": f"{type(task).__module__}.{type(task).__qualname__}",
-        "source_vocabulary": list(source.itos),
-        "target_vocabulary": list(target.itos),
-        "source_tokens": datamodule.source_tokens,
-        "target_tokens": datamodule.target_tokens,
-        "lowercase": bool(datamodule.lowercase),
-        "special_ids": {"pad": PAD, "bos": BOS, "eos": EOS},
-        "decode": dict(task.hparams["decode"]),
-        "state": names,
-    }
-    B, S = EXAMPLE_BATCH, EXAMPLE_SOURCE
-    lengths = torch.tensor([S, S - 2])
-    ids = torch.randint(len(SPECIALS), len(source), (B, S)).masked_fill(
-        torch.arange(S) >= lengths[:, None], PAD
-    )
-    encoder = Program(
-        EncoderProgram(task),
-        {"source": ids, "lengths": lengths},
-        ["keys", "prepared", "mask", "state"],
-        {"source": {0: "batch", 1: "time"}, "lengths": {0: "batch"}},
-        {**meta, "program": "encoder"},
-    )
-    with torch.no_grad():
-        started = dict(zip(encoder.outputs, encoder.module(ids, lengths), strict=True))
-    inputs = {"token": torch.randint(0, len(target), (B,)), **started}
-    dynamic = {
-        "token": {0: "batch"},
-        **{k: {0: "batch", 1: "time"} for k in ("keys", "prepared", "mask")},
-        "state": {1: "batch"},
-    }
-    step = Program(
-        StepProgram(task),
-        inputs,
-        ["logits", "weights", "state_next"],
-        dynamic,
-        {**meta, "program": "step"},
-    )
-    return {"encoder": encoder, "step": step}
-
-
-def check_inputs(datamodule: Any, batch: int, length: int) -> dict[str, Tensor]:
-    """Sources of another batch size and length than the traced ones, lengths mixed."""
-    lengths = torch.randint(1, length + 1, (batch,))
-    lengths[0] = length
-    ids = torch.randint(len(SPECIALS), len(datamodule.source), (batch, length))
-    return {
-        "source": ids.masked_fill(torch.arange(length) >= lengths[:, None], PAD),
-        "lengths": lengths,
-    }
-
-
-def paths(path: Path, fmt: str) -> dict[str, Path]:
-    """`g2p.onnx` -> g2p.encoder.onnx and g2p.step.onnx (the same for pt2)."""
-    stem = path.with_suffix("") if path.suffix == f".{fmt}" else path
-    return {name: stem.with_name(f"{stem.name}.{name}.{fmt}") for name in ("encoder", "step")}
-
+from seqmodels.nn import beam_search
 
 # -- the search over the ONNX files ---------------------------------------------------------
 
@@ -225,7 +113,7 @@ def transduce_onnx(
     started = dict(
         zip(
             [o.name for o in encoding.get_outputs()],
-            encoding.run(None, {"source": source.numpy(), "lengths": lengths.numpy()}),
+            encoding.run(None, {"ids": source.numpy(), "lengths": lengths.numpy()}),
             strict=True,
         )
     )
