@@ -22,7 +22,9 @@ input feeding h~_{t-1} is an input of step t, and teacher forcing steps the
 cell token by token. `step` (the searches) computes the same numbers either way.
 
 The decoder's running state is a `DecoderState`; `select` reorders or repeats
-its rows, which beam search uses to follow its hypotheses (search.py).
+its rows, which beam search uses to follow its hypotheses (search.py), and
+`reorder` moves them among the hypotheses of one source without copying the
+source's keys.
 """
 
 from __future__ import annotations
@@ -229,6 +231,12 @@ class AttentionDecoder(nn.Module):
     def select(state: DecoderState, index: Tensor) -> DecoderState:
         """The state of rows `index` (beam search: repeat each source, follow hypotheses)."""
         return DecoderState(*(select_rows(v, index) for v in state))
+
+    @staticmethod
+    def reorder(state: DecoderState, index: Tensor) -> DecoderState:
+        """`select` for an `index` that moves rows only among rows of the same source (beam
+        search following its hypotheses): the source's keys and mask stay where they are."""
+        return state._replace(cell=select_rows(state.cell, index), feed=state.feed[index])
 
     @staticmethod
     def batch_size(state: DecoderState) -> int:

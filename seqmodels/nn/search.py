@@ -146,6 +146,9 @@ def beam_search(
 
     Args:
         decoder: a :class:`SearchDecoder`, e.g. an :class:`~seqmodels.nn.AttentionDecoder`.
+            If it has `reorder(state, index)` (the AttentionDecoder does), the search calls
+            it instead of `select` where rows move only among the hypotheses of one source,
+            so that what is the same for all of them need not be copied.
         state: the decoder's state before the first token (B rows), e.g. `decoder.start(...)`.
         beam_size: the hypotheses kept per source.
         max_len: the most tokens a hypothesis has, EOS included.
@@ -185,6 +188,7 @@ def beam_search(
     device = decoder.device(state)
     rows = torch.arange(batch, device=device)
     state = decoder.select(state, rows.repeat_interleave(k))
+    reorder = getattr(decoder, "reorder", decoder.select)
     scores = torch.full((batch, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # one live hypothesis per source at the start, not k copies of it
     history = torch.zeros((batch, k, 0), dtype=torch.long, device=device)
@@ -222,7 +226,9 @@ def beam_search(
             (history.gather(1, keep_beam.unsqueeze(-1).expand(-1, -1, t)), keep_tok.unsqueeze(-1)),
             dim=2,
         )
-        state = decoder.select(state, (rows.unsqueeze(1) * k + keep_beam).view(-1))
+        # Rows move only among the hypotheses of one source: a decoder that can say what is
+        # the same for all of them (the source's encoding) keeps that in place (`reorder`).
+        state = reorder(state, (rows.unsqueeze(1) * k + keep_beam).view(-1))
         token = keep_tok.view(-1)
         done = count >= k
         if bool(done.all()):

@@ -222,3 +222,17 @@ def test_the_unrolled_layer_changes_no_state_dict_key_and_copies_with_the_decode
         assert not torch.allclose(changed, first)
     again, _ = unfed(inputs, unfed.start(keys, mask))
     torch.testing.assert_close(again, first)
+
+
+def test_reorder_moves_the_hypotheses_state_and_keeps_the_sources():
+    torch.manual_seed(0)
+    decoder = AttentionDecoder(9, 5, LSTMCell, 7, 6, AdditiveAttention)
+    keys = torch.randn(2, 4, 6).repeat_interleave(3, 0)  # 2 sources, 3 hypotheses each
+    state = decoder.start(keys, torch.ones(6, 4, dtype=torch.bool))
+    _, state, _ = decoder.step(torch.arange(6), state)  # rows now differ within a source
+    index = torch.tensor([2, 2, 0, 4, 3, 5])  # within each source's rows
+    moved, picked = decoder.reorder(state, index), decoder.select(state, index)
+    assert torch.equal(moved.cell[0], picked.cell[0]) and torch.equal(moved.cell[1], picked.cell[1])
+    assert torch.equal(moved.feed, picked.feed)
+    assert moved.keys is state.keys and moved.mask is state.mask  # not copied
+    assert torch.equal(picked.keys, moved.keys)  # and the same values as select's
