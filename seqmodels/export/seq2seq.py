@@ -67,6 +67,11 @@ class OnnxStep:
         return {k: v[:, rows] if k == "state" else v[rows] for k, v in state.items()}
 
     @staticmethod
+    def reorder(state: dict[str, Any], index: Tensor) -> dict[str, Any]:
+        """Rows moved among one source's hypotheses: only the running state changes."""
+        return {**state, "state": state["state"][:, index.numpy()]}
+
+    @staticmethod
     def batch_size(state: dict[str, Any]) -> int:
         return len(state["keys"])
 
