@@ -18,7 +18,9 @@ their datamodule's hooks (seqmodels.data):
 - `text="..."` or `file=words.txt` for a sequence-to-sequence model
   (`Transduction`, task=seq2seq): `encode_texts(texts)`, then the model's
   `transduce` with `beam=` (null: the checkpoint's decode.beam_size; 1: greedy)
-  and `nbest=` (outputs per input, best first).
+  and `nbest=` (outputs per input, best first). A model of characters that
+  never saw a space (G2P) reads a line's words one by one (`Seq2Seq.sources_of`):
+  `text="hello world"` prints two lines, hello's phones, then world's.
 
 A classifier prints `label  probability  input` per input, and with more than
 two classes a second line with every class's probability. A forecaster prints

@@ -7,7 +7,10 @@ What is written (programs.py): a classifier's probabilities from token ids and
 lengths (IMDB, parity) or from raw pixels (MNIST, with the datamodule's own
 encoding inside), a forecaster's forecast from its window, a language model's
 one step (token, state -> logits, state). The batch size is free everywhere,
-and the length where the task has one (token classifiers).
+and the length where the task has one (token classifiers). A seq2seq model
+(G2P) is two programs, its encoder and one decoder step, in two files
+(`<out>.encoder.onnx`, `<out>.step.onnx`), with the search over them in
+seq2seq.py (`transduce_onnx`: seqmodels-predict's outputs from onnxruntime).
 
 - `format=onnx`: torch's exporter (torch.export, then onnxscript), with the
   recurrent layers written as ONNX's own LSTM/GRU/RNN operators
@@ -46,7 +49,7 @@ from torch import Tensor
 from seqmodels.checkpoint import load_run
 from seqmodels.data.files import atomic_write, writable_folder
 from seqmodels.errors import UserError
-from seqmodels.export.programs import Program, program_for
+from seqmodels.export.programs import Program, program_for, programs_for
 from seqmodels.export.recurrent_onnx import (
     translation_table,
     with_onnx_layers,
@@ -81,7 +84,11 @@ def export(cfg: Mapping[str, Any], stream: Any = None) -> Path:
         )
     writable_folder(path.parent, path)  # now, not after minutes of exporting
     length = cfg.get("length")
-    if fmt == "onnx":
+    names = list(programs_for(task, datamodule))
+    if names != [""]:  # several programs (a seq2seq model's encoder and step), a file each
+        lines = write_programs(task, datamodule, path, fmt)
+        path = program_paths(path, fmt, names)[names[0]]
+    elif fmt == "onnx":
         lines = write_onnx(task, datamodule, path, length)
     else:
         lines = write_pt2(task, datamodule, path, length)
@@ -190,6 +197,88 @@ def write_pt2(task: Any, datamodule: Any, path: Path, length: int | None = None)
         f"checked: the exported program gives PyTorch's outputs to {diff:.1e} on "
         f"{describe(program)}",
     ]
+
+
+# -- several programs ------------------------------------------------------------------
+
+
+def program_paths(path: Path, fmt: str, names: list[str]) -> dict[str, Path]:
+    """`g2p.onnx` and programs encoder, step -> g2p.encoder.onnx, g2p.step.onnx."""
+    stem = path.with_suffix("") if path.suffix == f".{fmt}" else path
+    return {n: stem.with_name(f"{stem.name}.{n}.{fmt}") if n else path for n in names}
+
+
+def write_programs(task: Any, datamodule: Any, path: Path, fmt: str) -> list[str]:
+    """A task's several programs (`TaskModule.inference_programs`), a file each beside
+    `path`, each checked against the model on inputs of another batch size and length
+    (an input that an earlier program outputs is that output: a decoder step reads the
+    encoder's states); all written, or none."""
+    if fmt == "onnx":
+        need("onnx", "onnxscript", "onnxruntime", what="format=onnx")
+    programs = programs_for(with_onnx_layers(task) if fmt == "onnx" else task, datamodule)
+    reference = programs_for(task, datamodule)
+    files = program_paths(path, fmt, list(programs))
+    produced: dict[str, Tensor] = {}
+    blobs, diffs, lines = {}, [], []
+    for name, program in programs.items():
+        check = program.example(CHECK_BATCH, CHECK_TIME if has_time(program) else None)
+        check = {k: produced.get(k, v) for k, v in check.items()}
+        with torch.no_grad():
+            out = reference[name].module(*check.values())
+        want = list(out) if isinstance(out, tuple) else [out]
+        produced.update(zip(program.outputs, want, strict=True))
+        if fmt == "onnx":
+            import onnxruntime as ort
+
+            model = _to_onnx(program).model_proto
+            entry = model.metadata_props.add()
+            entry.key, entry.value = "seqmodels", json.dumps(program.metadata)
+            blobs[name] = model.SerializeToString()
+            session = ort.InferenceSession(blobs[name], providers=["CPUExecutionProvider"])
+            got = [
+                torch.from_numpy(g)
+                for g in session.run(None, {k: v.numpy() for k, v in check.items()})
+            ]
+            ops = [n.op_type for n in model.graph.node if n.op_type in RECURRENT_OPS]
+            if ops:
+                counted = ", ".join(f"{ops.count(o)} {o}" for o in RECURRENT_OPS if o in ops)
+                lines.append(f"{name}: recurrent layers as {counted}")
+        else:
+            with quiet_exporter():
+                ep = torch.export.export(
+                    program.module,
+                    tuple(program.inputs.values()),
+                    dynamic_shapes=dynamic_shapes(program),
+                )
+            with torch.no_grad():
+                out = ep.module()(*check.values())
+            got = list(out) if isinstance(out, tuple) else [out]
+            buffer = io.BytesIO()
+            extra = {"seqmodels.json": json.dumps(program.metadata)}
+            torch.export.save(ep, buffer, extra_files=extra)
+            blobs[name] = buffer.getvalue()
+        diffs.append(compare(floats(want), floats(got)))
+        lines += [f"{name}: {line}" for line in signature(program)]
+    for name, data in blobs.items():
+        with atomic_write(files[name]) as f:
+            f.write(data)
+    written = " and ".join(f"{files[n]} ({len(blobs[n]) / 1e6:.1f} MB)" for n in files)
+    kind = f"ONNX opset {ONNX_OPSET}" if fmt == "onnx" else "torch.export programs"
+    runtime = "onnxruntime gives" if fmt == "onnx" else "the exported programs give"
+    search = programs[next(iter(programs))].metadata.get("search")
+    notes = [f"search: {search} runs over the files"] if search and fmt == "onnx" else []
+    return [
+        f"wrote {written}: {', '.join(programs)}, {kind}",
+        *lines,
+        *notes,
+        f"checked: {runtime} PyTorch's outputs to {max(diffs):.1e} on a batch of "
+        f"{CHECK_BATCH}, {CHECK_TIME} steps, each program on the one before's outputs",
+    ]
+
+
+def floats(tensors: list[Tensor]) -> list[Tensor]:
+    """Bool outputs (a mask) as 0/1 floats, for compare."""
+    return [t.float() if t.dtype == torch.bool else t for t in tensors]
 
 
 # -- shared --------------------------------------------------------------------------------

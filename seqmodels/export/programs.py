@@ -12,8 +12,8 @@ the order and names an exported file has:
 | forecaster | `past` (B, window, F), `known` (B, horizon, K), `snaive` (B, horizon) | `forecast` (B, horizon) | fixed window |
 | language model, one step | `token` (B,) int64, `h` (L, B, H) [, `c`] | `logits` (B, V), `h_next` [, `c_next`] | one step |
 
-A sequence-to-sequence model has no program yet (its search is a loop over a
-data-dependent number of steps).
+A sequence-to-sequence model is two programs, its encoder and one decoder
+step, with the search over them in Python (seq2seq.py).
 
 The image classifier includes the datamodule's own encoding of pixels
 (`encode_images`: scaling, rows or pixels, a pixel permutation), so the file
@@ -30,7 +30,7 @@ from torch import nn
 from seqmodels.tasks.base import as_task
 from seqmodels.tasks.inference import EXAMPLE_BATCH, Program
 
-__all__ = ["EXAMPLE_BATCH", "Program", "program_for"]
+__all__ = ["EXAMPLE_BATCH", "Program", "program_for", "programs_for"]
 
 
 def program_for(task: nn.Module, datamodule: Any) -> Program:
@@ -42,3 +42,14 @@ def program_for(task: nn.Module, datamodule: Any) -> Program:
         program.metadata
     )
     return program
+
+
+def programs_for(task: nn.Module, datamodule: Any) -> dict[str, Program]:
+    """`TaskModule.inference_programs` (one program named "", or several a caller runs
+    together), each with the task's name in its metadata."""
+    programs = as_task(task, "the checkpoint").inference_programs(datamodule)
+    for program in programs.values():
+        program.metadata = {"task": f"{type(task).__module__}.{type(task).__qualname__}"} | dict(
+            program.metadata
+        )
+    return programs

@@ -3,7 +3,10 @@
 Both take the decoder's query (B, Q), the encoder's states as keys (B, S, K)
 and a mask (B, S) of valid source positions, and return the context (B, K),
 the weights' sum of the keys, and the weights (B, S). Padded positions get
-weight exactly 0 and the weights sum to 1 over the valid ones.
+weight exactly 0 and the weights sum to 1 over the valid ones. A query of
+every step at once, (B, U, Q), gives contexts (B, U, K) and weights
+(B, U, S) in batched products: teacher forcing without input feeding attends
+for the whole target in one call.
 
 The part of the score that depends only on the keys is computed once per
 source (`prepare`), not once per decoder step: for additive attention that is
@@ -48,16 +51,21 @@ class Attention(nn.Module):
     the keys (the default passes the keys through). `forward` turns the scores into weights
     with :func:`masked_softmax` and returns the weighted sum of the keys.
 
+    `forward` also takes the queries of U steps at once, `(B, U, Q)`: their scores come from
+    `score_steps(queries, prepared)`, which by default calls `score` once per step; a subclass
+    that can score every step in one batched product overrides it (both built-in ones do).
+
     Args:
         query_size: Q, the features of the query (the decoder's hidden state).
         key_size: K, the features of a key (an encoder state).
 
     Shape:
-        - query: `(B, Q)`
+        - query: `(B, Q)`, or `(B, U, Q)` for U steps at once
         - keys: `(B, S, K)`, the encoder's states
         - prepared: what `prepare(keys)` returned, `(B, S, *)`
         - mask: `(B, S)` bool, True at the valid (non-padded) source positions
-        - Output: context `(B, K)` and weights `(B, S)`
+        - Output: context `(B, K)` and weights `(B, S)`; for U steps `(B, U, K)` and
+          `(B, U, S)`
 
     Returns:
         `(context, weights)`: the weights sum to 1 over the valid positions and are exactly 0
@@ -89,9 +97,17 @@ class Attention(nn.Module):
         """The unnormalised scores `(B, S)` of the query `(B, Q)` against every position."""
         raise NotImplementedError
 
+    def score_steps(self, queries: Tensor, prepared: Tensor) -> Tensor:
+        """The scores `(B, U, S)` of the queries of U steps `(B, U, Q)`: `score` per step,
+        unless a subclass scores them all in one product."""
+        return torch.stack([self.score(q, prepared) for q in queries.unbind(1)], 1)
+
     def forward(
         self, query: Tensor, keys: Tensor, prepared: Tensor, mask: Tensor
     ) -> tuple[Tensor, Tensor]:
+        if query.dim() == 3:  # U steps at once
+            weights = masked_softmax(self.score_steps(query, prepared), mask.unsqueeze(1))
+            return torch.bmm(weights, keys), weights  # (B, U, K), (B, U, S)
         weights = masked_softmax(self.score(query, prepared), mask)  # (B, S)
         context = torch.bmm(weights.unsqueeze(1), keys).squeeze(1)  # (B, K)
         return context, weights
@@ -112,7 +128,8 @@ class AdditiveAttention(Attention):
 
     Shape:
         As :class:`Attention`: query `(B, Q)`, keys `(B, S, K)`, mask `(B, S)`;
-        context `(B, K)`, weights `(B, S)`.
+        context `(B, K)`, weights `(B, S)`. Queries of U steps `(B, U, Q)` give
+        `(B, U, K)` and `(B, U, S)`.
 
     Returns:
         `(context, weights)`, as :class:`Attention`.
@@ -141,6 +158,11 @@ class AdditiveAttention(Attention):
     def score(self, query: Tensor, prepared: Tensor) -> Tensor:
         return self.v(torch.tanh(prepared + self.query_proj(query).unsqueeze(1))).squeeze(-1)
 
+    def score_steps(self, queries: Tensor, prepared: Tensor) -> Tensor:
+        # (B, U, S, A): every step against every position, one tanh and one product
+        hidden = torch.tanh(prepared.unsqueeze(1) + self.query_proj(queries).unsqueeze(2))
+        return self.v(hidden).squeeze(-1)
+
 
 class MultiplicativeAttention(Attention):
     """Luong's "general" attention: a bilinear form, one batched product per step.
@@ -156,7 +178,8 @@ class MultiplicativeAttention(Attention):
 
     Shape:
         As :class:`Attention`: query `(B, Q)`, keys `(B, S, K)`, mask `(B, S)`;
-        context `(B, K)`, weights `(B, S)`.
+        context `(B, K)`, weights `(B, S)`. Queries of U steps `(B, U, Q)` give
+        `(B, U, K)` and `(B, U, S)`.
 
     Returns:
         `(context, weights)`, as :class:`Attention`.
@@ -178,3 +201,6 @@ class MultiplicativeAttention(Attention):
 
     def score(self, query: Tensor, prepared: Tensor) -> Tensor:
         return torch.bmm(prepared, self.query_proj(query).unsqueeze(-1)).squeeze(-1)
+
+    def score_steps(self, queries: Tensor, prepared: Tensor) -> Tensor:
+        return torch.bmm(self.query_proj(queries), prepared.transpose(1, 2))

@@ -13,8 +13,18 @@ what it has already attended to (which letters it has already pronounced).
 The cell's first h is tanh(W_b mean(encoder states)) over valid source
 positions; the rest of its state (an LSTM's c) starts at zero.
 
+Without input feeding the cell's input at step t is the token alone, so
+teacher forcing needs no Python step per token: the cell runs over the whole
+target in one call (a one-layer `Recurrent` sharing the decoder's cell, on any
+engine: `native`, `fused`, `loop`, `auto`), then attention for every step in
+batched products, then combine and the output layer for every step. With
+input feeding h~_{t-1} is an input of step t, and teacher forcing steps the
+cell token by token. `step` (the searches) computes the same numbers either way.
+
 The decoder's running state is a `DecoderState`; `select` reorders or repeats
-its rows, which beam search uses to follow its hypotheses (search.py).
+its rows, which beam search uses to follow its hypotheses (search.py), and
+`reorder` moves them among the hypotheses of one source without copying the
+source's keys.
 """
 
 from __future__ import annotations
@@ -25,8 +35,11 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from seqmodels.errors import UserError
+from seqmodels.nn import engines
 from seqmodels.nn.attention import Attention
 from seqmodels.nn.cells import Cell
+from seqmodels.nn.recurrent import ENGINES, Recurrent
 
 
 class DecoderState(NamedTuple):
@@ -75,7 +88,9 @@ class AttentionDecoder(nn.Module):
     :math:`\\tanh(W_b \\cdot \\text{mean of the valid keys})`, the rest of its state (an
     LSTM's c) zero. `forward` is teacher forcing over a whole target; `step` is one token,
     for :func:`~seqmodels.nn.greedy_search` and :func:`~seqmodels.nn.beam_search`, which
-    also use `select`, `batch_size` and `device`.
+    also use `select`, `batch_size` and `device`. Without input feeding, `forward` runs the
+    cell over the whole target in one call on `engine` and attends for every step at once
+    (no Python step per token); with it, `forward` steps token by token.
 
     Args:
         vocab_size: V, the number of target tokens.
@@ -88,6 +103,9 @@ class AttentionDecoder(nn.Module):
             :class:`~seqmodels.nn.Attention` class or a partial of one.
         input_feeding: feed the previous step's attentional state to the cell with the token,
             so it knows what it has already attended to. Default: ``True``
+        engine: how `forward` runs the cell over the target without input feeding:
+            ``"auto"``, ``"loop"``, ``"fused"`` or ``"native"``, as
+            :class:`~seqmodels.nn.Recurrent`. Default: ``"auto"``
         dropout: on the token embeddings and on h~ before the output layer. Default: 0
         padding_idx: the target padding token: its embedding is zero and gets no gradient.
             Default: 0
@@ -124,8 +142,11 @@ class AttentionDecoder(nn.Module):
         input_feeding: bool = True,
         dropout: float = 0.0,
         padding_idx: int | None = 0,
+        engine: str = "auto",
     ) -> None:
         super().__init__()
+        if engine not in ENGINES:
+            raise UserError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
         self.hidden_size, self.input_feeding = hidden_size, input_feeding
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
         self.cell = cell(embedding_dim + (hidden_size if input_feeding else 0), hidden_size)
@@ -133,6 +154,20 @@ class AttentionDecoder(nn.Module):
             raise TypeError(
                 f"the decoder's cell must be a seqmodels.nn.Cell, got {type(self.cell)}"
             )
+        # The layer that runs self.cell over a whole target (no input feeding), kept out of
+        # the module tree: it owns no parameter of its own, and the state_dict keeps the
+        # decoder's keys. A cell with an i2o head is not a layer's cell: engines.run_loop.
+        self._unrolled: Recurrent | None = None
+        if not input_feeding and self.cell.i2o is None:
+            layer = Recurrent(
+                lambda input_size, hidden_size, bias: self.cell,
+                embedding_dim,
+                hidden_size,
+                bias=self.cell.bias,
+                engine=engine,
+            )
+            layer.cell = type(self.cell)  # what its repr and messages name; no lambda kept
+            object.__setattr__(self, "_unrolled", layer)
         self.attention = attention(query_size=hidden_size, key_size=key_size)
         self.bridge = nn.Linear(key_size, hidden_size)
         self.combine = nn.Linear(key_size + hidden_size, hidden_size, bias=False)
@@ -167,6 +202,8 @@ class AttentionDecoder(nn.Module):
     def forward(self, inputs: Tensor, state: DecoderState) -> tuple[Tensor, Tensor]:
         """Teacher forcing: logits (B, U, V) and attention weights (B, U, S) for the given
         input tokens (B, U) (BOS, then the target shifted by one)."""
+        if not self.input_feeding:
+            return self._forward_unrolled(inputs, state)
         attended, weights = [], []
         for embedded in self.dropout(self.embedding(inputs)).unbind(1):  # unbind: no O(U^2) grads
             a, state, w = self._advance(embedded, state)
@@ -175,10 +212,31 @@ class AttentionDecoder(nn.Module):
         # One output product for all steps: the vocabulary projection is the largest matmul.
         return self.out(self.dropout(torch.stack(attended, 1))), torch.stack(weights, 1)
 
+    def _forward_unrolled(self, inputs: Tensor, state: DecoderState) -> tuple[Tensor, Tensor]:
+        """Teacher forcing without input feeding: the cell over the whole target in one call,
+        then attention, combine and the output layer for every step at once."""
+        embedded = self.dropout(self.embedding(inputs))  # (B, U, E)
+        if self._unrolled is None:
+            hs, _ = engines.run_loop(self.cell, embedded, state.cell, None)
+        else:
+            self._unrolled.training = self.training  # outside the tree: train() does not reach
+            cell = state.cell
+            h0 = tuple(s.unsqueeze(0) for s in cell) if isinstance(cell, tuple) else cell[None]
+            hs, _ = self._unrolled(embedded, h0)  # (B, U, H)
+        context, weights = self.attention(hs, state.keys, state.prepared, state.mask)
+        attended = torch.tanh(self.combine(torch.cat((context, hs), -1)))
+        return self.out(self.dropout(attended)), weights
+
     @staticmethod
     def select(state: DecoderState, index: Tensor) -> DecoderState:
         """The state of rows `index` (beam search: repeat each source, follow hypotheses)."""
         return DecoderState(*(select_rows(v, index) for v in state))
+
+    @staticmethod
+    def reorder(state: DecoderState, index: Tensor) -> DecoderState:
+        """`select` for an `index` that moves rows only among rows of the same source (beam
+        search following its hypotheses): the source's keys and mask stay where they are."""
+        return state._replace(cell=select_rows(state.cell, index), feed=state.feed[index])
 
     @staticmethod
     def batch_size(state: DecoderState) -> int:

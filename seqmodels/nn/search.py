@@ -15,10 +15,15 @@ at once (B * beam_size rows per step). At each step the best 2 * beam_size
 expansions are ranked: an expansion ending in EOS among the first beam_size
 is finished, and the best beam_size that do not end go on. A source is done
 once it has beam_size finished hypotheses (fairseq's rule), or at `max_len`
-steps, where its unfinished ones join the finished. Finished hypotheses are
-ranked by score / length ** length_penalty (length counts EOS): 0 ranks by the
-raw sum, which favours short outputs; 1 by the mean log-probability per token.
-With beam_size 1 this is greedy search.
+steps, where its unfinished ones join the finished if it has fewer than
+nbest. Finished hypotheses are ranked by score / length ** length_penalty
+(length counts EOS): 0 ranks by the raw sum, which favours short outputs; 1 by
+the mean log-probability per token. With beam_size 1 this is greedy search.
+
+Both searches keep everything in tensors while they run (beam search's
+finished hypotheses in a per-source buffer of scores, tokens and lengths,
+written with scatter): no Python per hypothesis or per source, and one
+conversion to lists at the end.
 """
 
 from __future__ import annotations
@@ -136,11 +141,14 @@ def beam_search(
     At each step the best 2 * beam_size expansions of a source are ranked; those ending in
     EOS among its first beam_size are finished, the best beam_size others go on. A source is
     done once it has beam_size finished hypotheses, or at `max_len` steps, where its
-    unfinished ones compete too. Hypotheses are ranked by
+    unfinished ones compete too if it has fewer than nbest finished. Hypotheses are ranked by
     `score / length ** length_penalty` (length counts EOS). `beam_size=1` is greedy search.
 
     Args:
         decoder: a :class:`SearchDecoder`, e.g. an :class:`~seqmodels.nn.AttentionDecoder`.
+            If it has `reorder(state, index)` (the AttentionDecoder does), the search calls
+            it instead of `select` where rows move only among the hypotheses of one source,
+            so that what is the same for all of them need not be copied.
         state: the decoder's state before the first token (B rows), e.g. `decoder.start(...)`.
         beam_size: the hypotheses kept per source.
         max_len: the most tokens a hypothesis has, EOS included.
@@ -180,16 +188,23 @@ def beam_search(
     device = decoder.device(state)
     rows = torch.arange(batch, device=device)
     state = decoder.select(state, rows.repeat_interleave(k))
+    reorder = getattr(decoder, "reorder", decoder.select)
     scores = torch.full((batch, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # one live hypothesis per source at the start, not k copies of it
     history = torch.zeros((batch, k, 0), dtype=torch.long, device=device)
     token = torch.full((batch * k,), bos, dtype=torch.long, device=device)
-    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
-    done = torch.zeros(batch, dtype=torch.bool)
+    # The finished hypotheses, per source in the order found: fewer than k before a step and
+    # at most k more in it (or, at max_len, fewer than nbest and k unfinished), so 2k slots.
+    # The extra last slot takes the writes of the expansions that did not finish.
+    slots = 2 * k
+    found = Finished(
+        scores=torch.full((batch, slots + 1), float("-inf"), dtype=torch.float64, device=device),
+        tokens=torch.zeros((batch, slots + 1, max_len), dtype=torch.long, device=device),
+        lengths=torch.zeros((batch, slots + 1), dtype=torch.long, device=device),
+    )
+    count = torch.zeros(batch, dtype=torch.long, device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
     ranks = torch.arange(2 * k, device=device)
-
-    def norm(score: float, length: int) -> float:
-        return score / length**length_penalty
 
     for t in range(max_len):
         logits, state, _ = decoder.step(token, state)
@@ -200,10 +215,9 @@ def beam_search(
         beam, tok = index // vocab, index % vocab
         ends = tok == eos
         # Finished: EOS among the first k expansions of a source not yet done.
-        hits = (ends[:, :k] & torch.isfinite(top[:, :k]) & ~done.to(device).unsqueeze(1)).nonzero()
-        for b, r in hits.tolist():
-            seq = history[b, beam[b, r]].tolist()
-            finished[b].append((norm(float(top[b, r]), t + 1), seq))
+        hits = ends[:, :k] & torch.isfinite(top[:, :k]) & ~done.unsqueeze(1)
+        sequences = history.gather(1, beam[:, :k].unsqueeze(-1).expand(-1, -1, t))
+        count = found.add(hits, count, top[:, :k], t + 1, length_penalty, sequences)
         # Going on: the best k expansions that do not end (there are always k: at most k end).
         keep = torch.argsort(ends.long() * len(ranks) + ranks[: ends.shape[1]], dim=-1)[:, :k]
         keep_beam, keep_tok = beam.gather(1, keep), tok.gather(1, keep)
@@ -212,19 +226,62 @@ def beam_search(
             (history.gather(1, keep_beam.unsqueeze(-1).expand(-1, -1, t)), keep_tok.unsqueeze(-1)),
             dim=2,
         )
-        state = decoder.select(state, (rows.unsqueeze(1) * k + keep_beam).view(-1))
+        # Rows move only among the hypotheses of one source: a decoder that can say what is
+        # the same for all of them (the source's encoding) keeps that in place (`reorder`).
+        state = reorder(state, (rows.unsqueeze(1) * k + keep_beam).view(-1))
         token = keep_tok.view(-1)
-        done = torch.tensor([len(f) >= k for f in finished])
+        done = count >= k
         if bool(done.all()):
             break
-    for b, found in enumerate(finished):
-        if len(found) < nbest:  # max_len reached: the unfinished ones compete too
-            length = history.shape[2]
-            found += [
-                (norm(float(s), length), history[b, j].tolist())
-                for j, s in enumerate(scores[b].tolist())
-                if s > float("-inf")
-            ]
+    # max_len reached with fewer than nbest finished: the unfinished ones compete too.
+    live = (count < nbest).unsqueeze(1) & (scores > float("-inf"))
+    found.add(live, count, scores, history.shape[2], length_penalty, history)
+    # Best first; stable, so equal scores keep the order found (as Python's sorted).
+    order = (-found.scores[:, :slots]).sort(dim=1, stable=True).indices[:, :nbest]
+    best = found.scores.gather(1, order).tolist()
+    lengths = found.lengths.gather(1, order).tolist()
+    tokens = found.tokens.gather(1, order.unsqueeze(-1).expand(-1, -1, max_len)).tolist()
     return [
-        [(seq, score) for score, seq in sorted(f, key=lambda x: -x[0])[:nbest]] for f in finished
+        [
+            (seq[:n], score)
+            for seq, n, score in zip(tokens[b], lengths[b], best[b], strict=True)
+            if score > float("-inf")
+        ]
+        for b in range(batch)
     ]
+
+
+class Finished(NamedTuple):
+    """Beam search's finished hypotheses, in tensors: per source, slots in the order found.
+
+    Attributes:
+        scores: `(B, slots + 1)` float64, the length-normalised scores (-inf: an empty slot).
+        tokens: `(B, slots + 1, max_len)`, each hypothesis' tokens without EOS.
+        lengths: `(B, slots + 1)`, how many of its tokens count.
+    """
+
+    scores: Tensor
+    tokens: Tensor
+    lengths: Tensor
+
+    def add(
+        self,
+        new: Tensor,
+        count: Tensor,
+        scores: Tensor,
+        length: int,
+        length_penalty: float,
+        sequences: Tensor,
+    ) -> Tensor:
+        """Write the candidates where `new` (B, n) is True into each source's next slots;
+        return the new count per source. Scores (B, n) are sums over `length` tokens (EOS
+        included); sequences (B, n, L) their tokens."""
+        trash = self.scores.shape[1] - 1
+        slot = torch.where(new, count.unsqueeze(1) + new.long().cumsum(1) - 1, trash)
+        # float64, divided as Python divides floats: the ranking of ties is the same as ever.
+        self.scores.scatter_(1, slot, scores.double() / float(length**length_penalty))
+        self.lengths.scatter_(1, slot, torch.full_like(slot, sequences.shape[2]))
+        if sequences.shape[2]:
+            index = slot.unsqueeze(-1).expand(-1, -1, sequences.shape[2])
+            self.tokens[:, :, : sequences.shape[2]].scatter_(1, index, sequences)
+        return count + new.long().sum(1)

@@ -51,6 +51,10 @@ class TaskModule(L.LightningModule):
     never look past (they do not switch on the task's type), so that a new
     task needs no change to `seqmodels-export`, `-predict` or `-sample`:
 
+    - `inference_programs(datamodule) -> dict[str, Program]`: the same as
+      several programs a caller runs together, each written to its own file
+      (a seq2seq model's encoder and decoder step, with its search between
+      them); by default `{"": inference_program(datamodule)}`, one file.
     - `inference_program(datamodule) -> Program`: the inference path as a
       module with named tensor inputs and outputs (seqmodels-export writes it
       to ONNX or torch.export's pt2, and checks it against the eager module).
@@ -166,6 +170,22 @@ class TaskModule(L.LightningModule):
             f"seqmodels-export cannot export a {self.task_name()} checkpoint: the task does "
             "not define an inference program (TaskModule.inference_program)"
         )
+
+    def inference_programs(self, datamodule: Any) -> dict[str, Program]:
+        """The inference path as named programs, each exported to a file of its own
+        (`<out>.<name>.onnx`; the name "" is `out` itself).
+
+        An input of a later program that an earlier one outputs (the same name) takes that
+        output when seqmodels-export checks the files (a decoder step reads the encoder's
+        states). The default is one program, `inference_program`.
+
+        Args:
+            datamodule: the checkpoint's datamodule, with its state (vocabulary, scaling).
+
+        Returns:
+            dict[str, Program]: by name, in the order they run.
+        """
+        return {"": self.inference_program(datamodule)}
 
     def read_request(self, datamodule: Any, request: Mapping[str, Any]) -> PredictInputs:
         """A seqmodels-predict request read into model inputs.

@@ -13,7 +13,7 @@ user gives (`text=`, `file=`, `image=`) that several tasks share.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,10 +81,15 @@ def given_keys(request: Mapping[str, Any]) -> list[str]:
     return [k for k in REQUEST_KEYS if request.get(k) is not None]
 
 
-def read_request(datamodule: Any, request: Mapping[str, Any]):
+def read_request(
+    datamodule: Any,
+    request: Mapping[str, Any],
+    sources_of: Callable[[str], list[str]] | None = None,
+):
     """(x, lengths or None, a display name per input) from text=, file= or image=, encoded by
     the datamodule's own hooks (`encode_images` of an ImageInputs datamodule, else
-    `encode_texts`)."""
+    `encode_texts`); `sources_of` splits a line of text into the inputs it holds (a G2P
+    model's words), each named by its line."""
     given = given_keys(request)
     if provides(datamodule, ImageInputs):
         if given != ["image"]:
@@ -112,6 +117,9 @@ def read_request(datamodule: Any, request: Mapping[str, Any]):
         if not numbered:
             raise UserError(f"{file} has nothing to predict: put one input per line")
         names, texts = [f"line {i}" for i, _ in numbered], [t for _, t in numbered]
+    if sources_of is not None:
+        split = [(n, source) for n, t in zip(names, texts, strict=True) for source in sources_of(t)]
+        names, texts = [n for n, _ in split], [t for _, t in split]
     x, lengths = datamodule.encode_texts(texts)
     return x, lengths, [f"{n}: {snippet(t)}" for n, t in zip(names, texts, strict=True)]
 

@@ -35,6 +35,7 @@ Args:
 
 from __future__ import annotations
 
+import string
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,14 +47,20 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from seqmodels.data import Transduction, missing, provides
-from seqmodels.data.seq2seq import BOS, EOS, PAD, Seq2SeqBatch
+from seqmodels.data.seq2seq import BOS, EOS, PAD, SPECIALS, Seq2SeqBatch
 from seqmodels.errors import UserError
 from seqmodels.nn import AttentionDecoder, DecoderState, beam_search, build_cell, greedy_search
 from seqmodels.nn.gradflow import state_gradient_norms
 from seqmodels.tasks.attention_plots import attention_image, stack
 from seqmodels.tasks.base import TaskModule
 from seqmodels.tasks.encoder import build_encoder, encoder_output_size
-from seqmodels.tasks.inference import PredictInputs, Prediction, read_request
+from seqmodels.tasks.inference import (
+    EXAMPLE_BATCH,
+    PredictInputs,
+    Prediction,
+    Program,
+    read_request,
+)
 from seqmodels.tasks.sequence_errors import SequenceErrorRate, TokenErrorRate
 
 STAGES = ("train", "val", "test")
@@ -226,15 +233,90 @@ class Seq2Seq(TaskModule):
             eos=EOS,
         )
 
+    @staticmethod
+    def sources_of(line: str, datamodule: Any) -> list[str]:
+        """The sources a line of input holds, for seqmodels-predict: its words, for a model
+        that reads characters and never saw a space (grapheme-to-phoneme: `hello world` is two
+        words, pronounced one by one, each on its own output line), else the line itself (a
+        model of words, or of characters with the space among them, reads the whole line).
+
+        Punctuation the model never saw is taken off the words' ends (`"Hello, world!"` is
+        `Hello` and `world`); what remains unknown is the datamodule's one-line error."""
+        vocabulary = getattr(datamodule, "source", None)
+        known = set(getattr(vocabulary, "stoi", ()))
+        if getattr(datamodule, "source_tokens", "char") != "char" or " " in known:
+            return [line]
+        unseen = "".join(c for c in string.punctuation if c not in known)
+        words = [word.strip(unseen) for word in line.split()]
+        return [word for word in words if word] or [line]
+
     # -- inference (TaskModule's contract) --------------------------------------------
+    def inference_programs(self, datamodule: Any) -> dict[str, Program]:
+        """Two programs, with the search between them left to the caller (seqmodels.export's
+        seq2seq.transduce_onnx runs seqmodels-predict's over ONNX files):
+
+        - `encoder`: `ids` (B, S) int64, `lengths` (B,) -> `keys` (B, S, K), `prepared`
+          (what the attention computes once per source), `mask` (B, S) bool and `state`
+          (P, B, H), the decoder's running state stacked: the cell's (its `state_names`),
+          then the attentional state when it is fed back (input feeding);
+        - `step`: `token` (B,) int64, `keys`, `prepared`, `mask`, `state` -> `logits`
+          (B, V), `weights` (B, S), `state_next`.
+
+        The metadata holds what a search needs: the vocabularies, the special ids, the
+        checkpoint's decoding settings and the names of `state`'s rows."""
+        source, target = datamodule.source, datamodule.target
+        meta = {
+            "source_vocabulary": list(source.itos),
+            "target_vocabulary": list(target.itos),
+            "source_tokens": datamodule.source_tokens,
+            "target_tokens": datamodule.target_tokens,
+            "lowercase": bool(datamodule.lowercase),
+            "special_ids": {"pad": PAD, "bos": BOS, "eos": EOS},
+            "decode": dict(self.hparams["decode"]),
+            # seqmodels-predict's search over the ONNX files, on onnxruntime
+            "search": "seqmodels.export.seq2seq.transduce_onnx(encoder, step, sources)",
+            "state": [
+                *self.decoder.cell.state_names,
+                *(["feed"] if self.decoder.input_feeding else []),
+            ],
+        }
+        B, S = EXAMPLE_BATCH, 5
+        lengths = torch.tensor([S, S - 2])
+        ids = torch.randint(len(SPECIALS), len(source), (B, S))
+        ids = ids.masked_fill(torch.arange(S) >= lengths[:, None], PAD)
+        encoder = Program(
+            EncoderProgram(self),
+            {"ids": ids, "lengths": lengths},
+            ["keys", "prepared", "mask", "state"],
+            {"ids": {0: "batch", 1: "time"}, "lengths": {0: "batch"}},
+            {**meta, "program": "encoder"},
+        )
+        with torch.no_grad():
+            started = dict(zip(encoder.outputs, encoder.module(ids, lengths), strict=True))
+        step = Program(
+            StepProgram(self),
+            {"token": torch.randint(0, len(target), (B,)), **started},
+            ["logits", "weights", "state_next"],
+            {
+                "token": {0: "batch"},
+                **{k: {0: "batch", 1: "time"} for k in ("keys", "prepared", "mask")},
+                "state": {1: "batch"},
+            },
+            {**meta, "program": "step"},
+        )
+        return {"encoder": encoder, "step": step}
+
     def read_request(self, datamodule: Any, request: Mapping[str, Any]) -> PredictInputs:
-        """text=/file= through the datamodule's `encode_texts` (one source per line)."""
+        """text=/file= through the datamodule's `encode_texts`: one source per line, or per
+        word of a line for a G2P model (`sources_of`)."""
         if missing(datamodule, Transduction):
             raise UserError(
                 f"seqmodels-predict reads a sequence-to-sequence model's sources through its "
                 f"datamodule's encode_texts; {type(datamodule).__name__} has none"
             )
-        x, lengths, names = read_request(datamodule, request)
+        x, lengths, names = read_request(
+            datamodule, request, lambda line: self.sources_of(line, datamodule)
+        )
         return PredictInputs((x, lengths), names)
 
     def predict_request(
@@ -391,3 +473,41 @@ class Seq2Seq(TaskModule):
             return self.loss(logits, batch.target)
 
         return state_gradient_norms(self.encoder, loss, batch.source_lengths)
+
+
+class EncoderProgram(nn.Module):
+    """A Seq2Seq's encoder as an exported program: sources and lengths -> the decoder's
+    starting state as tensors (keys, prepared, mask, state)."""
+
+    def __init__(self, task: Seq2Seq) -> None:
+        super().__init__()
+        self.task = task
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, ...]:
+        start = self.task.encode(ids, lengths)
+        return start.keys, start.prepared, start.mask, stacked(start, self.task.decoder)
+
+
+class StepProgram(nn.Module):
+    """A Seq2Seq's decoder step as an exported program: the previous token and the state
+    -> logits, attention weights and the next state."""
+
+    def __init__(self, task: Seq2Seq) -> None:
+        super().__init__()
+        self.task = task
+
+    def forward(
+        self, token: Tensor, keys: Tensor, prepared: Tensor, mask: Tensor, state: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        decoder = self.task.decoder
+        parts = len(decoder.cell.state_names)
+        cell = state[0] if parts == 1 else tuple(state[:parts].unbind(0))
+        feed = state[parts] if decoder.input_feeding else state[0]  # unread without feeding
+        logits, new, weights = decoder.step(token, DecoderState(cell, feed, keys, prepared, mask))
+        return logits, weights, stacked(new, decoder)
+
+
+def stacked(state: DecoderState, decoder: AttentionDecoder) -> Tensor:
+    """The decoder's running state as one (P, B, H) tensor: the cell's, then h~ if fed back."""
+    cell = state.cell if isinstance(state.cell, tuple) else (state.cell,)
+    return torch.stack([*cell, *((state.feed,) if decoder.input_feeding else ())])

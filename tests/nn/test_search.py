@@ -61,6 +61,67 @@ class Markov:
         return state.previous.device
 
 
+def reference_beam_search(
+    decoder, state, beam_size, max_len, length_penalty=1.0, nbest=1, *, bos, eos
+):
+    """Beam search as it was before the finished hypotheses moved into tensors (a Python
+    list per source): the new one must give exactly its n-best."""
+    if beam_size < 1 or not 1 <= nbest <= beam_size:
+        raise ValueError(f"beam_size={beam_size} and nbest={nbest}: need 1 <= nbest <= beam_size")
+    batch, k = decoder.batch_size(state), beam_size
+    device = decoder.device(state)
+    rows = torch.arange(batch, device=device)
+    state = decoder.select(state, rows.repeat_interleave(k))
+    scores = torch.full((batch, k), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # one live hypothesis per source at the start, not k copies of it
+    history = torch.zeros((batch, k, 0), dtype=torch.long, device=device)
+    token = torch.full((batch * k,), bos, dtype=torch.long, device=device)
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
+    done = torch.zeros(batch, dtype=torch.bool)
+    ranks = torch.arange(2 * k, device=device)
+
+    def norm(score: float, length: int) -> float:
+        return score / length**length_penalty
+
+    for t in range(max_len):
+        logits, state, _ = decoder.step(token, state)
+        logp = logits.float().log_softmax(-1)
+        vocab = logp.shape[-1]
+        expanded = (scores.unsqueeze(-1) + logp.view(batch, k, vocab)).view(batch, -1)
+        top, index = expanded.topk(min(2 * k, k * vocab), dim=-1)  # (B, 2k), best first
+        beam, tok = index // vocab, index % vocab
+        ends = tok == eos
+        # Finished: EOS among the first k expansions of a source not yet done.
+        hits = (ends[:, :k] & torch.isfinite(top[:, :k]) & ~done.to(device).unsqueeze(1)).nonzero()
+        for b, r in hits.tolist():
+            seq = history[b, beam[b, r]].tolist()
+            finished[b].append((norm(float(top[b, r]), t + 1), seq))
+        # Going on: the best k expansions that do not end (there are always k: at most k end).
+        keep = torch.argsort(ends.long() * len(ranks) + ranks[: ends.shape[1]], dim=-1)[:, :k]
+        keep_beam, keep_tok = beam.gather(1, keep), tok.gather(1, keep)
+        scores = top.gather(1, keep)
+        history = torch.cat(
+            (history.gather(1, keep_beam.unsqueeze(-1).expand(-1, -1, t)), keep_tok.unsqueeze(-1)),
+            dim=2,
+        )
+        state = decoder.select(state, (rows.unsqueeze(1) * k + keep_beam).view(-1))
+        token = keep_tok.view(-1)
+        done = torch.tensor([len(f) >= k for f in finished])
+        if bool(done.all()):
+            break
+    for b, found in enumerate(finished):
+        if len(found) < nbest:  # max_len reached: the unfinished ones compete too
+            length = history.shape[2]
+            found += [
+                (norm(float(s), length), history[b, j].tolist())
+                for j, s in enumerate(scores[b].tolist())
+                if s > float("-inf")
+            ]
+    return [
+        [(seq, score) for score, seq in sorted(f, key=lambda x: -x[0])[:nbest]] for f in finished
+    ]
+
+
 def toy_state(n: int) -> ToyState:
     return ToyState(torch.full((n,), BOS))
 
@@ -120,3 +181,39 @@ def test_beam_1_is_greedy(cell):
         assert [h[0][0] for h in found] == expected, seed
         lengths_seen |= {len(t) for t in expected}
     assert len(lengths_seen) > 3  # the check saw outputs of several lengths
+
+
+def _random_decoder(seed: int, cell=LSTMCell, eos_bias: float = 0.5) -> AttentionDecoder:
+    torch.manual_seed(seed)
+    decoder = AttentionDecoder(9, 8, cell, 16, 12, MultiplicativeAttention).eval()
+    with torch.no_grad():  # a random model: sharper logits and a fair EOS vary the lengths
+        decoder.out.weight.mul_(4)
+        decoder.out.bias.zero_()
+        decoder.out.bias[EOS] = eos_bias
+    return decoder
+
+
+@pytest.mark.parametrize("penalty", [0.0, 0.6, 1.0])
+@pytest.mark.parametrize(("batch", "beam", "nbest"), [(1, 1, 1), (5, 2, 2), (16, 3, 1), (7, 5, 5)])
+def test_beam_search_finds_the_same_nbest_as_the_python_lists_did(batch, beam, nbest, penalty):
+    ended_early, hit_max_len = False, False
+    for seed in range(4):
+        decoder = _random_decoder(seed, GRUCell if seed % 2 else LSTMCell, eos_bias=seed - 1.0)
+        lengths = torch.randint(1, 8, (batch,))
+        state = decoder.start(torch.randn(batch, 7, 12), torch.arange(7) < lengths.unsqueeze(1))
+        for max_len in (3, 12):
+            args = (decoder, state, beam, max_len, penalty, nbest)
+            with torch.no_grad():
+                found = beam_search(*args, **IDS)
+                want = reference_beam_search(*args, **IDS)
+            assert found == want, (seed, max_len)  # the same tokens, and scores to the bit
+            sizes = {len(t) for hyps in found for t, _ in hyps}
+            ended_early |= min(sizes) < max_len - 1
+            hit_max_len |= max_len in sizes
+    assert ended_early and hit_max_len  # both ways of finishing were exercised
+
+
+def test_beam_search_on_the_toy_model_matches_the_python_lists():
+    for penalty, beam, max_len in [(0.0, 2, 10), (1.0, 2, 10), (0.0, 2, 1), (0.5, 3, 4)]:
+        args = (Markov(), toy_state(3), beam, max_len, penalty, beam)
+        assert beam_search(*args, **IDS) == reference_beam_search(*args, **IDS)

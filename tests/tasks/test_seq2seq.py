@@ -206,3 +206,117 @@ def test_a_checkpoint_naming_the_old_attention_path_loads_and_predicts(trained, 
     config = OmegaConf.create(load(ckpt)["seqmodels_config"])
     check_same_model(old, config)
     check_same_model(old, config, key="resume")
+
+
+def test_predict_pronounces_each_word_of_a_line(trained, tmp_path):
+    from seqmodels.predict import predict
+
+    run, _ = trained
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    alone = [
+        predict({"ckpt_path": ckpt, "text": w, "beam": 3}, out=io.StringIO())[0]
+        for w in ("tab", "most")
+    ]
+    out = io.StringIO()
+    both = predict({"ckpt_path": ckpt, "text": "Tab, most!", "beam": 3}, out=out)
+    assert [n for n, _, _ in both] == ["text: Tab", "text: most"]
+    assert [p for _, p, _ in both] == [p for _, p, _ in alone]
+    assert [s for _, _, s in both] == pytest.approx([s for _, _, s in alone], abs=1e-5)
+    assert len(out.getvalue().strip().splitlines()) == 2  # one line per word
+    words = tmp_path / "words.txt"
+    words.write_text("tab most\n", encoding="utf-8")
+    found = predict({"ckpt_path": ckpt, "file": str(words), "beam": 3}, out=io.StringIO())
+    assert [n for n, _, _ in found] == ["line 1: tab", "line 1: most"]
+
+
+def test_a_line_is_one_source_unless_the_model_reads_letters_without_spaces():
+    from types import SimpleNamespace
+
+    from seqmodels.tasks.seq2seq import Seq2Seq
+
+    def data(tokens, known):
+        return SimpleNamespace(
+            source_tokens=tokens, source=SimpleNamespace(stoi=dict.fromkeys(known))
+        )
+
+    letters = data("char", "abcdefghijklmnopqrstuvwxyz'")
+    assert Seq2Seq.sources_of("  Hello,  world's  end! ", letters) == ["Hello", "world's", "end"]
+    assert Seq2Seq.sources_of("hello", letters) == ["hello"]
+    assert Seq2Seq.sources_of("?!", letters) == ["?!"]  # left whole: its error names them
+    # A model of characters that knows the space (a sentence translator), or of words: whole.
+    assert Seq2Seq.sources_of("hello world", data("char", "helowrd ")) == ["hello world"]
+    assert Seq2Seq.sources_of("hello world", data("space", ["hello", "world"])) == ["hello world"]
+
+
+WORDS = ["banana", "tab", "most", "moderate"]
+
+
+def test_the_exported_encoder_and_step_give_predicts_outputs_on_onnxruntime(trained, tmp_path):
+    from seqmodels.export import export
+    from seqmodels.export.seq2seq import transduce_onnx
+    from seqmodels.predict import predict
+
+    run, _ = trained
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    out = io.StringIO()
+    written = export({"ckpt_path": ckpt, "format": "onnx", "out": str(tmp_path / "g2p.onnx")}, out)
+    encoder, step = tmp_path / "g2p.encoder.onnx", tmp_path / "g2p.step.onnx"
+    assert written == encoder and encoder.is_file() and step.is_file()
+    assert "encoder: recurrent layers as 1 GRU" in out.getvalue()  # model=gru, onnx's own
+    for beam, nbest in [(1, 1), (4, 3), (None, 1)]:  # None: the checkpoint's beam (5)
+        want = predict(
+            {"ckpt_path": ckpt, "text": " ".join(WORDS), "beam": beam, "nbest": nbest},
+            out=io.StringIO(),
+        )
+        found = transduce_onnx(encoder, step, WORDS, beam_size=beam, nbest=nbest)
+        got = [
+            (f"text: {w}", text, s)
+            for w, hyps in zip(WORDS, found, strict=True)
+            for text, s in hyps
+        ]
+        assert [(n, t) for n, t, _ in got] == [(n, t) for n, t, _ in want]
+        assert [s for *_, s in got] == pytest.approx([s for *_, s in want], abs=1e-4)
+        assert any(t for _, t, _ in want)  # the model says something: the check compares phones
+
+
+def test_the_exported_pt2_programs_decode_as_the_model(trained, tmp_path):
+    from seqmodels.checkpoint import load_run
+    from seqmodels.data.seq2seq import BOS, EOS
+    from seqmodels.export import export
+    from seqmodels.nn import beam_search
+
+    run, _ = trained
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    export({"ckpt_path": ckpt, "format": "pt2", "out": str(tmp_path / "g2p")}, io.StringIO())
+    encoder = torch.export.load(tmp_path / "g2p.encoder.pt2").module()
+    step = torch.export.load(tmp_path / "g2p.step.pt2").module()
+
+    class Steps:  # the step program as the searches' decoder: state (keys, prepared, mask, state)
+        def step(self, tokens, state):
+            logits, weights, following = step(tokens, *state)
+            return logits, (*state[:3], following), weights
+
+        def select(self, state, index):
+            return (*(s[index] for s in state[:3]), state[3][:, index])
+
+        def batch_size(self, state):
+            return len(state[0])
+
+        def device(self, state):
+            return state[0].device
+
+    _, task, datamodule = load_run(ckpt)
+    source, lengths = datamodule.encode_texts(WORDS)
+    with torch.no_grad():
+        want = task.transduce(source, lengths, beam_size=4, nbest=2)
+        max_len, penalty = (
+            task.hparams["decode"]["max_len"],
+            task.hparams["decode"]["length_penalty"],
+        )
+        got = beam_search(
+            Steps(), encoder(source, lengths), 4, max_len, penalty, 2, bos=BOS, eos=EOS
+        )
+    assert [[t for t, _ in h] for h in got] == [[t for t, _ in h] for h in want]
+    assert [s for h in got for _, s in h] == pytest.approx(
+        [s for h in want for _, s in h], abs=1e-4
+    )
