@@ -76,12 +76,15 @@ def test_a_cell_in_the_working_folder_trains_and_its_checkpoint_loads_there(tmp_
     assert "test metrics:" in evaluated.stdout
 
     # and the cell it trained is the working folder's own
+    stale = sys.modules.pop("mycell", None)  # another test's mycell.py (the docs' examples)
     sys.path.insert(0, str(work))
     try:
         _, module, _ = load_run(ckpt)
     finally:
         sys.path.remove(str(work))
         sys.modules.pop("mycell", None)
+        if stale is not None:
+            sys.modules["mycell"] = stale
     cells = [m for m in module.modules() if type(m).__name__ == "MinGRU"]
     assert cells and type(cells[0]).__module__ == "mycell"
     assert all(torch.isfinite(p).all() for p in module.parameters())
