@@ -160,8 +160,14 @@ PLACEHOLDER_TASK = {
     "chargen": "chargen",
     "vic_elec": "forecast",
     "g2p": "seq2seq",
+    "tagging": "tagging",
 }
-PAGE_TASK = {"forecasting": "forecast", "seq2seq": "seq2seq", "chargen": "chargen"}
+PAGE_TASK = {
+    "forecasting": "forecast",
+    "seq2seq": "seq2seq",
+    "chargen": "chargen",
+    "tagging": "tagging",
+}
 INPUT_FILES = {
     "reviews.txt": "A warm, funny film.\nDull and far too long.\n",
     "words.txt": "stream\nmodel\n",  # letters of the small dictionary
