@@ -252,3 +252,43 @@ class BucketBatchSampler(Resumable, Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         yield from self._pass(self.batches())
+
+
+class BucketedLoaders:
+    """The train, val and test loaders of a datamodule whose batches group similar lengths.
+
+    A mixin for a LightningDataModule (`class MyData(BucketedLoaders, L.LightningDataModule)`)
+    that has `splits` (split name -> a dataset with `lengths`), `batch_size`,
+    `eval_batch_size`, `pool_batches`, `num_workers` and `collate` (a batch from a list of
+    items): each split is read by a resumable BucketBatchSampler over its `split_sampler`.
+    """
+
+    splits: dict[str, Any]
+    batch_size: int
+    eval_batch_size: int
+    pool_batches: int
+    num_workers: int
+    trainer: Any
+
+    @staticmethod
+    def collate(items: Sequence[Any]) -> Any:
+        raise NotImplementedError
+
+    def bucketed_loader(self, split: str) -> StatefulDataLoader:
+        train = split == "train"
+        dataset = self.splits[split]
+        sampler = split_sampler(len(dataset), train, self.trainer)
+        size = self.batch_size if train else self.eval_batch_size
+        batches = BucketBatchSampler(sampler, dataset.lengths, size, self.pool_batches)
+        return data_loader(
+            dataset, batch_sampler=batches, collate_fn=self.collate, num_workers=self.num_workers
+        )
+
+    def train_dataloader(self) -> StatefulDataLoader:
+        return self.bucketed_loader("train")
+
+    def val_dataloader(self) -> StatefulDataLoader:
+        return self.bucketed_loader("val")
+
+    def test_dataloader(self) -> StatefulDataLoader:
+        return self.bucketed_loader("test")

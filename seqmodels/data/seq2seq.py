@@ -30,10 +30,10 @@ from typing import Any, NamedTuple
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from seqmodels.data import cmudict
-from seqmodels.data.batching import BucketBatchSampler, data_loader, split_sampler
+from seqmodels.data.batching import BucketedLoaders
 from seqmodels.data.pairs import Entries, check_kind, read_pairs, split_by_source, tokens
 from seqmodels.errors import UserError
 
@@ -100,7 +100,7 @@ def collate(items: Sequence[tuple[torch.Tensor, torch.Tensor, list[list[int]]]])
     return Seq2SeqBatch(source, source_lengths, target, list(references))
 
 
-class Seq2SeqDataModule(L.LightningDataModule):
+class Seq2SeqDataModule(BucketedLoaders, L.LightningDataModule):
     r"""Pairs of token sequences for a sequence-to-sequence model: CMUdict's
     grapheme-to-phoneme pairs by default, or any file of ``source<TAB>target`` lines.
 
@@ -147,6 +147,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
         >>> source[0].tolist() == batch.source[0, :n].tolist(), lengths.tolist() == [n]
         (True, True)
     """
+
+    collate = staticmethod(collate)  # a batch from items (BucketedLoaders' loaders)
 
     def __init__(
         self,
@@ -249,26 +251,6 @@ class Seq2SeqDataModule(L.LightningDataModule):
         if self.source is None or self.target is None:
             raise RuntimeError("Seq2SeqDataModule.model_kwargs is known after setup()")
         return {"source_vocab_size": len(self.source), "target_vocab_size": len(self.target)}
-
-    # -- loaders -------------------------------------------------------------------
-    def _loader(self, split: str) -> DataLoader:
-        train = split == "train"
-        dataset = self.splits[split]
-        sampler = split_sampler(len(dataset), train, self.trainer)
-        size = self.batch_size if train else self.eval_batch_size
-        batches = BucketBatchSampler(sampler, dataset.lengths, size, self.pool_batches)
-        return data_loader(
-            dataset, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
 
     # -- checkpoints ---------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

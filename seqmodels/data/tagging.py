@@ -40,9 +40,9 @@ from typing import Any, NamedTuple
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from seqmodels.data.batching import BucketBatchSampler, data_loader, split_sampler
+from seqmodels.data.batching import BucketedLoaders
 from seqmodels.data.conll import Sentence, check_scheme, convert, is_span_tagging, read_conll
 from seqmodels.data.vocab import PAD, UNK, Vocab
 from seqmodels.errors import UserError
@@ -126,7 +126,7 @@ def collate(items: Sequence[tuple[torch.Tensor, ...]]) -> TaggingBatch:
     return TaggingBatch(words, chars, shapes, tags, lengths)
 
 
-class TaggingDataModule(L.LightningDataModule):
+class TaggingDataModule(BucketedLoaders, L.LightningDataModule):
     """Tagged sentences for task=tagging (see the module docstring).
 
     Args:
@@ -144,6 +144,8 @@ class TaggingDataModule(L.LightningDataModule):
         batch_size, eval_batch_size, pool_batches: sentences per batch (batching.py).
         examples: validation sentences run every epoch for TensorBoard's examples.
     """
+
+    collate = staticmethod(collate)  # a batch from items (BucketedLoaders' loaders)
 
     def __init__(
         self,
@@ -313,26 +315,6 @@ class TaggingDataModule(L.LightningDataModule):
     @property
     def class_names(self) -> list[str]:
         return list(self.tags)
-
-    # -- loaders -------------------------------------------------------------------
-    def _loader(self, split: str) -> DataLoader:
-        train = split == "train"
-        dataset = self.splits[split]
-        sampler = split_sampler(len(dataset), train, self.trainer)
-        size = self.batch_size if train else self.eval_batch_size
-        batches = BucketBatchSampler(sampler, dataset.lengths, size, self.pool_batches)
-        return data_loader(
-            dataset, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
 
     # -- checkpoints ---------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
