@@ -27,11 +27,13 @@ exactly once (torchmetrics sums their states across processes).
 from __future__ import annotations
 
 import os
+import signal
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
+from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import Dataset, Sampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
@@ -56,9 +58,27 @@ def loader_generator() -> torch.Generator:
     return torch.Generator().manual_seed(run_seed())
 
 
+def worker_init(worker_id: int) -> None:
+    """Each loader worker's start: Ctrl-C is left to the main process, and Lightning's
+    worker seeding runs as it would have (`seed_everything(workers=True)`).
+
+    Ctrl-C reaches every process of the terminal's process group. A worker that died of
+    it would end the run with "DataLoader worker exited unexpectedly" before the main
+    process saves the step it stopped at (seqmodels.preemption); the main process stops
+    its workers itself. Lightning adds its own worker_init_fn only to a loader without
+    one, so this one calls it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if int(os.environ.get("PL_SEED_WORKERS", 0)):
+        pl_worker_init_function(worker_id)
+
+
 def data_loader(dataset: Any, **kwargs: Any) -> StatefulDataLoader:
     """The DataLoader every datamodule makes: resumable mid-epoch (see the module
-    docstring), with its own generator (`loader_generator`). Takes DataLoader's arguments."""
+    docstring), with its own generator (`loader_generator`) and, with workers,
+    `worker_init`. Takes DataLoader's arguments."""
+    if kwargs.get("num_workers"):
+        kwargs.setdefault("worker_init_fn", worker_init)
     with warnings.catch_warnings():  # torchdata calls a torch API deprecated in torch 2.13
         warnings.filterwarnings("ignore", message=".*set_vital.*")
         return StatefulDataLoader(dataset, generator=loader_generator(), **kwargs)

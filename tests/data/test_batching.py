@@ -1,12 +1,21 @@
 """batching.py and splits.py: epoch orders from (seed, epoch), per-process shares under
 DDP, length buckets, the one validation split rule."""
 
+import signal
+
+import numpy as np
 import pytest
 import torch
 from lightning.fabric.utilities.data import _set_sampler_epoch
 from torch.utils.data import DataLoader
 
-from seqmodels.data.batching import BucketBatchSampler, EpochSampler, Sequences, pad_collate
+from seqmodels.data.batching import (
+    BucketBatchSampler,
+    EpochSampler,
+    Sequences,
+    data_loader,
+    pad_collate,
+)
 from seqmodels.data.splits import holdout
 from seqmodels.errors import UserError
 
@@ -111,3 +120,26 @@ def test_holdout_is_one_rule_for_every_dataset():
     for bad in (0, 10, 1.0, 0.0, "x"):
         with pytest.raises(UserError, match="data.val_size="):
             holdout(10, bad, seed=0, what="reviews")
+
+
+class WorkerView(torch.utils.data.Dataset):
+    """What a loader worker sees: its Ctrl-C handler and a draw of numpy's generator."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        return torch.tensor([float(ignored), float(np.random.rand())])  # noqa: NPY002 (the legacy global generator is what Lightning seeds)
+
+
+def test_loader_workers_leave_ctrl_c_to_the_main_process_and_keep_lightnings_seeding(
+    monkeypatch,
+):
+    monkeypatch.setenv("PL_SEED_WORKERS", "1")
+    loader = data_loader(WorkerView(), batch_size=1, num_workers=2)
+    rows = torch.cat(list(loader))
+    assert rows[:, 0].tolist() == [1.0] * 4  # SIGINT ignored in every worker
+    # Lightning's worker seeding ran: the two workers draw different numbers (forked
+    # workers without it inherit the parent's numpy state and draw the same ones)
+    assert len(set(rows[:, 1].tolist())) == 4
