@@ -1,0 +1,93 @@
+"""The compiled engine (compiled.py) against the loop engine: outputs, final states and
+gradients (fp32, 1e-5) with lengths and both directions, a float64 gradcheck, the chunking,
+and the eager fallback when compilation fails. Compiling is slow (seconds per cell class and
+shape), so the shapes are tiny and the cells few."""
+
+import warnings
+
+import pytest
+import torch
+from conftest import assert_same_run
+
+from seqmodels.errors import UserError
+from seqmodels.nn import GRU, LSTM, GRUCell, IndRNNCell, PeepholeLSTMCell, Recurrent, compiled
+
+I, H, B, T = 3, 4, 3, 6  # noqa: E741
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch):
+    """K = 3 for T = 6: two chunks per sequence through one compiled function."""
+    monkeypatch.setattr(compiled, "MAX_CHUNK", 4)
+
+
+@pytest.mark.parametrize(
+    "cell,with_lengths",
+    [
+        (PeepholeLSTMCell, True),
+        pytest.param(PeepholeLSTMCell, False, marks=pytest.mark.slow),
+        pytest.param(GRUCell, True, marks=pytest.mark.slow),
+        pytest.param(IndRNNCell, True, marks=pytest.mark.slow),
+    ],
+)
+def test_compiled_agrees_with_loop(cell, with_lengths):
+    """A user's cell (step), the reset_after GRU (split_step), IndRNN (no hidden product);
+    the slow ones each compile once more."""
+    torch.manual_seed(0)
+    ref = Recurrent(cell, I, H, bidirectional=True, engine="loop")
+    other = Recurrent(cell, I, H, bidirectional=True, engine="compiled")
+    other.load_state_dict(ref.state_dict())
+    x = torch.randn(B, T, I)
+    h0 = torch.randn(2, B, H)
+    s0 = (h0, torch.randn(2, B, H)) if cell is PeepholeLSTMCell else h0
+    assert_same_run(other, ref, x, s0, torch.tensor([6, 1, 4]) if with_lengths else None)
+
+
+def test_compiled_gradcheck_float64():
+    torch.manual_seed(0)
+    layer = LSTM(2, 3, engine="compiled").double()
+    x = torch.randn(2, 5, 2, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([5, 3])
+
+    def f(x, *params):
+        out, (h, c) = torch.func.functional_call(
+            layer, dict(zip(names, params, strict=True)), (x,), {"lengths": lengths}
+        )
+        return out, h, c
+
+    names = [n for n, _ in layer.named_parameters()]
+    assert torch.autograd.gradcheck(f, (x, *layer.parameters()))
+
+
+def test_chunk_size():
+    assert [compiled.chunk_size(t) for t in (1, 4, 6, 8, 7)] == [1, 4, 3, 4, 4]
+    compiled.MAX_CHUNK = 16  # (restored by the fixture)
+    assert [compiled.chunk_size(t) for t in (100, 784, 97)] == [10, 16, 16]
+
+
+def test_a_failed_compile_warns_once_and_runs_eagerly(monkeypatch):
+    def broken(fn, **kw):
+        def call(*a):
+            raise RuntimeError("no C++ compiler\nmore")
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.setattr(compiled, "_CHUNKS", {})
+    monkeypatch.setattr(compiled, "_failed", {})
+    torch.manual_seed(0)
+    ref = Recurrent(PeepholeLSTMCell, I, H, engine="loop")
+    other = Recurrent(PeepholeLSTMCell, I, H, engine="compiled")
+    other.load_state_dict(ref.state_dict())
+    x = torch.randn(B, T, I)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed.*no C\\+\\+ compiler"):
+        assert_same_run(other, ref, x, None, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_same_run(other, ref, x, None, None)
+
+
+def test_compiled_refuses_a_cell_without_step():
+    layer = GRU(I, H, reset_after=False, engine="compiled")
+    with pytest.raises(UserError, match="engine='compiled' cannot run GRUCell"):
+        layer(torch.randn(B, T, I))
