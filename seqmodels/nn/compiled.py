@@ -44,7 +44,9 @@ from seqmodels.nn import fused
 from seqmodels.nn.cells import Cell, State, check_step_result
 
 MAX_CHUNK = 16  # steps per compiled call: compile time grows with it, call cost shrinks
-INDUCTOR_OPTIONS = {"cpp.use_decompose_tanh": True}
+INDUCTOR_OPTIONS: dict[str, str | int | bool | Callable[..., Any]] = {
+    "cpp.use_decompose_tanh": True
+}
 
 # (cell class, B, H, K, dtype, device type, with lengths) -> the compiled chunk
 _CHUNKS: dict[tuple, Callable] = {}
@@ -86,11 +88,12 @@ def run_chunks(
     """
     T, B = gx.shape[0], gx.shape[1]
     K = chunk_size(T)
-    parts = [p.split(K) if p is not None else None for p in (gx, gh, valid)]
+    g_hs = gh.split(K) if gh is not None else None
+    vs = valid.split(K) if valid is not None else None
     hs: list[Tensor] = []
-    for n, g in enumerate(parts[0]):
-        g_h = parts[1][n] if parts[1] is not None else None
-        v = parts[2][n] if parts[2] is not None else None
+    for n, g in enumerate(gx.split(K)):
+        g_h = g_hs[n] if g_hs is not None else None
+        v = vs[n] if vs is not None else None
         out = _chunk_function(cell, g, valid is not None)(cell, g, g_h, wt, v, *states)
         hs.append(out[0])
         states = tuple(out[1:])
@@ -131,8 +134,8 @@ def chunk(
 def _chunk_function(cell: Cell, gx: Tensor, with_lengths: bool) -> Callable:
     """The compiled chunk for this call's key (compiled on first use), or `chunk` itself
     where compiling failed."""
-    key = (type(cell), gx.shape[1], cell.hidden_size, gx.shape[0], gx.dtype, gx.device.type)
-    key += (with_lengths,)
+    B, K = gx.shape[1], gx.shape[0]
+    key = (type(cell), B, cell.hidden_size, K, gx.dtype, gx.device.type, with_lengths)
     if key in _failed:
         return chunk
     fn = _CHUNKS.get(key)
