@@ -17,6 +17,12 @@ one GEMM, the recurrent weight passed in detached so that its gradient stays one
 product over all steps (fused._Projection), lengths as a `torch.where` that keeps
 an ended sequence's state.
 
+With a narrow input (input_size <= INLINE_MAX_INPUT, as pixel MNIST's one pixel per
+step) the whole-sequence input product is the wrong trade: its (T, B, G) output and
+gradient dwarf x itself and are written and read once more for nothing. There each
+chunk takes x and the whole weight and does its own input product; the chunk's
+backward then gives the weights' gradients (K products for W_hh's, one for W_ih's).
+
 Compilation happens on a layer's first call for each (cell class, batch, hidden
 size, K, dtype, device, lengths or not) and again for inference (no_grad): tens
 of seconds each on a small CPU (`compile_seconds` keeps what each took). Each
@@ -38,12 +44,14 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from seqmodels.nn import fused
-from seqmodels.nn.cells import Cell, State, check_step_result
+from seqmodels.nn.cells import Cell, State, check_step_result, overrides
 
 MAX_CHUNK = 16  # steps per compiled call: compile time grows with it, call cost shrinks
+INLINE_MAX_INPUT = 16  # input_size up to which each chunk does its own input product
 INDUCTOR_OPTIONS: dict[str, str | int | bool | Callable[..., Any]] = {
     "cpp.use_decompose_tanh": True
 }
@@ -57,7 +65,19 @@ _failed: dict[tuple, str] = {}  # keys whose compilation failed: they run eagerl
 
 def run(cell: Cell, x: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
     """x (T, B, I) time-major -> (hs (T, B, H), final state), as fused.run, chunk by chunk."""
-    return fused.run(cell, x, state, lengths, steps=run_chunks)
+    if cell.input_size > INLINE_MAX_INPUT:
+        return fused.run(cell, x, state, lengths, steps=run_chunks)
+    if state is None:
+        state = cell.init_state(x.shape[1], x.device, x.dtype)
+    if torch.is_autocast_enabled(x.device.type):  # in fp32, as fused.run
+        with torch.autocast(x.device.type, enabled=False):
+            return run(cell, x.float(), fused._map(state, lambda s: s.float()), lengths)
+    states = (state,) if cell.state_size == 1 else tuple(state)
+    valid = None
+    if lengths is not None:
+        valid = torch.arange(x.shape[0], device=x.device).view(-1, 1, 1) < lengths.view(1, -1, 1)
+    hs, states = run_chunks(cell, x, None, None, states, valid, inline=True)
+    return hs, (states[0] if cell.state_size == 1 else states)
 
 
 def chunk_size(T: int) -> int:
@@ -79,12 +99,14 @@ def run_chunks(
     wt: Tensor | None,
     states: tuple[Tensor, ...],
     valid: Tensor | None,
+    inline: bool = False,
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
     """The recurrence over gx (T, B, G) in chunks: hs (T, B, H) and the final states.
 
     gh (T, B, G): per-step tensors the hidden product is added to (cells with a
     split_step), or None; wt: W_hh^T detached, or None for a cell without hidden
     product; valid (T, B, 1): where a step is within its sequence, or None.
+    inline: gx is x (T, B, I) and each chunk does the products itself (chunk_inline).
     """
     T, B = gx.shape[0], gx.shape[1]
     K = chunk_size(T)
@@ -94,7 +116,11 @@ def run_chunks(
     for n, g in enumerate(gx.split(K)):
         g_h = g_hs[n] if g_hs is not None else None
         v = vs[n] if vs is not None else None
-        out = _chunk_function(cell, g, valid is not None)(cell, g, g_h, wt, v, *states)
+        if inline:
+            fn = _chunk_function(cell, g, valid is not None, chunk_inline)
+            out = fn(cell, g, v, *states)
+        else:
+            out = _chunk_function(cell, g, valid is not None, chunk)(cell, g, g_h, wt, v, *states)
         hs.append(out[0])
         states = tuple(out[1:])
         if n == 0:
@@ -121,6 +147,8 @@ def chunk(
             new = cell.step(g, old)
         elif ghs is not None:
             new = cell.split_step(g, torch.addmm(ghs[t], h, wt), old)
+        elif overrides(cell, "split_step"):  # (chunk_inline: the hidden product's gradient here)
+            new = cell.split_step(g, h @ wt, old)
         else:
             new = cell.step(torch.addmm(g, h, wt), old)
         new_states = new if isinstance(new, tuple) else (new,)
@@ -131,25 +159,35 @@ def chunk(
     return (torch.stack(hs), *states)
 
 
-def _chunk_function(cell: Cell, gx: Tensor, with_lengths: bool) -> Callable:
-    """The compiled chunk for this call's key (compiled on first use), or `chunk` itself
-    where compiling failed."""
-    B, K = gx.shape[1], gx.shape[0]
-    key = (type(cell), B, cell.hidden_size, K, gx.dtype, gx.device.type, with_lengths)
+def chunk_inline(
+    cell: Cell, x: Tensor, valid: Tensor | None, *states: Tensor
+) -> tuple[Tensor, ...]:
+    """`chunk` for a narrow input: x (K, B, I) and the cell's own weights, every product
+    here (the chunk's backward gives the weights' gradients)."""
+    gx = F.linear(x, cell.weight_ih, cell.i2h.bias)
+    w_hh = cell.weight_hh
+    return chunk(cell, gx, None, None if w_hh is None else w_hh.t(), valid, *states)
+
+
+def _chunk_function(cell: Cell, x: Tensor, with_lengths: bool, body: Callable) -> Callable:
+    """The compiled `body` (chunk or chunk_inline) for this call's key (compiled on first
+    use), or `body` itself where compiling failed."""
+    B, K = x.shape[1], x.shape[0]
+    key = (type(cell), B, cell.hidden_size, K, x.dtype, x.device.type, with_lengths, body.__name__)
     if key in _failed:
-        return chunk
+        return body
     fn = _CHUNKS.get(key)
     if fn is None:
         # dynamo keeps its compiled variants (and its recompile limit) per code object:
         # a copy of the code per key keeps each key's variants (grad, no_grad) its own
-        code = chunk.__code__.replace(co_name=f"chunk_{len(_CHUNKS)}")
-        own = types.FunctionType(code, chunk.__globals__, code.co_name)
+        code = body.__code__.replace(co_name=f"{body.__name__}_{len(_CHUNKS)}")
+        own = types.FunctionType(code, body.__globals__, code.co_name)
         compiled = torch.compile(own, dynamic=False, fullgraph=True, options=INDUCTOR_OPTIONS)
-        fn = _CHUNKS[key] = _first_call_timed(key, compiled)
+        fn = _CHUNKS[key] = _first_call_timed(key, compiled, body)
     return fn
 
 
-def _first_call_timed(key: tuple, compiled: Callable) -> Callable:
+def _first_call_timed(key: tuple, compiled: Callable, body: Callable) -> Callable:
     """`compiled`, whose first call is timed (compile_seconds) and falls back to eager
     (one warning) if compilation fails."""
     state = {"first": True}
@@ -171,7 +209,7 @@ def _first_call_timed(key: tuple, compiled: Callable) -> Callable:
                 RuntimeWarning,
                 stacklevel=2,
             )
-            return chunk(*args)
+            return body(*args)
         compile_seconds[key] = time.perf_counter() - start
         return out
 

@@ -1,6 +1,7 @@
 """The compiled engine (compiled.py) against the loop engine: outputs, final states and
-gradients (fp32, 1e-5) with lengths and both directions, a float64 gradcheck, the chunking,
-and the eager fallback when compilation fails. Compiling is slow (seconds per cell class and
+gradients (fp32, 1e-5) with lengths and both directions, on both of its recurrences (the
+input product for the whole sequence, or per chunk for a narrow input), a float64
+gradcheck, the chunking, and the eager fallback when compilation fails. Compiling is slow (seconds per cell class and
 shape), so the shapes are tiny and the cells few."""
 
 import warnings
@@ -22,17 +23,21 @@ def small_chunks(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "cell,with_lengths",
+    "cell,with_lengths,inline",
     [
-        (PeepholeLSTMCell, True),
-        pytest.param(PeepholeLSTMCell, False, marks=pytest.mark.slow),
-        pytest.param(GRUCell, True, marks=pytest.mark.slow),
-        pytest.param(IndRNNCell, True, marks=pytest.mark.slow),
+        (PeepholeLSTMCell, True, False),
+        pytest.param(PeepholeLSTMCell, False, False, marks=pytest.mark.slow),
+        pytest.param(PeepholeLSTMCell, True, True, marks=pytest.mark.slow),
+        pytest.param(GRUCell, True, False, marks=pytest.mark.slow),
+        pytest.param(GRUCell, True, True, marks=pytest.mark.slow),
+        pytest.param(IndRNNCell, True, False, marks=pytest.mark.slow),
+        pytest.param(IndRNNCell, True, True, marks=pytest.mark.slow),
     ],
 )
-def test_compiled_agrees_with_loop(cell, with_lengths):
+def test_compiled_agrees_with_loop(cell, with_lengths, inline, monkeypatch):
     """A user's cell (step), the reset_after GRU (split_step), IndRNN (no hidden product);
     the slow ones each compile once more."""
+    monkeypatch.setattr(compiled, "INLINE_MAX_INPUT", I if inline else I - 1)
     torch.manual_seed(0)
     ref = Recurrent(cell, I, H, bidirectional=True, engine="loop")
     other = Recurrent(cell, I, H, bidirectional=True, engine="compiled")
@@ -44,6 +49,7 @@ def test_compiled_agrees_with_loop(cell, with_lengths):
 
 
 def test_compiled_gradcheck_float64():
+    """The narrow-input recurrence (input_size 2), whose chunks differentiate every weight."""
     torch.manual_seed(0)
     layer = LSTM(2, 3, engine="compiled").double()
     x = torch.randn(2, 5, 2, dtype=torch.float64, requires_grad=True)
