@@ -25,9 +25,11 @@ the chunk's backward gives the weights' gradients, step by step as fused_lstm.py
 (on pixel MNIST this took 0.65x native's time, where the whole-sequence product took
 1.15x and one input product per chunk 0.85x).
 
-Compilation happens on a layer's first call for each (cell class, batch, hidden
-size, K, dtype, device, lengths or not) and again for inference (no_grad): tens
-of seconds each on a small CPU (`compile_seconds` keeps what each took). Each
+Compilation happens on a layer's first call for each (cell class, hidden size, K,
+dtype, device, lengths or not), again for inference (no_grad), and once more when
+a second batch size comes, for any batch size (dynamo's automatic dynamic shapes;
+measured as fast as the first): 15-30 s each on a small CPU, a few seconds with
+inductor's on-disk cache warm (`compile_seconds` keeps what each first call took). Each
 such key gets its own copy of the chunk function, so one key's recompilations
 never exhaust another's share of dynamo's recompile limit. Where compilation
 fails (no C++ compiler, a step torch.compile cannot trace), one warning says why
@@ -57,7 +59,7 @@ INDUCTOR_OPTIONS: dict[str, str | int | bool | Callable[..., Any]] = {
     "cpp.use_decompose_tanh": True
 }
 
-# (cell class, B, H, K, dtype, device type, with lengths) -> the compiled chunk
+# (cell class, H, K, dtype, device type, with lengths, chunk or chunk_inline) -> the compiled chunk
 _CHUNKS: dict[tuple, Callable] = {}
 # the same keys -> seconds the first call took (compilation of forward and, lazily, backward)
 compile_seconds: dict[tuple, float] = {}
@@ -113,6 +115,10 @@ def run_chunks(
     K = chunk_size(T)
     g_hs = gh.split(K) if gh is not None else None
     vs = valid.split(K) if valid is not None else None
+    if torch.is_grad_enabled():
+        # every chunk after the first gets states that require grad: so does the first
+        # (else it compiles a graph of its own); a gradient no one reads, one (B, H) each
+        states = tuple(s if s.requires_grad else s.detach().requires_grad_() for s in states)
     hs: list[Tensor] = []
     for n, g in enumerate(gx.split(K)):
         g_h = g_hs[n] if g_hs is not None else None
@@ -190,8 +196,8 @@ def chunk_inline(
 def _chunk_function(cell: Cell, x: Tensor, with_lengths: bool, body: Callable) -> Callable:
     """The compiled `body` (chunk or chunk_inline) for this call's key (compiled on first
     use), or `body` itself where compiling failed."""
-    B, K = x.shape[1], x.shape[0]
-    key = (type(cell), B, cell.hidden_size, K, x.dtype, x.device.type, with_lengths, body.__name__)
+    K = x.shape[0]
+    key = (type(cell), cell.hidden_size, K, x.dtype, x.device.type, with_lengths, body.__name__)
     if key in _failed:
         return body
     fn = _CHUNKS.get(key)
@@ -200,7 +206,7 @@ def _chunk_function(cell: Cell, x: Tensor, with_lengths: bool, body: Callable) -
         # a copy of the code per key keeps each key's variants (grad, no_grad) its own
         code = body.__code__.replace(co_name=f"{body.__name__}_{len(_CHUNKS)}")
         own = types.FunctionType(code, body.__globals__, code.co_name)
-        compiled = torch.compile(own, dynamic=False, fullgraph=True, options=INDUCTOR_OPTIONS)
+        compiled = torch.compile(own, dynamic=None, fullgraph=True, options=INDUCTOR_OPTIONS)
         fn = _CHUNKS[key] = _first_call_timed(key, compiled, body)
     return fn
 

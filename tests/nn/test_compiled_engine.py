@@ -45,7 +45,29 @@ def test_compiled_agrees_with_loop(cell, with_lengths, inline, monkeypatch):
     x = torch.randn(B, T, I)
     h0 = torch.randn(2, B, H)
     s0 = (h0, torch.randn(2, B, H)) if cell is PeepholeLSTMCell else h0
-    assert_same_run(other, ref, x, s0, torch.tensor([6, 1, 4]) if with_lengths else None)
+    lengths = torch.tensor([6, 1, 4]) if with_lengths else None
+    assert_same_run(other, ref, x, s0, lengths)
+    if cell is PeepholeLSTMCell and with_lengths and not inline:  # inference: its own graph
+        with torch.no_grad():
+            out, (h, c) = other(x, s0, lengths=lengths)
+            out_r, (h_r, c_r) = ref(x, s0, lengths=lengths)
+        for a, b in ((out, out_r), (h, h_r), (c, c_r)):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_another_batch_size_compiles_once_for_any():
+    """A second batch size compiles a graph for any batch size; a third reuses it."""
+    torch.manual_seed(0)
+    ref = Recurrent(PeepholeLSTMCell, I, H, engine="loop")
+    other = Recurrent(PeepholeLSTMCell, I, H, engine="compiled")
+    other.load_state_dict(ref.state_dict())
+    graphs = []
+    counters = torch._dynamo.utils.counters  # (loaded by the compile; not at import)
+    for batch in (3, 5, 2):
+        assert_same_run(other, ref, torch.randn(batch, T, I), None, None)
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs[2] - graphs[1] == 0 and graphs[1] - graphs[0] == 1
 
 
 def test_compiled_gradcheck_float64():
