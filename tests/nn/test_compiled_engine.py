@@ -119,3 +119,23 @@ def test_compiled_refuses_a_cell_without_step():
     layer = GRU(I, H, reset_after=False, engine="compiled")
     with pytest.raises(UserError, match="engine='compiled' cannot run GRUCell"):
         layer(torch.randn(B, T, I))
+
+
+@pytest.mark.slow
+def test_a_compiled_layer_under_torch_compile_and_export():
+    """Inside a torch.compile'd model the layer runs outside the graph (its chunks compiled
+    on their own); torch.export traces the fused recurrence: both give loop's numbers."""
+    torch.manual_seed(0)
+    ref = Recurrent(PeepholeLSTMCell, I, H, engine="loop")
+    other = Recurrent(PeepholeLSTMCell, I, H, engine="compiled")
+    other.load_state_dict(ref.state_dict())
+    x = torch.randn(B, T, I)
+    out, _ = torch.compile(other)(x)
+    out.square().sum().backward()
+    out_r, _ = ref(x)
+    out_r.square().sum().backward()
+    torch.testing.assert_close(out, out_r, atol=1e-5, rtol=0)
+    for p, q in zip(other.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=0)
+    exported = torch.export.export(other, (x,))
+    torch.testing.assert_close(exported.module()(x)[0], out_r, atol=1e-5, rtol=0)
