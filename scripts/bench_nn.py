@@ -13,19 +13,24 @@ Cases:
 The built-in LSTM's fused engine runs its hand-written recurrence; the row
 "fused:any-cell" runs the same LSTM step on the recurrence every other cell
 runs on (a subclass that overrides `step`), to show what that one costs.
+The `compiled` rows (the LSTM and the peephole LSTM) run that recurrence with
+K steps per torch.compile'd call (seqmodels/nn/compiled.py); their first pass
+compiles, and the table's "compile s" is that pass's time less a timed one.
 Every time is the median of N fwd+bwd passes measured in this one run, with
 torch.nn measured side by side (interleaved, one pass of each per round); the
 ratio is the median over rounds of engine/torch.nn in the same round, so load
 from other processes hits both sides alike ("best/best" = fastest over fastest).
 GFLOP/s counts the recurrent GEMMs only (fwd 2*B*T*(I+H)*G*H per layer and
 direction, fwd+bwd 3x that) and is compared to a square fp32 torch.matmul's
-peak measured here. The targets are issue 21's (the fused LSTM <= 1.0, a cell of one's own
-<= 1.2 on (a)) and issue 2's.
+peak measured here. The targets are issue 28's (the fused LSTM <= 1.0, a cell of one's own
+<= 1.2 on (a), at 2 threads and at 1, on AVX2 and AVX-512 CPUs alike) and issue 2's; the
+script names the CPU and its vector width first.
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
 import statistics
 import sys
 import time
@@ -43,6 +48,23 @@ GATES = {"LSTM": 4, "GRU": 3}
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
+
+
+def cpu_name() -> str:
+    """The CPU model and its widest vector unit, from /proc/cpuinfo (Linux), or what
+    the platform module knows."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in info.splitlines() if "model name" in ln), ""
+    )
+    flags = next(
+        (ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []
+    )
+    width = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{model or 'unknown CPU'} ({width})"
 
 
 def gemm_peak(device: str, n: int = 1024, reps: int = 20) -> float:
@@ -84,7 +106,7 @@ def layer_runs(cls, ref, x, lengths):
     """{label: fwd+bwd runner} for every engine of the layer, and auto's choice."""
     runs, picked = {}, ""
     if cls is PeepholeLSTMCell:  # a cell of one's own: no torch kernel, no from_torch
-        for e in ("loop", "fused", "auto"):
+        for e in ("loop", "fused", "compiled", "auto"):
             m = Recurrent(
                 PeepholeLSTMCell,
                 ref.input_size,
@@ -95,7 +117,9 @@ def layer_runs(cls, ref, x, lengths):
             ).to(x.device)
             runs[e] = step_fn(m, x, lengths)
         return runs, choose_engine(m, x, lengths)
-    for e in ("loop", "fused", "native", "auto"):
+    for e in ("loop", "fused", "compiled", "native", "auto"):
+        if e == "compiled" and cls is not LSTM:  # the compiled rows: the LSTM and a user's cell
+            continue
         m = cls.from_torch(ref, engine=e)
         if e == "native" and m.native_kernel() is None:
             continue
@@ -125,9 +149,15 @@ def bench_case(name, cls, B, T, I, H, bi, with_lengths, device, reps, warmup):  
     runs = {"torch.nn": step_fn(ref, x, None)}  # padded torch.nn: the baseline cost
     engine_runs, picked = layer_runs(cls, ref, x, lengths)
     runs.update(engine_runs)
-    for fn in runs.values():  # warm up (allocator, oneDNN primitives)
-        for _ in range(warmup):
+    first: dict[str, float] = {}
+    for k, fn in runs.items():  # warm up (allocator, oneDNN primitives; compiling)
+        for n in range(max(warmup, 2)):
+            t0 = time.perf_counter()
             fn()
+            if n == 0:
+                first[k] = time.perf_counter() - t0
+            elif n == 1:
+                first[k] -= time.perf_counter() - t0
     times: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(reps):  # interleaved: drift hits every engine alike
         for k, fn in runs.items():
@@ -147,7 +177,10 @@ def bench_case(name, cls, B, T, I, H, bi, with_lengths, device, reps, warmup):  
         # spike on a shared machine hits both sides of a ratio alike
         ratio = statistics.median(a / b for a, b in zip(times[k], base, strict=True))
         best = min(times[k]) / min(base)
-        rows.append((name, label, t * 1e3, ratio, best, flops / t / 1e9))
+        ratios = [a / b for a, b in zip(times[k], base, strict=True)]
+        spread = f"{min(ratios):.2f}-{max(ratios):.2f}"
+        compile_s = f"{first[k]:.0f}" if k == "compiled" else ""
+        rows.append((name, label, t * 1e3, ratio, spread, best, flops / t / 1e9, compile_s))
     return rows
 
 
@@ -164,7 +197,9 @@ CASES = {
 }
 TARGETS = {
     ("(a) LSTM", "fused"): "<= 1.0",
+    ("(a) LSTM", "compiled"): "<= 1.0",
     ("(a) peephole", "fused"): "<= 1.2",
+    ("(a) peephole", "compiled"): "<= 1.2",
     ("(a) peephole", "auto"): "<= 1.2",
     ("(b) LSTM", "auto"): "<= 1.15",
     ("(b) GRU", "auto"): "<= 1.15",
@@ -201,26 +236,29 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     devices = args.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     print(
-        f"torch {torch.__version__}, {args.threads} CPU threads, median of {args.reps} fwd+bwd passes"
+        f"torch {torch.__version__}, {cpu_name()}, {args.threads} CPU threads, "
+        f"median of {args.reps} fwd+bwd passes"
     )
     for device in devices:
         peak = gemm_peak(device)
         print(f"\n[{device}] GEMM peak (1024^3 fp32, measured): torch.matmul {peak:.1f} GFLOP/s")
         print(
-            f"| {'case':36} | {'engine':18} | {'ms':>8} | {'x torch.nn':>10} "
-            f"| {'(best/best)':>11} | {'GFLOP/s':>8} | {'% peak':>6} | target |"
+            f"| {'case':36} | {'engine':18} | {'ms':>8} | {'x torch.nn':>10} | {'range':>9} "
+            f"| {'(best/best)':>11} | {'GFLOP/s':>8} | {'% peak':>6} | target | compile s |"
         )
         print(
-            f"|{'-' * 38}|{'-' * 20}|{'-' * 10}|{'-' * 12}|{'-' * 13}|{'-' * 10}|{'-' * 8}|--------|"
+            f"|{'-' * 38}|{'-' * 20}|{'-' * 10}|{'-' * 12}|{'-' * 11}|{'-' * 13}|{'-' * 10}"
+            f"|{'-' * 8}|--------|-----------|"
         )
         for key in args.case or sorted(CASES):
             for case in CASES[key]:
-                for name, label, ms, ratio, best, gf in bench_case(
+                for name, label, ms, ratio, spread, best, gf, compile_s in bench_case(
                     *case, device, args.reps, args.warmup
                 ):
                     print(
-                        f"| {name:36} | {label:18} | {ms:8.1f} | {ratio:10.2f} | {best:11.2f} "
-                        f"| {gf:8.1f} | {100 * gf / peak:5.0f}% | {target(name, label):6} |",
+                        f"| {name:36} | {label:18} | {ms:8.1f} | {ratio:10.2f} | {spread:>9} "
+                        f"| {best:11.2f} | {gf:8.1f} | {100 * gf / peak:5.0f}% "
+                        f"| {target(name, label):6} | {compile_s:>9} |",
                         flush=True,
                     )
 

@@ -6,8 +6,8 @@ Cells (cells.py) do one step: a single i2h Linear over cat(x_t, h_{t-1}), then
 a pointwise `step`; `Cell` is the base class for a cell of your own, and
 literature.py has three from papers (peephole LSTM, IndRNN, coupled-gate LSTM).
 `Recurrent(cell, ...)` (recurrent.py) unrolls any cell with torch.nn's
-signature plus `lengths` and an `engine` ("auto", "loop", "fused", "native";
-engines.py, fused.py, native.py, auto.py); RNN, LSTM and GRU are Recurrent over
+signature plus `lengths` and an `engine` ("auto", "loop", "fused", "compiled",
+"native"; engines.py, fused.py, compiled.py, native.py, auto.py); RNN, LSTM and GRU are Recurrent over
 the built-in cells. `LSTM.from_torch(m)` / `lstm.to_torch()` convert to and
 from torch.nn (interop.py).
 

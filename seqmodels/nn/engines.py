@@ -10,6 +10,9 @@ owns) and give the same numbers:
   recurrent weight's gradient as one product over all steps. The built-in LSTM
   also has a hand-written recurrence (fused_lstm.py), and Cho et al.'s GRU,
   which has no step, one of its own (fused_gru.py).
+- `compiled`: the fused engine's recurrence for any cell with the time loop run in
+  chunks of K steps, each chunk one torch.compile'd call (compiled.py): the step's
+  pointwise ops fused into one kernel forward and one backward. Compiles on first use.
 - `native`: torch's own fused kernels (`torch._VF.rnn_tanh/rnn_relu/lstm/gru`:
   cuDNN on CUDA, oneDNN/aten on CPU) called with views of i2h (see native.py),
   for the cells that compute exactly what one of them computes.
@@ -29,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from seqmodels.nn import fused, fused_gru, fused_lstm
+from seqmodels.nn import compiled, fused, fused_gru, fused_lstm
 from seqmodels.nn.cells import check_step_result
 
 State = Any  # h (B, H), or a tuple (h, c, ...) of such tensors
@@ -38,6 +41,7 @@ State = Any  # h (B, H), or a tuple (h, c, ...) of such tensors
 HAND_LSTM = "lstm"  # fused_lstm.py: the built-in LSTM's BPTT written out
 HAND_CHO_GRU = "cho_gru"  # fused_gru.py: Cho et al.'s GRU, which has no step
 ANY_STEP = "step"  # fused.py: any cell's step on autograd
+COMPILED_STEP = "compiled"  # compiled.py: any cell's step, K steps per compiled call
 
 
 def run_loop(cell, x: Tensor, state: Any, lengths: Tensor | None):
@@ -139,10 +143,11 @@ def recurrence(kind: str | None):
     one for any cell at every shape measured (scripts/bench_nn.py's "fused:any-cell"
     row runs the LSTM's step on the other); Cho et al.'s GRU needs its reset
     gate before its second product, which no `step` can express, and has its
-    own (fused_gru.py). While a tracer (torch.compile, torch.export) runs, always
+    own (fused_gru.py); the compiled engine runs every cell on compiled.run. While a tracer (torch.compile, torch.export) runs, always
     fused.run (which steps a cell without a step by its forward, traceably): the
     hand-written ones write into preallocated tensors, which tracing cannot differentiate.
     """
     if torch.compiler.is_compiling():
         return fused.run
-    return {HAND_LSTM: fused_lstm.run, HAND_CHO_GRU: fused_gru.run}.get(kind or ANY_STEP, fused.run)
+    hand = {HAND_LSTM: fused_lstm.run, HAND_CHO_GRU: fused_gru.run, COMPILED_STEP: compiled.run}
+    return hand.get(kind or ANY_STEP, fused.run)

@@ -125,13 +125,22 @@ class _HiddenProduct(torch.autograd.Function):
             return ctx.holder.weight_grad(dgh), None, None
 
 
-def run(cell: Cell, x: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
-    """x (T, B, I) time-major -> (hs (T, B, H), final state); state None means zeros."""
+def run(
+    cell: Cell, x: Tensor, state: State, lengths: Tensor | None, steps: Any = None
+) -> tuple[Tensor, State]:
+    """x (T, B, I) time-major -> (hs (T, B, H), final state); state None means zeros.
+
+    `steps`, if given, runs the time loop instead of the eager loop here (the compiled
+    engine's chunks, compiled.py): `steps(cell, gx, gh, wt, states, valid) -> (hs, states)`
+    with gh the per-step tensors the hidden product is added to (split_step) or None, wt
+    W_hh^T detached (None without a hidden product), valid (T, B, 1) or None. Never while
+    tracing.
+    """
     if state is None:
         state = cell.init_state(x.shape[1], x.device, x.dtype)
     if torch.is_autocast_enabled(x.device.type):
         with torch.autocast(x.device.type, enabled=False):
-            return run(cell, x.float(), _map(state, lambda s: s.float()), lengths)
+            return run(cell, x.float(), _map(state, lambda s: s.float()), lengths, steps)
     states = (state,) if cell.state_size == 1 else tuple(state)
     if not cell.has_step():
         return _by_forward(cell, x, states, lengths)  # (only while tracing: engines.recurrence)
@@ -157,10 +166,15 @@ def run(cell: Cell, x: Tensor, state: State, lengths: Tensor | None) -> tuple[Te
         valid = torch.arange(T, device=x.device).view(-1, 1, 1) < lengths.view(1, -1, 1)
     if isinstance(T, torch.SymInt):  # torch.export with a dynamic length
         return _scan(cell, gx, states, valid, split)
-    # (a traced graph takes any lengths: it masks every step, reading no length's value)
-    first_padded = T if lengths is None else 0 if tracing else int(lengths.min())
     one = cell.state_size == 1
     h0 = states[0]
+    if steps is not None and not tracing:
+        out, states = steps(cell, gx, gh_all, wt, states, valid)
+        if torch.is_grad_enabled():
+            holder.fill(h0, out)
+        return out, (states[0] if one else states)
+    # (a traced graph takes any lengths: it masks every step, reading no length's value)
+    first_padded = T if lengths is None else 0 if tracing else int(lengths.min())
     hs: list[Tensor] = []
     gxs = gx.unbind(0)
     ghs = gh_all.unbind(0) if gh_all is not None else None

@@ -43,7 +43,7 @@ from seqmodels.nn.auto import choose_engine
 from seqmodels.nn.cells import Cell, GRUCell, LSTMCell, RNNCell, cell_name
 from seqmodels.nn.support import engine_support
 
-ENGINES = ("auto", "loop", "fused", "native")
+ENGINES = ("auto", "loop", "fused", "compiled", "native")
 
 
 class Recurrent(nn.Module):
@@ -80,8 +80,9 @@ class Recurrent(nn.Module):
             concatenates the two outputs. Default: False
         engine: How the recurrence runs, with the same numbers: ``"loop"`` (the cell
             stepped in Python), ``"fused"`` (all input products in one GEMM, then
-            the recurrence), ``"native"`` (torch's kernels: cuDNN, oneDNN), or
-            ``"auto"``, the fastest that can run the call. Default: ``"auto"``
+            the recurrence), ``"compiled"`` (fused, with K steps per torch.compile'd
+            call; compiles on first use), ``"native"`` (torch's kernels: cuDNN,
+            oneDNN), or ``"auto"``, the fastest that can run the call. Default: ``"auto"``
 
     Shape:
         With :math:`B` the batch size, :math:`T` the length, :math:`D` 2 if
@@ -349,8 +350,10 @@ class Recurrent(nn.Module):
             if layer > 0 and self.dropout > 0.0 and self.training:
                 x = F.dropout(x, self.dropout, True)
             k = layer * D
-            if engine == "fused":  # both directions of the layer
+            if engine in ("fused", "compiled"):  # both directions of the layer
                 cells, kinds = self.cells[k : k + D], self.engine_support.recurrences[k : k + D]
+                if engine == "compiled":
+                    kinds = (engines.COMPILED_STEP,) * D
                 x, s = engines.run_fused(list(cells), kinds, x, states[k : k + D], lengths)
                 finals += s
                 continue
@@ -495,8 +498,9 @@ class RNN(Recurrent):
             concatenates the two outputs. Default: False
         engine: How the recurrence runs, with the same numbers: ``"loop"`` (the cell
             stepped in Python), ``"fused"`` (all input products in one GEMM, then
-            the recurrence), ``"native"`` (torch's kernels: cuDNN, oneDNN), or
-            ``"auto"``, the fastest that can run the call. Default: ``"auto"``
+            the recurrence), ``"compiled"`` (fused, with K steps per torch.compile'd
+            call; compiles on first use), ``"native"`` (torch's kernels: cuDNN,
+            oneDNN), or ``"auto"``, the fastest that can run the call. Default: ``"auto"``
 
     Shape:
         With :math:`B` the batch size, :math:`T` the length, :math:`D` 2 if
@@ -589,8 +593,9 @@ class LSTM(Recurrent):
             concatenates the two outputs. Default: False
         engine: How the recurrence runs, with the same numbers: ``"loop"`` (the cell
             stepped in Python), ``"fused"`` (all input products in one GEMM, then
-            the recurrence), ``"native"`` (torch's kernels: cuDNN, oneDNN), or
-            ``"auto"``, the fastest that can run the call. Default: ``"auto"``
+            the recurrence), ``"compiled"`` (fused, with K steps per torch.compile'd
+            call; compiles on first use), ``"native"`` (torch's kernels: cuDNN,
+            oneDNN), or ``"auto"``, the fastest that can run the call. Default: ``"auto"``
 
     Shape:
         With :math:`B` the batch size, :math:`T` the length, :math:`D` 2 if
@@ -682,8 +687,9 @@ class GRU(Recurrent):
             concatenates the two outputs. Default: False
         engine: How the recurrence runs, with the same numbers: ``"loop"`` (the cell
             stepped in Python), ``"fused"`` (all input products in one GEMM, then
-            the recurrence), ``"native"`` (torch's kernels: cuDNN, oneDNN), or
-            ``"auto"``, the fastest that can run the call. Default: ``"auto"``
+            the recurrence), ``"compiled"`` (fused, with K steps per torch.compile'd
+            call; compiles on first use), ``"native"`` (torch's kernels: cuDNN,
+            oneDNN), or ``"auto"``, the fastest that can run the call. Default: ``"auto"``
         reset_after: True: the reset gate scales the hidden product (cuDNN, torch,
             Keras); False: it scales h before the product (Cho et al. 2014; no
             torch kernel, the ``fused`` engine runs it). Default: True

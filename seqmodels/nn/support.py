@@ -10,6 +10,9 @@ options, which do not change) and read by everything that picks or runs an engin
   (fused.py); the built-in LSTM on its hand-written recurrence (fused_lstm.py), and Cho
   et al.'s GRU, which has no step, on its own (fused_gru.py). A cell with neither (only
   a `forward`) it cannot run.
+- `compiled` runs what the fused engine's recurrence for any cell runs: a cell with a
+  `step` (or `split_step`), the built-in ones included (compiled.py); Cho et al.'s GRU,
+  which has none, it cannot.
 - `native` runs torch's fused kernel for the cells that compute exactly what one of
   torch's layers computes: the built-in LSTMCell, GRUCell(reset_after=True) and tanh/relu
   RNNCell, or a subclass that changes neither their step nor their parameters. A cell
@@ -41,6 +44,7 @@ class EngineSupport:
         recurrences: the fused engine's recurrence for each cell (``"lstm"``, ``"cho_gru"``,
             ``"step"``), None for a cell it cannot run.
         fused: why ``engine="fused"`` cannot run the cells, or None.
+        compiled: why ``engine="compiled"`` cannot run the cells, or None.
         native: why ``engine="native"`` cannot run them (on any device), or None.
     """
 
@@ -49,6 +53,7 @@ class EngineSupport:
     recurrences: tuple[str | None, ...]
     fused: str | None
     native: str | None
+    compiled: str | None = None
 
     def native_problem(self, x: Tensor) -> str | None:
         """Why torch's kernel cannot run this layer on x (its device, dtype, autocast), or None."""
@@ -60,6 +65,8 @@ class EngineSupport:
         """The one-line message for running the cells on `engine`, or None where it can."""
         if engine == "fused" and self.fused is not None:
             return f"engine='fused' cannot run {self.fused}; use engine='loop'"
+        if engine == "compiled" and self.compiled is not None:
+            return f"engine='compiled' cannot run {self.compiled}; use engine='fused' or 'loop'"
         if engine == "native" and self.native is not None:
             return (
                 f"engine='native' is not available for {self.layer}: {self.native}; "
@@ -82,8 +89,16 @@ def engine_support(layer) -> EngineSupport:
                 "(see seqmodels.nn.Cell)"
             )
             break
+    compiled = None
+    for cell in cells:
+        if not cell.has_step():
+            compiled = (
+                f"{type(cell).__name__}: it defines neither step() nor split_step() "
+                "(see seqmodels.nn.Cell)"
+            )
+            break
     native = None if kernel is not None else "torch has no kernel for its cell"
-    return EngineSupport(layer_name(layer), kernel, recurrences, fused, native)
+    return EngineSupport(layer_name(layer), kernel, recurrences, fused, native, compiled)
 
 
 def torch_kernel(cell: Cell) -> str | None:

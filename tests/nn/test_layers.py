@@ -277,7 +277,7 @@ def test_bad_constructor_messages():
     ):
         GRU(3, 4)(torch.randn(2, 5, 3), torch.zeros(2, 2, 4))
     with pytest.raises(
-        ValueError, match="engine must be one of auto, loop, fused, native, got 'cudnn'"
+        ValueError, match="engine must be one of auto, loop, fused, compiled, native, got 'cudnn'"
     ):
         LSTM(3, 4, engine="cudnn")
     with pytest.raises(
