@@ -40,13 +40,16 @@ from seqmodels.data.tagging import SHAPES, TaggingDataModule, shape  # noqa: E40
 
 
 def cpu_name() -> str:
+    """The CPU's model, its widest vector instructions and its cores."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+        info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+        return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    model = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+    flags = set((re.search(r"^flags\s*:\s*(.+)$", info, re.M) or [""])[0].split())
+    width = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    name = model.group(1).strip() if model else platform.machine()
+    return f"{name} ({width}), {os.cpu_count()} cores"
 
 
 def accuracy(predicted: list[list[str]], gold: list[Sentence]) -> float:

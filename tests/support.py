@@ -8,6 +8,7 @@ tests that need it skip with that name in the reason when it is absent.
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -264,3 +265,27 @@ def small_data_overrides(task: str, root: Path) -> list[str]:
             "task.decode.max_len=12",
         ],
     }[task]
+
+
+def signal_at(monkeypatch, step, signum=signal.SIGTERM, hook="on_train_batch_start"):
+    """Runs of this test send themselves `signum` once, at `hook` of global step `step`."""
+    from seqmodels import checkpoint
+
+    class SignalAt(checkpoint.RunState):
+        sent = False
+
+        def fire(self, trainer):
+            if trainer.global_step == step and not SignalAt.sent:
+                SignalAt.sent = True
+                os.kill(os.getpid(), signum)
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+            if hook == "on_train_batch_start":
+                self.fire(trainer)
+
+        def on_validation_start(self, trainer, pl_module):
+            if hook == "on_validation_start" and not trainer.sanity_checking:
+                self.fire(trainer)
+
+    monkeypatch.setattr("seqmodels.train.RunState", SignalAt)

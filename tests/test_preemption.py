@@ -11,7 +11,7 @@ import signal
 
 import pytest
 import torch
-from support import run_dirs
+from support import run_dirs, signal_at
 
 SMALL = (
     "data.num_train=256",
@@ -27,30 +27,6 @@ SMALL = (
 
 def load(path):
     return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def signal_at(monkeypatch, step, signum=signal.SIGTERM, hook="on_train_batch_start"):
-    """Runs of this test send themselves `signum` once, at `hook` of global step `step`."""
-    from seqmodels import checkpoint
-
-    class SignalAt(checkpoint.RunState):
-        sent = False
-
-        def fire(self, trainer):
-            if trainer.global_step == step and not SignalAt.sent:
-                SignalAt.sent = True
-                os.kill(os.getpid(), signum)
-
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
-            if hook == "on_train_batch_start":
-                self.fire(trainer)
-
-        def on_validation_start(self, trainer, pl_module):
-            if hook == "on_validation_start" and not trainer.sanity_checking:
-                self.fire(trainer)
-
-    monkeypatch.setattr("seqmodels.train.RunState", SignalAt)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])

@@ -7,10 +7,11 @@ matches hand-worked cases (and seqeval where installed); the export carries the 
 from __future__ import annotations
 
 import io
+import signal
 
 import pytest
 import torch
-from support import compose_train, run_dirs, small_data_overrides
+from support import compose_train, run_dirs, signal_at, small_data_overrides
 
 from seqmodels.tasks.span_f1 import SpanF1
 
@@ -192,6 +193,33 @@ def test_resume_ends_where_the_uninterrupted_run_ends(run_cli, small_data, tmp_p
     a = load(reference / "checkpoints" / "last.ckpt")
     b = load(run / "checkpoints" / "last.ckpt")
     assert a["global_step"] == b["global_step"] > 0
+    for name, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][name]), name
+
+
+def test_preemption_mid_epoch_resumes_exactly(run_cli, small_data, tmp_path, monkeypatch):
+    """SIGTERM in the middle of the second epoch saves that step; the resumed run ends with
+    the weights of a run that was never stopped (word dropout draws from the RNG too)."""
+    common = (
+        *overrides(small_data, "logger=none", "callbacks.gradient_flow=null"),
+        "task.word_dropout=0.5",
+        "trainer.max_epochs=3",
+    )
+    whole = run_cli("train", *common, outputs=tmp_path / "whole")
+    assert whole.code == 0, whole.err
+    (reference,) = run_dirs(tmp_path / "whole")
+    per_epoch = load(reference / "checkpoints" / "last.ckpt")["global_step"] // 3
+    assert per_epoch >= 3
+    signal_at(monkeypatch, per_epoch + 1)  # the second batch of the second epoch
+    stopped = run_cli("train", *common, outputs=tmp_path / "part")
+    assert stopped.code == 128 + signal.SIGTERM, stopped.err
+    (run,) = run_dirs(tmp_path / "part")
+    assert load(run / "checkpoints" / "last.ckpt")["global_step"] == per_epoch + 2
+    again = run_cli("train", f"resume={run}", outputs=tmp_path / "part")
+    assert again.code == 0, again.err
+    a = load(reference / "checkpoints" / "last.ckpt")
+    b = load(run / "checkpoints" / "last.ckpt")
+    assert a["global_step"] == b["global_step"]
     for name, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][name]), name
 
