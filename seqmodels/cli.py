@@ -59,8 +59,8 @@ from seqmodels.run_lock import in_use_message, live_holder
 OmegaConf.register_new_resolver("run_id", lambda: secrets.token_hex(3), use_cache=True)
 
 # A folder name holds at most 255 bytes on the usual filesystems. A sweep job's folder is
-# named by its overrides, which can be longer: keep their start and end a hash of the whole,
-# so the name still says what differs and two jobs never share a folder.
+# named by its overrides, which can be longer: keep their start, their end and a hash of the
+# whole, so the name still says what differs and two jobs never share a folder.
 MAX_NAME = 200
 
 
@@ -178,8 +178,7 @@ class RunFolderCheck(Callback):
 
     def check(self, config: DictConfig, key: str) -> None:
         HydraConfig.instance().set_config(config)  # for ${hydra:...} in the folder's name
-        # start-up time: seqmodels.data loads torch, which --help never needs
-        from seqmodels.data.files import writable_folder  # start-up time
+        from seqmodels.data.files import writable_folder  # start-up time: it loads torch
 
         folder = Path(str(OmegaConf.select(config, key))).expanduser()
         try:

@@ -81,12 +81,13 @@ class TaskModule(L.LightningModule):
 
     Example:
         A new task implements the parts of the contract it supports; here, a
-        per-token tagger that reads text and prints one tag per word::
+        per-token tagger that reads text and prints one tag per word (the real one,
+        `seqmodels.tasks.tagger.Tagger`, does the same with a CRF)::
 
             from seqmodels.tasks.base import TaskModule
             from seqmodels.tasks.inference import Prediction, PredictInputs, read_request
 
-            class Tagger(TaskModule):
+            class MyTagger(TaskModule):
                 def read_request(self, datamodule, request):
                     x, lengths, names = read_request(datamodule, request)  # text=/file=
                     return PredictInputs((x, lengths), names)
