@@ -21,19 +21,6 @@ IOB1) entity precision, recall and F1 by conlleval's rules (`f1`,
 TensorBoard also gets each tag's F1 (`val/tag_f1/<tag>`), the confusion
 matrix as an image (`val/confusion`) and, as a table, a few validation
 sentences whose predicted tags differ from the gold ones (`val/examples`).
-
-Args:
-    encoder: a seqmodels.nn layer or its config; made bidirectional.
-    vocab_size, char_vocab_size, num_shapes, tags, scheme, singletons_from: from
-        the datamodule (data/tagging.py).
-    embedding_dim: word embedding size.
-    char_encoder: `lstm`, `cnn` or `none`; char_embedding_dim: character embedding
-        size; char_hidden_size: per direction of the char BiLSTM, or CNN filters;
-        char_kernel_size: the CNN's width.
-    shape_dim: the shape embedding's size (0: none).
-    head: `crf` or `softmax`.
-    dropout: on the encoder's input and output; word_dropout: see above.
-    optimizer, scheduler, encoder_init: as every task (optim.py, encoder.py).
 """
 
 from __future__ import annotations
@@ -112,6 +99,43 @@ class TaggerProgram(nn.Module):
 
 
 class Tagger(TaskModule):
+    """A tag for every token: words, characters and shapes through a bidirectional
+    encoder, then a CRF (Viterbi decoding) or a softmax per token (see the module doc).
+
+    The task of ``task=tagging``; the datamodule (``TaggingDataModule``) gives the
+    vocabulary sizes, the tags and their scheme, so a config names none of them.
+
+    Args:
+        encoder: a ``seqmodels.nn`` layer or its config (``model=``); made bidirectional.
+        vocab_size: words in the vocabulary (PAD 0, UNK 1 first).
+        tags: the tag names, in id order.
+        char_vocab_size: characters in the character vocabulary (0 without a char encoder).
+        num_shapes: word shapes (0: no shape embedding).
+        scheme: the span scheme of the tags (``bio``, ``bioes``, ``iob1``), or None for
+            tags that are not spans (part of speech): spans get entity F1 and, with a CRF,
+            transitions constrained to the scheme's valid ones.
+        singletons_from: the first word id of the words seen once in training (the ids
+            ``word_dropout`` may replace with UNK).
+        embedding_dim: the word embedding's size.
+        char_encoder: ``lstm`` (a character BiLSTM, Lample et al. 2016), ``cnn`` (Ma &
+            Hovy 2016) or ``none``.
+        char_embedding_dim: the character embedding's size.
+        char_hidden_size: per direction of the character BiLSTM, or the CNN's filters.
+        char_kernel_size: the CNN's width.
+        shape_dim: the shape embedding's size (0: none).
+        head: ``crf`` or ``softmax``.
+        dropout: on the encoder's input and output.
+        word_dropout: the probability that a word seen once in training reads as UNK,
+            while training.
+        optimizer, scheduler, encoder_init: as every task (config dicts).
+
+    Shape:
+        - batch: a ``TaggingBatch``: words (B, T), chars (B, T, L), shapes (B, T),
+          tags (B, T), lengths (B,).
+        - output of ``forward``: emissions (B, T, number of tags).
+        - ``decode(emissions, lengths)``: tag ids (B, T), 0 after each length.
+    """
+
     def __init__(
         self,
         encoder: nn.Module | Mapping[str, Any],
