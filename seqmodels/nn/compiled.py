@@ -22,13 +22,13 @@ step) the whole-sequence input product is the wrong trade: its (T, B, G) output 
 gradient dwarf x itself and are written and read once more for nothing. There each
 step of a chunk does its own input product from the cell's weights (chunk_inline), and
 the chunk's backward gives the weights' gradients, step by step as fused_lstm.py does
-(on pixel MNIST this took 0.65x native's time, where the whole-sequence product took
-1.15x and one input product per chunk 0.85x).
+(on pixel MNIST it beat both one product for the sequence and one per chunk:
+docs/speed.md).
 
 Compilation happens on a layer's first call for each (cell class, hidden size, K,
 dtype, device, lengths or not), again for inference (no_grad), and once more when
 a second batch size comes, for any batch size (dynamo's automatic dynamic shapes;
-measured as fast as the first): 15-30 s each on a small CPU, a few seconds with
+measured as fast as the first): tens of seconds each on a small CPU, a few with
 inductor's on-disk cache warm (`compile_seconds` keeps what each first call took). Each
 such key gets its own copy of the chunk function, so one key's recompilations
 never exhaust another's share of dynamo's recompile limit. Where compilation
@@ -36,7 +36,8 @@ fails (no C++ compiler, a step torch.compile cannot trace), one warning says why
 and the same chunks run eagerly, with the same numbers.
 
 tanh is compiled as 2 sigmoid(2x) - 1 (inductor's `cpp.use_decompose_tanh`): on
-the CPU measured (an AVX-512 Xeon) its vectorised tanh was 6x slower than torch's own.
+the CPU measured (an AVX-512 Xeon) its vectorised tanh was several times slower than
+torch's own (docs/speed.md).
 """
 
 from __future__ import annotations
