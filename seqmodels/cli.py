@@ -233,7 +233,14 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
         @functools.wraps(work)
         def command() -> Any:
             import_from_working_folder()
-            return main()
+            try:
+                return main()
+            except BrokenPipeError:
+                # The reader closed the pipe (`seqmodels-train --help | head`): stop quietly,
+                # as a Unix tool killed by SIGPIPE does; Python would print a traceback, and
+                # again when it flushes stdout at exit (hence stdout goes to /dev/null).
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                sys.exit(128 + 13)
 
         return command
 

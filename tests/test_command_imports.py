@@ -62,3 +62,28 @@ def test_predict_loads_no_exporter_pandas_or_optuna():
     assert done.returncode == 0, done.stderr[-2000:]
     assert "lightning" in names  # the checkpoint's task and datamodule are Lightning's
     assert not names & set(EXTRAS), sorted(names & set(EXTRAS))
+
+
+def test_help_names_each_command_and_a_closed_pipe_is_no_traceback():
+    for name in ("train", "eval", "predict", "sample", "export"):
+        done = subprocess.run(
+            [str(BIN / f"seqmodels-{name}"), "--help"],
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.startswith(f"seqmodels-{name} is powered by Hydra."), done.stdout[:80]
+    # `seqmodels-train --help | head -1`: the reader closes the pipe after one line
+    shell = subprocess.run(
+        f"'{BIN / 'seqmodels-train'}' --help | head -1; echo ${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "Traceback" not in shell.stderr and "BrokenPipeError" not in shell.stderr, shell.stderr
+    assert shell.stdout.splitlines()[-1] in ("0", "141"), shell.stdout  # 0: all fit the pipe
