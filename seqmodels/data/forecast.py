@@ -24,7 +24,8 @@ calendar features (sin/cos of `calendar`), the holiday flag. Per horizon step
 (`known`, what is known in advance of that step): its calendar and
 `known_calendar` features and holiday flag, the scaled target `target_lags`
 rows earlier (each lag >= horizon, so it was observed at o), the holiday
-flags `holiday_lags` rows earlier, and the scaled `known_covariates` of that
+flags `holiday_lags` rows earlier, the scaled covariates `covariate_lags`
+rows earlier, and the scaled `known_covariates` of that
 step. A known covariate is the actual value standing in for a forecast of it
 (vic_elec's temperature, fpp3's convention): a model that uses it is as good
 as that forecast would be, no better.
@@ -152,6 +153,9 @@ class ForecastDataModule(L.LightningDataModule):
             horizon only.
         target_lags, holiday_lags: lags (rows) of the target and holiday flag per
             horizon step.
+        covariate_lags: lags (rows) of every covariate per horizon step (each
+            >= horizon: observed at the origin), e.g. the temperature a week
+            before each forecast half-hour, beside the target's value then.
         batch_size, eval_batch_size: origins per training and evaluation batch.
         example_weeks: validation weeks drawn in TensorBoard each epoch.
         num_workers: DataLoader worker processes.
@@ -194,6 +198,7 @@ class ForecastDataModule(L.LightningDataModule):
         known_calendar: Sequence[str] = (),
         target_lags: Sequence[int] = (336, 48),
         holiday_lags: Sequence[int] = (),
+        covariate_lags: Sequence[int] = (),
         batch_size: int = 64,
         eval_batch_size: int = 256,
         example_weeks: int = 3,
@@ -208,6 +213,7 @@ class ForecastDataModule(L.LightningDataModule):
         self.window, self.horizon, self.season, self.stride = window, horizon, season, stride
         self.calendar, self.known_calendar = list(calendar), list(known_calendar)
         self.target_lags, self.holiday_lags = list(target_lags), list(holiday_lags)
+        self.covariate_lags = list(covariate_lags)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.example_weeks, self.num_workers = example_weeks, num_workers
         self._check_options()
@@ -248,7 +254,11 @@ class ForecastDataModule(L.LightningDataModule):
                 f"{self.covariates}; add it there too"
             )
         # A lag shorter than the horizon would read targets the origin has not seen yet.
-        for key, lags in (("season", [self.season]), ("target_lags", self.target_lags)):
+        for key, lags in (
+            ("season", [self.season]),
+            ("target_lags", self.target_lags),
+            ("covariate_lags", self.covariate_lags),
+        ):
             short = [k for k in lags if k < self.horizon]
             if short:
                 raise UserError(
@@ -256,6 +266,8 @@ class ForecastDataModule(L.LightningDataModule):
                     f"data.horizon={self.horizon}, so it would read values not yet "
                     f"observed at the origin; use lags >= {self.horizon}"
                 )
+        if self.covariate_lags and not self.covariates:
+            raise UserError("data.covariate_lags needs data.covariates (or drop them: [])")
         if self.holiday_lags and not self.holiday_column:
             raise UserError("data.holiday_lags needs data.holiday_column (or drop them: [])")
         if any(k < 1 for k in self.holiday_lags):
@@ -266,7 +278,13 @@ class ForecastDataModule(L.LightningDataModule):
     @property
     def history(self) -> int:
         """Rows an origin needs before it: the window, and every lag the inputs read."""
-        return max(self.window, self.season, *self.target_lags, *self.holiday_lags)
+        return max(
+            self.window,
+            self.season,
+            *self.target_lags,
+            *self.holiday_lags,
+            *self.covariate_lags,
+        )
 
     def past_features(self) -> list[str]:
         names = [self.target, *self.covariates]
@@ -278,6 +296,7 @@ class ForecastDataModule(L.LightningDataModule):
         names += [self.holiday_column] if self.holiday_column else []
         names += [f"{self.target}_lag{k}" for k in self.target_lags]
         names += [f"{self.holiday_column}_lag{k}" for k in self.holiday_lags]
+        names += [f"{c}_lag{k}" for k in self.covariate_lags for c in self.covariates]
         return names + list(self.known_covariates)
 
     @property
@@ -409,6 +428,7 @@ class ForecastDataModule(L.LightningDataModule):
             holiday,
             *(lagged(scaled[:, :1], k) for k in self.target_lags),
             *(lagged(holiday, k) for k in self.holiday_lags),
+            *(lagged(scaled[:, 1:], k) for k in self.covariate_lags),
             scaled[:, known_columns],
         ]
         known = np.concatenate(parts, axis=1)

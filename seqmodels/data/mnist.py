@@ -84,18 +84,35 @@ def from_sequence(x: torch.Tensor, mode: str, permutation: torch.Tensor | None =
     return x.clamp(0.0, 1.0)
 
 
-class Digits(Dataset):
-    """(sequence, label) pairs, encoded from uint8 digits on the fly (4× less memory)."""
+def shift_image(image: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """A digit (28, 28) moved dy rows down and dx columns right; what leaves is lost,
+    what enters is background (0)."""
+    out = torch.zeros_like(image)
+    h, w = image.shape[-2:]
+    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = image[
+        ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
 
-    def __init__(self, images, labels, mode, permutation):
+
+class Digits(Dataset):
+    """(sequence, label) pairs, encoded from uint8 digits on the fly (4× less memory);
+    with `shift` > 0 each digit moves by up to that many pixels each way, drawn anew
+    every time it is read (training only)."""
+
+    def __init__(self, images, labels, mode, permutation, shift: int = 0):
         self.images, self.labels = images, labels
-        self.mode, self.permutation = mode, permutation
+        self.mode, self.permutation, self.shift = mode, permutation, shift
 
     def __len__(self):
         return len(self.labels)
 
     def __getitem__(self, i):
-        return to_sequence(self.images[i], self.mode, self.permutation), self.labels[i]
+        image = self.images[i]
+        if self.shift:
+            dy, dx = torch.randint(-self.shift, self.shift + 1, (2,)).tolist()
+            image = shift_image(image, dy, dx)
+        return to_sequence(image, self.mode, self.permutation), self.labels[i]
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -121,6 +138,9 @@ class MNISTDataModule(L.LightningDataModule):
             order travels in every checkpoint. Default: 0.
         verify: check the files are the canonical ones (``False`` reads any IDX
             files of the same names, e.g. one's own digits). Default: ``True``.
+        augment_shift: each training digit moves by up to this many pixels up or
+            down and left or right, drawn anew every epoch (background fills in);
+            validation and test digits stay as they are. Default: 0 (off).
         num_workers: DataLoader worker processes. Default: 0.
 
     Shape:
@@ -150,6 +170,7 @@ class MNISTDataModule(L.LightningDataModule):
         permutation_seed: int = 0,
         verify: bool = True,
         num_workers: int = 0,
+        augment_shift: int = 0,
     ):
         super().__init__()
         if mode not in MODES:
@@ -159,6 +180,11 @@ class MNISTDataModule(L.LightningDataModule):
         self.permutation_seed, self.verify = permutation_seed, verify
         self.root = Path(root).expanduser()
         self.mode = mode
+        if not 0 <= augment_shift < SIDE:
+            raise UserError(
+                f"data.augment_shift={augment_shift} must be 0 (off) .. {SIDE - 1} pixels"
+            )
+        self.augment_shift = augment_shift
         # drawn here, not in setup: predict needs it too, and a checkpoint's copy
         # (load_state_dict) overwrites it in place so live datasets see the change
         self.permutation = draw_permutation(permutation_seed) if mode == "pixel_permuted" else None
@@ -248,7 +274,9 @@ class MNISTDataModule(L.LightningDataModule):
         if stage in (None, "fit", "validate") and "train" not in self.splits:
             images, labels = self._load("train")
             train, val = holdout(len(labels), self.val_size, self.split_seed, "images")
-            self.splits["train"] = Digits(images[train], labels[train], self.mode, self.permutation)
+            self.splits["train"] = Digits(
+                images[train], labels[train], self.mode, self.permutation, self.augment_shift
+            )
             self.splits["val"] = Digits(images[val], labels[val], self.mode, self.permutation)
         if stage in (None, "test") and "test" not in self.splits:
             self.splits["test"] = Digits(*self._load("test"), self.mode, self.permutation)

@@ -126,6 +126,12 @@ class Forecaster(TaskModule):
             ``None``); see ``seqmodels.tasks.optim``.
         scheduler: an LR scheduler's config, or ``None``.
         encoder_init: an init function's config applied to the encoder once built.
+        horizon_encoder: ``None`` (the default): the head is one MLP over the
+            encoder's state and every horizon step's known inputs, flattened. A
+            ``seqmodels.nn`` layer (or its config; ``input_size`` filled in) instead
+            reads, per horizon step, its known inputs beside the encoder's state,
+            and the head is one MLP shared by every step (MQ-RNN, Wen et al. 2017):
+            what the known inputs do is learnt once for all steps, not per step.
 
     Shape:
         - past: :math:`(B, \text{window}, F)`; known: :math:`(B, \text{horizon}, K)`.
@@ -160,6 +166,7 @@ class Forecaster(TaskModule):
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
         encoder_init: Mapping[str, Any] | None = None,
+        horizon_encoder: nn.Module | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if patch < 1 or window % patch:
@@ -174,9 +181,15 @@ class Forecaster(TaskModule):
         )
         self.patch, self.target_scale = patch, float(target_scale)
         self.encoder = build_encoder(encoder, input_size * patch, encoder_init)
-        features = encoder_output_size(self.encoder) + horizon * known_size
+        context = encoder_output_size(self.encoder)
+        self.horizon_encoder: nn.Module | None = None
+        if horizon_encoder is None:  # one MLP over the whole flattened horizon
+            features, outputs = context + horizon * known_size, horizon
+        else:  # a layer over the horizon's steps, then one MLP shared by every step
+            self.horizon_encoder = build_encoder(horizon_encoder, known_size + context)
+            features, outputs = encoder_output_size(self.horizon_encoder), 1
         self.head = nn.Sequential(
-            nn.Linear(features, head_hidden), nn.ReLU(), nn.Linear(head_hidden, horizon)
+            nn.Linear(features, head_hidden), nn.ReLU(), nn.Linear(head_hidden, outputs)
         )
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.errors = nn.ModuleDict(
@@ -191,7 +204,14 @@ class Forecaster(TaskModule):
         h = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c)
         directions = 2 if getattr(self.encoder, "bidirectional", False) else 1
         top = torch.cat(list(h[-directions:]), dim=-1)  # the top layer's final state (B, D*H)
-        return self.head(torch.cat([top, known.flatten(1)], dim=1))
+        if self.horizon_encoder is None:
+            return self.head(torch.cat([top, known.flatten(1)], dim=1))
+        # Every horizon step reads its known inputs beside the past's summary; the
+        # layer (bidirectional: both neighbours) relates the steps, the head's weights
+        # are shared by all of them (MQ-RNN's local MLP, Wen et al. 2017).
+        steps = torch.cat([known, top.unsqueeze(1).expand(-1, known.shape[1], -1)], dim=-1)
+        out, _ = self.horizon_encoder(steps)
+        return self.head(out).squeeze(-1)
 
     def forecast(self, batch: ForecastBatch) -> Tensor:
         """(B, horizon) in the data's units."""

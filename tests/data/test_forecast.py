@@ -170,6 +170,8 @@ def test_wrong_columns_and_dates_are_one_line(series_csv, option, message):
             "data.holiday_lags needs data.holiday_column",
         ),
         ({"covariates": ["Demand"]}, "column 'Demand' is given twice"),
+        ({"covariate_lags": [24]}, "data.covariate_lags: a lag of 24 rows is shorter than"),
+        ({"covariates": [], "covariate_lags": [48]}, "data.covariate_lags needs data.covariates"),
         ({"window": 0}, "data.window=0 must be a positive integer"),
     ],
 )
@@ -325,6 +327,21 @@ def test_known_inputs_of_each_horizon_step(series_csv):
         "horizon": 48,
         "target_scale": pytest.approx(dm.std[0]),
     }
+
+
+def test_covariate_lags_give_each_horizon_step_the_covariates_of_k_rows_before(series_csv):
+    dm = datamodule(series_csv, covariate_lags=[336, 48], target_lags=[336])
+    assert dm.known_features()[-3:] == ["Demand_lag336", "Temperature_lag336", "Temperature_lag48"]
+    frame = pd.read_csv(series_csv)
+    t = frame["Temperature"].to_numpy()
+    batch, origins = everything(dm, "test"), dm.splits["test"].origins.numpy()
+    rows = origins[:, None] + np.arange(48)
+    known = batch.known.double().numpy()
+    for column, k in ((-2, 336), (-1, 48)):
+        np.testing.assert_allclose(
+            known[..., column], (t[rows - k] - dm.mean[1]) / dm.std[1], atol=1e-5
+        )
+    assert dm.model_kwargs["known_size"] == len(dm.known_features())
 
 
 def test_scaling_is_fitted_on_the_training_rows_only(series_csv, tmp_path):

@@ -12,7 +12,15 @@ from support import write_synthetic_mnist as synthetic_mnist
 from seqmodels.data import download as download_module
 from seqmodels.data.download import ChecksumError, DownloadError
 from seqmodels.data.idx import write_idx
-from seqmodels.data.mnist import FILES, MEAN, STD, MNISTDataModule, from_sequence, to_sequence
+from seqmodels.data.mnist import (
+    FILES,
+    MEAN,
+    STD,
+    MNISTDataModule,
+    from_sequence,
+    shift_image,
+    to_sequence,
+)
 from seqmodels.errors import UserError
 
 
@@ -59,6 +67,35 @@ def test_encoding_matches_pixels(root):
     torch.testing.assert_close(permuted[:, :, 0], pixel[:, perm, 0])
     # the inverse used for TensorBoard brings back the original digits
     torch.testing.assert_close(from_sequence(permuted, "pixel_permuted", perm), images / 255)
+
+
+def test_shift_image_moves_the_digit_and_fills_with_background():
+    image = torch.arange(1, 28 * 28 + 1).reshape(28, 28)
+    moved = shift_image(image, 2, -1)  # two rows down, one column left
+    torch.testing.assert_close(moved[2:, :-1], image[:-2, 1:])
+    assert (moved[:2] == 0).all() and (moved[:, -1] == 0).all()
+    torch.testing.assert_close(shift_image(image, 0, 0), image)
+
+
+def test_augment_shift_moves_training_digits_only(root):
+    plain, shifted = dm_for(root), dm_for(root, augment_shift=2)
+    for dm in (plain, shifted):
+        dm.setup()
+    torch.manual_seed(0)
+    draws = torch.stack([shifted.splits["train"][0][0] for _ in range(20)])
+    original = plain.splits["train"][0][0]
+    assert any(not torch.equal(d, original) for d in draws)  # a new shift on each read
+    for d in draws:  # each one is the original moved by at most 2 pixels each way
+        digit = (d * STD + MEAN) * 255
+        assert any(
+            torch.allclose(digit, shift_image((original * STD + MEAN) * 255, dy, dx), atol=1e-3)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+        )
+    for split in ("val", "test"):
+        torch.testing.assert_close(shifted.splits[split][0][0], plain.splits[split][0][0])
+    with pytest.raises(UserError, match="data.augment_shift=28 must be 0"):
+        dm_for(root, augment_shift=28)
 
 
 def test_normalisation_on_real_test_set_is_close_to_standard():

@@ -66,6 +66,27 @@ def test_the_head_sees_every_known_input_and_the_final_state():
     assert not torch.allclose(model(past, batch.known), out)
 
 
+def test_a_horizon_encoder_gives_every_step_one_shared_head():
+    layer = {"_target_": "seqmodels.nn.GRU", "hidden_size": 6, "bidirectional": True}
+    model = forecaster(horizon_encoder=layer)
+    assert model.horizon_encoder.input_size == 2 + 8  # known inputs beside the encoder's state
+    assert model.head[-1].out_features == 1  # one output, shared by the four steps
+    batch = random_batch()
+    out = model(batch.past, batch.known)
+    assert out.shape == (5, 4)
+    changed = batch.known.clone()
+    changed[:, 3, 1] += 1.0  # the last step's input reaches the first step (bidirectional)
+    moved = model(batch.past, changed)
+    assert not torch.allclose(moved[:, 0], out[:, 0])
+    past = batch.past.clone()
+    past[:, 0] += 1.0
+    assert not torch.allclose(model(past, batch.known), out)
+    # the same step inputs give the same output at every position of the horizon
+    steps = torch.cat([batch.known, torch.zeros(5, 4, 8)], dim=-1)
+    per_step = model.head(model.horizon_encoder(steps)[0]).squeeze(-1)
+    assert per_step.shape == (5, 4)
+
+
 def test_a_patch_that_does_not_divide_the_window_is_one_line():
     with pytest.raises(UserError, match="task.patch=5 must divide data.window=12"):
         forecaster(patch=5)
