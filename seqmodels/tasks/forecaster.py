@@ -126,6 +126,10 @@ class Forecaster(TaskModule):
             ``None``); see ``seqmodels.tasks.optim``.
         scheduler: an LR scheduler's config, or ``None``.
         encoder_init: an init function's config applied to the encoder once built.
+        members: how many models, each with its own initialisation, trained side by
+            side on the same batches (each on its own loss); the forecast is their
+            mean (an ensemble: the errors of differently initialised networks
+            partly cancel). Default: 1.
         horizon_encoder: ``None`` (the default): the head is one MLP over the
             encoder's state and every horizon step's known inputs, flattened. A
             ``seqmodels.nn`` layer (or its config; ``input_size`` filled in) instead
@@ -167,6 +171,7 @@ class Forecaster(TaskModule):
         scheduler: Mapping[str, Any] | None = None,
         encoder_init: Mapping[str, Any] | None = None,
         horizon_encoder: nn.Module | Mapping[str, Any] | None = None,
+        members: int = 1,
     ) -> None:
         super().__init__()
         if patch < 1 or window % patch:
@@ -179,17 +184,37 @@ class Forecaster(TaskModule):
         self.save_plain_hyperparameters(
             {"_target_": "torch.optim.AdamW", "lr": 3e-3, "weight_decay": 1e-4}
         )
+        if members < 1:
+            raise UserError(f"task.members={members} must be a positive integer")
+        if members > 1 and any(isinstance(m, nn.Module) for m in (encoder, horizon_encoder)):
+            raise UserError(
+                f"task.members={members} builds each member afresh from the encoders' "
+                "configs; pass configs (dicts with _target_), not built modules"
+            )
         self.patch, self.target_scale = patch, float(target_scale)
-        self.encoder = build_encoder(encoder, input_size * patch, encoder_init)
-        context = encoder_output_size(self.encoder)
-        self.horizon_encoder: nn.Module | None = None
-        if horizon_encoder is None:  # one MLP over the whole flattened horizon
-            features, outputs = context + horizon * known_size, horizon
-        else:  # a layer over the horizon's steps, then one MLP shared by every step
-            self.horizon_encoder = build_encoder(horizon_encoder, known_size + context)
-            features, outputs = encoder_output_size(self.horizon_encoder), 1
-        self.head = nn.Sequential(
-            nn.Linear(features, head_hidden), nn.ReLU(), nn.Linear(head_hidden, outputs)
+        # member 0's modules keep the names of a one-model forecaster (its checkpoints load)
+        self.encoder, self.horizon_encoder, self.head = self._member(
+            encoder, horizon_encoder, input_size, known_size, horizon, head_hidden, encoder_init
+        )
+        self.more_members = nn.ModuleList(
+            nn.ModuleDict(
+                dict(
+                    zip(
+                        ("encoder", "horizon_encoder", "head"),
+                        self._member(
+                            encoder,
+                            horizon_encoder,
+                            input_size,
+                            known_size,
+                            horizon,
+                            head_hidden,
+                            encoder_init,
+                        ),
+                        strict=True,
+                    )
+                )
+            )
+            for _ in range(members - 1)
         )
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.errors = nn.ModuleDict(
@@ -197,21 +222,57 @@ class Forecaster(TaskModule):
         )
 
     # -- model ---------------------------------------------------------------
+    def _member(
+        self,
+        encoder: nn.Module | Mapping[str, Any],
+        horizon_encoder: nn.Module | Mapping[str, Any] | None,
+        input_size: int,
+        known_size: int,
+        horizon: int,
+        head_hidden: int,
+        encoder_init: Mapping[str, Any] | None,
+    ) -> tuple[nn.Module, nn.Module, nn.Module]:
+        """One model: (encoder, horizon encoder (Identity when none), head), freshly initialised."""
+        built = build_encoder(encoder, input_size * self.patch, encoder_init)
+        context = encoder_output_size(built)
+        layer: nn.Module = nn.Identity()
+        if horizon_encoder is None:  # one MLP over the whole flattened horizon
+            features, outputs = context + horizon * known_size, horizon
+        else:  # a layer over the horizon's steps, then one MLP shared by every step
+            layer = build_encoder(horizon_encoder, known_size + context)
+            features, outputs = encoder_output_size(layer), 1
+        head = nn.Sequential(
+            nn.Linear(features, head_hidden), nn.ReLU(), nn.Linear(head_hidden, outputs)
+        )
+        return built, layer, head
+
     def forward(self, past: Tensor, known: Tensor) -> Tensor:
-        """past (B, window, F), known (B, horizon, K) -> scaled residuals (B, horizon)."""
+        """past (B, window, F), known (B, horizon, K) -> scaled residuals (B, horizon): the
+        members' mean."""
+        return self.member_residuals(past, known).mean(0)
+
+    def member_residuals(self, past: Tensor, known: Tensor) -> Tensor:
+        """Each member's scaled residuals, (members, B, horizon)."""
+        members = [(self.encoder, self.horizon_encoder, self.head)]
+        members += [(m["encoder"], m["horizon_encoder"], m["head"]) for m in self.more_members]
+        return torch.stack([self._residual(*m, past, known) for m in members])
+
+    def _residual(
+        self, encoder: nn.Module, layer: nn.Module, head: nn.Module, past: Tensor, known: Tensor
+    ) -> Tensor:
         B, T, F_ = past.shape
-        _, state = self.encoder(past.reshape(B, T // self.patch, self.patch * F_))
+        _, state = encoder(past.reshape(B, T // self.patch, self.patch * F_))
         h = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c)
-        directions = 2 if getattr(self.encoder, "bidirectional", False) else 1
+        directions = 2 if getattr(encoder, "bidirectional", False) else 1
         top = torch.cat(list(h[-directions:]), dim=-1)  # the top layer's final state (B, D*H)
-        if self.horizon_encoder is None:
-            return self.head(torch.cat([top, known.flatten(1)], dim=1))
+        if isinstance(layer, nn.Identity):
+            return head(torch.cat([top, known.flatten(1)], dim=1))
         # Every horizon step reads its known inputs beside the past's summary; the
         # layer (bidirectional: both neighbours) relates the steps, the head's weights
         # are shared by all of them (MQ-RNN's local MLP, Wen et al. 2017).
         steps = torch.cat([known, top.unsqueeze(1).expand(-1, known.shape[1], -1)], dim=-1)
-        out, _ = self.horizon_encoder(steps)
-        return self.head(out).squeeze(-1)
+        out, _ = layer(steps)
+        return head(out).squeeze(-1)
 
     def forecast(self, batch: ForecastBatch) -> Tensor:
         """(B, horizon) in the data's units."""
@@ -269,7 +330,10 @@ class Forecaster(TaskModule):
 
     # -- steps ---------------------------------------------------------------
     def training_step(self, batch: ForecastBatch, batch_idx: int) -> Tensor:
-        loss = F.l1_loss(self(batch.past, batch.known), self.residual(batch))
+        # each member learns on its own (the mean of their losses, not the loss of their
+        # mean), so they stay independent models whose errors the average cancels
+        residuals = self.member_residuals(batch.past, batch.known)
+        loss = F.l1_loss(residuals, self.residual(batch).expand_as(residuals))
         self.train_loss.update(loss.detach(), weight=batch.target.numel())
         if self.writes_logs():  # the per-step view; train/loss is the epoch's mean
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)

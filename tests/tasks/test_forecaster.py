@@ -87,6 +87,30 @@ def test_a_horizon_encoder_gives_every_step_one_shared_head():
     assert per_step.shape == (5, 4)
 
 
+def test_members_forecast_their_mean_and_each_learns_on_its_own_loss():
+    model = forecaster(members=3)
+    batch = random_batch()
+    each = model.member_residuals(batch.past, batch.known)
+    assert each.shape == (3, 5, 4)
+    assert not torch.allclose(each[0], each[1])  # initialised apart
+    torch.testing.assert_close(model(batch.past, batch.known), each.mean(0))
+    # member 0 keeps a one-model forecaster's names: its weights load into one
+    single = forecaster()
+    names = set(single.state_dict())
+    assert names <= set(model.state_dict())
+    single.load_state_dict({k: v for k, v in model.state_dict().items() if k in names})
+    torch.testing.assert_close(single(batch.past, batch.known), each[0])
+    # the training loss is the mean of the members' own losses
+    model.train()
+    loss = model.training_step(batch, 0)
+    target = model.residual(batch)
+    each = model.member_residuals(batch.past, batch.known)
+    expected = torch.stack([(e - target).abs().mean() for e in each]).mean()
+    torch.testing.assert_close(loss, expected)
+    with pytest.raises(UserError, match="task.members=0 must be a positive integer"):
+        forecaster(members=0)
+
+
 def test_a_patch_that_does_not_divide_the_window_is_one_line():
     with pytest.raises(UserError, match="task.patch=5 must divide data.window=12"):
         forecaster(patch=5)
