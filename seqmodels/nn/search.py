@@ -29,8 +29,8 @@ argmax of each earlier step's weights), so the attention cannot jump over the
 middle of a long source; `eos_margin=m` forbids EOS until that furthest
 position is within `m` of the source's last. A model whose training sources
 were all shorter than the one it reads may otherwise attend to the source's
-end too soon and stop: a G2P model trained on words of at most 20 letters
-pronounced `supercalifragilisticexpialidocious` (34) as 14 phones, its
+end too soon and stop: a G2P model trained on words of at most 20 letters (but
+one) pronounced `supercalifragilisticexpialidocious` (34) as 14 phones, its
 attention jumping from the 14th letter to the last. Both off (None, the
 default), the searches are what they always were.
 
