@@ -47,8 +47,7 @@ from pathlib import Path
 import torch
 
 from seqmodels.checkpoint import load_run
-from seqmodels.data.seq2seq import BOS, EOS, PAD, Seq2SeqBatch
-from seqmodels.nn import beam_search, greedy_search
+from seqmodels.data.seq2seq import EOS, PAD, Seq2SeqBatch
 from seqmodels.tasks.sequence_errors import SequenceErrorRate, TokenErrorRate
 
 G2P_EN_QUOTED = 1265  # words/s, g2p-en's README
@@ -177,9 +176,8 @@ def timed(run: Callable[[], list[list[str]]]) -> tuple[list[list[str]], float]:
 
 
 def ours(module, datamodule, batch_size: int, beam: int) -> Callable[[], list[list[str]]]:
+    """The checkpoint's search (its task.decode settings) over the test words, in batches."""
     test = datamodule.splits["test"]
-    max_len = int(module.hparams["decode"]["max_len"])
-    penalty = float(module.hparams["decode"]["length_penalty"])
 
     def run() -> list[list[str]]:
         outputs: list[list[str]] = []
@@ -190,16 +188,7 @@ def ours(module, datamodule, batch_size: int, beam: int) -> Callable[[], list[li
                 source = torch.full((len(items), int(lengths.max())), PAD, dtype=torch.long)
                 for row, (s, _, _) in enumerate(items):
                     source[row, : len(s)] = s
-                state = module.encode(source, lengths)
-                if beam == 1:
-                    found = greedy_search(module.decoder, state, max_len, bos=BOS, eos=EOS).tokens
-                else:
-                    found = [
-                        h[0][0]
-                        for h in beam_search(
-                            module.decoder, state, beam, max_len, penalty, bos=BOS, eos=EOS
-                        )
-                    ]
+                found = module.search(module.encode(source, lengths), beam)
                 outputs += [datamodule.target_tokens_of(ids) for ids in found]
         return outputs
 

@@ -72,6 +72,14 @@ class OnnxStep:
         return {**state, "state": state["state"][:, index.numpy()]}
 
     @staticmethod
+    def source_mask(state: dict[str, Any]) -> Tensor:
+        return torch.from_numpy(state["mask"])
+
+    @staticmethod
+    def with_source_mask(state: dict[str, Any], mask: Tensor) -> dict[str, Any]:
+        return {**state, "mask": mask.numpy()}
+
+    @staticmethod
     def batch_size(state: dict[str, Any]) -> int:
         return len(state["keys"])
 
@@ -91,7 +99,7 @@ def transduce_onnx(
     `seqmodels-export ... format=onnx` writes for a seq2seq checkpoint.
 
     The same search as `seqmodels-predict` (:func:`~seqmodels.nn.beam_search` with the
-    checkpoint's length penalty and max_len), over the encoder and step programs run by
+    checkpoint's length penalty, max_len, attention_window and eos_margin), over the encoder and step programs run by
     onnxruntime: the same outputs, scores to float rounding.
 
     Args:
@@ -133,6 +141,9 @@ def transduce_onnx(
         nbest,
         bos=ids["bos"],
         eos=ids["eos"],
+        # an export made before these settings existed has neither: off, as it was decoded
+        attention_window=decode.get("attention_window"),
+        eos_margin=decode.get("eos_margin"),
     )
     itos, joiner = meta["target_vocabulary"], "" if meta["target_tokens"] == "char" else " "
     return [

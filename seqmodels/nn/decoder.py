@@ -239,6 +239,18 @@ class AttentionDecoder(nn.Module):
         return state._replace(cell=select_rows(state.cell, index), feed=state.feed[index])
 
     @staticmethod
+    def source_mask(state: DecoderState) -> Tensor:
+        """The source positions (B, S) bool the next step attends to (at the start: the valid
+        ones), for the searches' `attention_window` and `eos_margin`."""
+        return state.mask
+
+    @staticmethod
+    def with_source_mask(state: DecoderState, mask: Tensor) -> DecoderState:
+        """The state whose next steps attend only where `mask` (B, S) bool is True (the
+        searches' `attention_window`; each row needs one True)."""
+        return state._replace(mask=mask)
+
+    @staticmethod
     def batch_size(state: DecoderState) -> int:
         """The number of rows (sequences being decoded) of `state`."""
         return state.keys.shape[0]

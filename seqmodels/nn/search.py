@@ -20,6 +20,20 @@ nbest. Finished hypotheses are ranked by score / length ** length_penalty
 (length counts EOS): 0 ranks by the raw sum, which favours short outputs; 1 by
 the mean log-probability per token. With beam_size 1 this is greedy search.
 
+Both searches can hold the attention to the source's order, for a decoder that
+can say its source mask and attend within a narrower one (`source_mask`,
+`with_source_mask`; the AttentionDecoder can), with no retraining:
+`attention_window=(back, ahead)` lets each step attend only from `back`
+positions before to `ahead` after the furthest position attended so far (the
+argmax of each earlier step's weights), so the attention cannot jump over the
+middle of a long source; `eos_margin=m` forbids EOS until that furthest
+position is within `m` of the source's last. A model whose training sources
+were all shorter than the one it reads may otherwise attend to the source's
+end too soon and stop: a G2P model trained on words of at most 20 letters (but
+one) pronounced `supercalifragilisticexpialidocious` (34) as 14 phones, its
+attention jumping from the 14th letter to the last. Both off (None, the
+default), the searches are what they always were.
+
 Both searches keep everything in tensors while they run (beam search's
 finished hypotheses in a per-source buffer of scores, tokens and lengths,
 written with scatter): no Python per hypothesis or per source, and one
@@ -28,6 +42,7 @@ conversion to lists at the end.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
 import torch
@@ -38,7 +53,11 @@ class SearchDecoder(Protocol):
     """What the searches need from a decoder (:class:`~seqmodels.nn.AttentionDecoder` has it).
 
     The state is whatever the decoder keeps between steps; the searches only pass it back,
-    and ask the decoder how many rows it has and where it lives.
+    and ask the decoder how many rows it has and where it lives. The searches'
+    `attention_window` and `eos_margin` also need `source_mask(state)` (the valid source
+    positions, `(B, S)` bool) and, for the window, `with_source_mask(state, mask)` (the state
+    whose next step attends only where `mask` is True); without them those two options are
+    an error, and a decoder need not have them otherwise.
     """
 
     def step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any, Tensor]:
@@ -74,7 +93,14 @@ class GreedyResult(NamedTuple):
 
 
 def greedy_search(
-    decoder: SearchDecoder, state: Any, max_len: int, *, bos: int, eos: int
+    decoder: SearchDecoder,
+    state: Any,
+    max_len: int,
+    *,
+    bos: int,
+    eos: int,
+    attention_window: Sequence[int] | None = None,
+    eos_margin: int | None = None,
 ) -> GreedyResult:
     """Decode by taking the most likely token at every step, until EOS or `max_len` tokens.
 
@@ -85,6 +111,14 @@ def greedy_search(
         bos: the token fed first.
         eos: the token that ends an output. (No padding id: a row that has ended is cut at
             its EOS, whatever it holds while the others go on.)
+        attention_window: `(back, ahead)`: each step attends only to the source positions
+            from `back` before to `ahead` after the furthest one attended so far (the
+            argmax of every earlier step's weights; the first position at the start).
+            None: anywhere. Needs the decoder's `source_mask` and `with_source_mask`.
+            Default: None
+        eos_margin: EOS is allowed only once the furthest attended position is within
+            `eos_margin` positions of the source's last (0: the last itself). None: always.
+            Needs the decoder's `source_mask`. Default: None
 
     Shape:
         - state: B rows
@@ -111,9 +145,15 @@ def greedy_search(
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     scores = torch.zeros(batch, device=device)
     steps, weights = [], []
+    constraint = SourceOrder.of(decoder, state, attention_window, eos_margin, eos)
     for _ in range(max_len):
+        if constraint is not None:
+            state = constraint.restrict(state)
         logits, state, w = decoder.step(token, state)
-        best, token = logits.float().log_softmax(-1).max(-1)
+        logp = logits.float().log_softmax(-1)
+        if constraint is not None:
+            logp = constraint.attended(w, logp)
+        best, token = logp.max(-1)
         scores += best.masked_fill(finished, 0.0)
         steps.append(token)  # what follows a row's EOS is cut below
         weights.append(w)
@@ -135,6 +175,8 @@ def beam_search(
     *,
     bos: int,
     eos: int,
+    attention_window: Sequence[int] | None = None,
+    eos_margin: int | None = None,
 ) -> list[list[tuple[list[int], float]]]:
     """Decode every source of a batch at once, keeping its `beam_size` best hypotheses.
 
@@ -157,6 +199,11 @@ def beam_search(
         nbest: how many hypotheses to return per source, `1 <= nbest <= beam_size`. Default: 1
         bos: the token fed first.
         eos: the token that ends a hypothesis.
+        attention_window: `(back, ahead)`: each hypothesis' step attends only to the source
+            positions from `back` before to `ahead` after the furthest one it attended so
+            far (as in :func:`greedy_search`). None: anywhere. Default: None
+        eos_margin: a hypothesis may end only once its furthest attended position is within
+            `eos_margin` of the source's last (as in :func:`greedy_search`). Default: None
 
     Shape:
         - state: B rows (the search repeats each `beam_size` times with `decoder.select`)
@@ -167,7 +214,8 @@ def beam_search(
         best first.
 
     Raises:
-        ValueError: unless `1 <= nbest <= beam_size`.
+        ValueError: unless `1 <= nbest <= beam_size`, or if `attention_window` or `eos_margin`
+            is negative or the decoder cannot restrict its attention.
 
     Example::
 
@@ -189,6 +237,7 @@ def beam_search(
     rows = torch.arange(batch, device=device)
     state = decoder.select(state, rows.repeat_interleave(k))
     reorder = getattr(decoder, "reorder", decoder.select)
+    constraint = SourceOrder.of(decoder, state, attention_window, eos_margin, eos)
     scores = torch.full((batch, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # one live hypothesis per source at the start, not k copies of it
     history = torch.zeros((batch, k, 0), dtype=torch.long, device=device)
@@ -207,8 +256,12 @@ def beam_search(
     ranks = torch.arange(2 * k, device=device)
 
     for t in range(max_len):
-        logits, state, _ = decoder.step(token, state)
+        if constraint is not None:
+            state = constraint.restrict(state)
+        logits, state, weights = decoder.step(token, state)
         logp = logits.float().log_softmax(-1)
+        if constraint is not None:
+            logp = constraint.attended(weights, logp)
         vocab = logp.shape[-1]
         expanded = (scores.unsqueeze(-1) + logp.view(batch, k, vocab)).view(batch, -1)
         top, index = expanded.topk(min(2 * k, k * vocab), dim=-1)  # (B, 2k), best first
@@ -228,7 +281,10 @@ def beam_search(
         )
         # Rows move only among the hypotheses of one source: a decoder that can say what is
         # the same for all of them (the source's encoding) keeps that in place (`reorder`).
-        state = reorder(state, (rows.unsqueeze(1) * k + keep_beam).view(-1))
+        followed = (rows.unsqueeze(1) * k + keep_beam).view(-1)
+        state = reorder(state, followed)
+        if constraint is not None:
+            constraint.follow(followed)
         token = keep_tok.view(-1)
         done = count >= k
         if bool(done.all()):
@@ -285,3 +341,84 @@ class Finished(NamedTuple):
             index = slot.unsqueeze(-1).expand(-1, -1, sequences.shape[2])
             self.tokens[:, :, : sequences.shape[2]].scatter_(1, index, sequences)
         return count + new.long().sum(1)
+
+
+class SourceOrder:
+    """The searches' `attention_window` and `eos_margin` while they run: per row, the source's
+    valid positions and the furthest position attended so far.
+
+    Args:
+        decoder: a :class:`SearchDecoder` with `source_mask(state)` ((B, S) bool, the valid
+            source positions) and, for a window, `with_source_mask(state, mask)` (the state
+            whose next step attends only where `mask` is True).
+        state: the decoder's state before the first step (all the rows the search runs).
+        window: `(back, ahead)` or None.
+        eos_margin: positions before the source's last where EOS is allowed, or None.
+        eos: the EOS token.
+    """
+
+    def __init__(
+        self,
+        decoder: Any,
+        state: Any,
+        window: Sequence[int] | None,
+        eos_margin: int | None,
+        eos: int,
+    ) -> None:
+        if window is not None:
+            window = tuple(int(w) for w in window)
+            if len(window) != 2 or min(window) < 0:
+                raise ValueError(f"attention_window={window}: need (back, ahead), both >= 0")
+        if eos_margin is not None and int(eos_margin) < 0:
+            raise ValueError(f"eos_margin={eos_margin}: need >= 0")
+        needs = ["source_mask"] + (["with_source_mask"] if window is not None else [])
+        lacking = [name for name in needs if not callable(getattr(decoder, name, None))]
+        if lacking:
+            raise ValueError(
+                f"attention_window and eos_margin need a decoder with {' and '.join(lacking)}; "
+                f"{type(decoder).__name__} has none"
+            )
+        self.decoder, self.window, self.eos, self.eos_margin = decoder, window, eos, eos_margin
+        self.valid = decoder.source_mask(state).bool()  # the same for every step: kept here
+        self.last = self.valid.sum(1) - 1
+        self.positions = torch.arange(self.valid.shape[1], device=self.valid.device)
+        self.focus = torch.zeros_like(self.last)
+
+    @classmethod
+    def of(
+        cls,
+        decoder: Any,
+        state: Any,
+        window: Sequence[int] | None,
+        eos_margin: int | None,
+        eos: int,
+    ) -> SourceOrder | None:
+        """The constraint, or None when both are off (the search is then as it always was)."""
+        if window is None and eos_margin is None:
+            return None
+        return cls(decoder, state, window, eos_margin, eos)
+
+    def restrict(self, state: Any) -> Any:
+        """The state whose next step attends only within each row's window."""
+        if self.window is None:
+            return state
+        back, ahead = self.window
+        offset = self.positions.unsqueeze(0) - self.focus.unsqueeze(1)
+        return self.decoder.with_source_mask(
+            state, self.valid & (offset >= -back) & (offset <= ahead)
+        )
+
+    def attended(self, weights: Tensor, logp: Tensor) -> Tensor:
+        """Move each row's focus on with this step's weights (B, S); the log-probabilities
+        (B, V) with EOS at -inf in the rows whose focus is still short of the source's end."""
+        self.focus = torch.maximum(self.focus, weights.argmax(-1))
+        if self.eos_margin is None:
+            return logp
+        early = self.focus < self.last - self.eos_margin
+        is_eos = torch.arange(logp.shape[-1], device=logp.device) == self.eos
+        return logp.masked_fill(early.unsqueeze(1) & is_eos, float("-inf"))
+
+    def follow(self, index: Tensor) -> None:
+        """The rows `index` (beam search following its hypotheses among one source's rows,
+        whose valid positions are the same)."""
+        self.focus = self.focus[index]

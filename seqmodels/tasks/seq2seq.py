@@ -28,8 +28,9 @@ Args:
     input_feeding: feed the previous attentional state to the cell.
     dropout: on embeddings, encoder states and the decoder's attentional state.
     label_smoothing: of the training loss (validation/test loss: none).
-    decode: {beam_size, length_penalty, max_len} for the test and predict
-        (seqmodels.nn.beam_search).
+    decode: {beam_size, length_penalty, max_len, attention_window, eos_margin}
+        for the test and predict (seqmodels.nn.beam_search); validation's greedy
+        search takes max_len, attention_window and eos_margin.
     optimizer, scheduler, encoder_init: as every task (optim.py, encoder.py).
 """
 
@@ -64,7 +65,13 @@ from seqmodels.tasks.inference import (
 from seqmodels.tasks.sequence_errors import SequenceErrorRate, TokenErrorRate
 
 STAGES = ("train", "val", "test")
-DECODE = {"beam_size": 5, "length_penalty": 1.0, "max_len": 50}
+DECODE = {
+    "beam_size": 5,
+    "length_penalty": 1.0,
+    "max_len": 50,
+    "attention_window": None,
+    "eos_margin": None,
+}
 
 
 class Seq2Seq(TaskModule):
@@ -97,9 +104,13 @@ class Seq2Seq(TaskModule):
         input_feeding: feed the previous attentional state to the cell. Default: ``True``.
         dropout: on embeddings, encoder states and the attentional state. Default: 0.
         label_smoothing: of the training loss. Default: 0.
-        decode: ``{"beam_size", "length_penalty", "max_len"}`` for the test and
-            predict; missing keys take ``{"beam_size": 5, "length_penalty": 1.0,
-            "max_len": 50}``.
+        decode: ``{"beam_size", "length_penalty", "max_len", "attention_window",
+            "eos_margin"}`` for the test and predict (validation's greedy search takes the
+            last three); missing keys take ``{"beam_size": 5, "length_penalty": 1.0,
+            "max_len": 50, "attention_window": None, "eos_margin": None}``. The last two
+            hold the attention to the source's order (:func:`~seqmodels.nn.beam_search`):
+            ``[back, ahead]`` positions around the furthest one attended, and EOS only
+            within ``eos_margin`` positions of the source's end.
         optimizer: the optimizer's config (Adam, lr 1e-3 when ``None``).
         scheduler: an LR scheduler's config, or ``None``.
         encoder_init: an init function's config applied to the encoder once built.
@@ -164,6 +175,7 @@ class Seq2Seq(TaskModule):
         # The defaults written into the hparams (already plain data), so a checkpoint says them.
         hp = self.hparams
         hp["decode"] = {**DECODE, **(hp["decode"] or {})}
+        self.search_options()  # a bad attention_window or eos_margin: one line now, not at test
         hp["decoder_cell"] = hp["decoder_cell"] or {"_target_": "seqmodels.nn.LSTMCell"}
         hp["attention"] = hp["attention"] or {"_target_": "seqmodels.nn.MultiplicativeAttention"}
 
@@ -212,6 +224,47 @@ class Seq2Seq(TaskModule):
             logits.flatten(0, 1), target.flatten(), ignore_index=PAD, label_smoothing=smoothing
         )
 
+    def search_options(self) -> dict[str, Any]:
+        """`attention_window` and `eos_margin` of `decode` as the searches take them."""
+        decode = self.hparams["decode"]
+        window, margin = decode.get("attention_window"), decode.get("eos_margin")
+        if window is not None and (
+            isinstance(window, str | int)
+            or len(window) != 2
+            or not all(isinstance(w, int) and w >= 0 for w in window)
+        ):
+            raise UserError(
+                f"task.decode.attention_window={window}: give [back, ahead], two integers "
+                f">= 0 (e.g. [1, 3]), or null"
+            )
+        if margin is not None and (not isinstance(margin, int) or margin < 0):
+            raise UserError(f"task.decode.eos_margin={margin}: give an integer >= 0, or null")
+        return {
+            "attention_window": None if window is None else tuple(window),
+            "eos_margin": margin,
+        }
+
+    def search(self, state: DecoderState, beam_size: int) -> list[list[int]]:
+        """The best output (token ids, no EOS) of each source: greedy search for
+        `beam_size` 1, else beam search, with `decode`'s settings."""
+        decode = self.hparams["decode"]
+        max_len = int(decode["max_len"])
+        if beam_size == 1:
+            return greedy_search(
+                self.decoder, state, max_len, bos=BOS, eos=EOS, **self.search_options()
+            ).tokens
+        found = beam_search(
+            self.decoder,
+            state,
+            beam_size,
+            max_len,
+            float(decode["length_penalty"]),
+            bos=BOS,
+            eos=EOS,
+            **self.search_options(),
+        )
+        return [best[0][0] for best in found]
+
     def transduce(
         self, source: Tensor, lengths: Tensor, beam_size: int | None = None, nbest: int = 1
     ) -> list[list[tuple[list[int], float]]]:
@@ -231,6 +284,7 @@ class Seq2Seq(TaskModule):
             nbest,
             bos=BOS,
             eos=EOS,
+            **self.search_options(),
         )
 
     @staticmethod
@@ -369,21 +423,7 @@ class Seq2Seq(TaskModule):
         logits, _ = self.teacher_forced(state, batch.target)
         tokens = int((batch.target != PAD).sum())
         getattr(self, f"{stage}_loss").update(self.loss(logits, batch.target), tokens)
-        max_len = int(self.hparams["decode"]["max_len"])
-        if beam_size == 1:
-            outputs = greedy_search(self.decoder, state, max_len, bos=BOS, eos=EOS).tokens
-        else:
-            decode = self.hparams["decode"]
-            found = beam_search(
-                self.decoder,
-                state,
-                beam_size,
-                max_len,
-                float(decode["length_penalty"]),
-                bos=BOS,
-                eos=EOS,
-            )
-            outputs = [best[0][0] for best in found]
+        outputs = self.search(state, beam_size)
         getattr(self, f"{stage}_wer").update(outputs, batch.references)
         getattr(self, f"{stage}_per").update(outputs, batch.references)
 
@@ -405,11 +445,16 @@ class Seq2Seq(TaskModule):
 
     def decoding(self) -> str:
         decode = self.hparams["decode"]
+        held = "".join(
+            f", {name.replace('_', ' ')} {value if isinstance(value, int) else list(value)}"
+            for name, value in self.search_options().items()
+            if value is not None
+        )
         if int(decode["beam_size"]) == 1:
-            return f"greedy search (max_len {decode['max_len']})"
+            return f"greedy search (max_len {decode['max_len']}{held})"
         return (
             f"beam search (beam {decode['beam_size']}, length penalty "
-            f"{decode['length_penalty']}, max_len {decode['max_len']})"
+            f"{decode['length_penalty']}, max_len {decode['max_len']}{held})"
         )
 
     def on_test_epoch_start(self) -> None:
@@ -431,7 +476,9 @@ class Seq2Seq(TaskModule):
         with torch.no_grad():
             state = self.encode(batch.source.to(self.device), batch.source_lengths.to(self.device))
             max_len = int(self.hparams["decode"]["max_len"])
-            found = greedy_search(self.decoder, state, max_len, bos=BOS, eos=EOS)
+            found = greedy_search(
+                self.decoder, state, max_len, bos=BOS, eos=EOS, **self.search_options()
+            )
         images, rows = [], ["| source | output | references | |", "|---|---|---|---|"]
         weights = found.weights.float().cpu().numpy()
         for i, (output, refs) in enumerate(zip(found.tokens, batch.references, strict=True)):

@@ -320,3 +320,88 @@ def test_the_exported_pt2_programs_decode_as_the_model(trained, tmp_path):
     assert [s for h in got for _, s in h] == pytest.approx(
         [s for h in want for _, s in h], abs=1e-4
     )
+
+
+def test_bad_decode_constraints_are_one_line():
+    from seqmodels.errors import UserError
+    from seqmodels.tasks.seq2seq import Seq2Seq
+
+    encoder = {"_target_": "seqmodels.nn.GRU", "hidden_size": 8}
+    for bad, named in [
+        ({"attention_window": [1]}, "attention_window"),
+        ({"attention_window": "1,3"}, "attention_window"),
+        ({"attention_window": [1, -2]}, "attention_window"),
+        ({"eos_margin": -1}, "eos_margin"),
+        ({"eos_margin": 1.5}, "eos_margin"),
+    ]:
+        with pytest.raises(UserError, match=f"task.decode.{named}="):
+            Seq2Seq(encoder, source_vocab_size=10, target_vocab_size=10, decode=bad)
+
+
+def test_decode_constraints_reach_predict_and_the_onnx_search(trained, tmp_path):
+    """A checkpoint whose task.decode holds the attention (attention_window, eos_margin):
+    predict decodes with them (the same as beam_search given them), and the exported
+    programs' search on onnxruntime reads them from the metadata and gives the same."""
+    from seqmodels.checkpoint import load_run
+    from seqmodels.data.seq2seq import BOS, EOS
+    from seqmodels.export import export
+    from seqmodels.export.seq2seq import transduce_onnx
+    from seqmodels.nn import beam_search
+    from seqmodels.predict import predict
+
+    run, _ = trained
+    checkpoint = load(run / "checkpoints" / "last.ckpt")
+    held = {"attention_window": [0, 1], "eos_margin": 0}
+    checkpoint["hyper_parameters"]["decode"].update(held)
+    ckpt = tmp_path / "held.ckpt"
+    torch.save(checkpoint, ckpt)
+    _, task, datamodule = load_run(ckpt)
+    assert "attention window [0, 1], eos margin 0" in task.decoding()
+    source, lengths = datamodule.encode_texts(WORDS)
+    decode = task.hparams["decode"]
+    with torch.no_grad():
+        found = task.transduce(source, lengths, beam_size=4, nbest=2)
+        args = (task.decoder, task.encode(source, lengths), 4, decode["max_len"])
+        plain = beam_search(*args, decode["length_penalty"], 2, bos=BOS, eos=EOS)
+        assert found == beam_search(
+            *args,
+            decode["length_penalty"],
+            2,
+            bos=BOS,
+            eos=EOS,
+            attention_window=(0, 1),
+            eos_margin=0,
+        )
+    assert found != plain  # the settings bind on these words: the check can tell
+    export(
+        {"ckpt_path": str(ckpt), "format": "onnx", "out": str(tmp_path / "g2p.onnx")}, io.StringIO()
+    )
+    want = predict({"ckpt_path": str(ckpt), "text": " ".join(WORDS), "beam": 4}, out=io.StringIO())
+    got = transduce_onnx(tmp_path / "g2p.encoder.onnx", tmp_path / "g2p.step.onnx", WORDS, 4)
+    assert [t for _, t, _ in want] == [h[0][0] for h in got]
+
+
+def test_eval_takes_decode_overrides(trained, run_cli):
+    run, metrics = trained
+    ckpt = f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"
+    again = run_cli("eval", ckpt, "trainer.enable_progress_bar=false")
+    assert again.code == 0, again.err
+    assert "test/beam_size=5.0000" in again.out
+    held = run_cli(
+        "eval",
+        ckpt,
+        "trainer.enable_progress_bar=false",
+        "+task.decode.beam_size=1",
+        "+task.decode.attention_window=[0,1]",
+        "+task.decode.eos_margin=0",
+    )
+    assert held.code == 0, held.err
+    assert "test/beam_size=1.0000" in held.out  # the override decoded the test
+    for bad, message in [
+        ("+task.decode.beam=3", "task.decode.beam is not a decoding setting"),
+        ("+task.decode.eos_margin=-1", "task.decode.eos_margin=-1"),
+        ("+task.dropout=0.5", "seqmodels-eval overrides only task.decode"),
+        ("+task.decode=5", "+task.decode=5: give its settings"),
+    ]:
+        result = run_cli("eval", ckpt, bad)
+        assert result.code == 1 and message in result.err and "Traceback" not in result.err
