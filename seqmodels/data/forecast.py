@@ -24,7 +24,7 @@ calendar features (sin/cos of `calendar`), the holiday flag. Per horizon step
 (`known`, what is known in advance of that step): its calendar and
 `known_calendar` features and holiday flag, the scaled target `target_lags`
 rows earlier (each lag >= horizon, so it was observed at o), the holiday
-flags `holiday_lags` rows earlier, the scaled covariates `covariate_lags`
+flags `holiday_lags` rows earlier (a negative lag: later, a holiday ahead), the scaled covariates `covariate_lags`
 rows earlier, and the scaled `known_covariates` of that
 step. A known covariate is the actual value standing in for a forecast of it
 (vic_elec's temperature, fpp3's convention): a model that uses it is as good
@@ -83,9 +83,13 @@ class ForecastBatch(NamedTuple):
 
 
 def lagged(a: np.ndarray, k: int) -> np.ndarray:
-    """a shifted down by k rows (zeros in front: no origin reads those rows)."""
+    """a shifted down by k rows (zeros in front: no origin reads those rows); k < 0 shifts
+    up, a lead (zeros after the last row: nothing known there)."""
     out = np.zeros_like(a)
-    out[k:] = a[: len(a) - k]
+    if k >= 0:
+        out[k:] = a[: len(a) - k]
+    else:
+        out[:k] = a[-k:]
     return out
 
 
@@ -152,7 +156,9 @@ class ForecastDataModule(L.LightningDataModule):
         calendar, known_calendar: calendar features of every row, and of the
             horizon only.
         target_lags, holiday_lags: lags (rows) of the target and holiday flag per
-            horizon step.
+            horizon step; a negative holiday lag is a lead, the flag that many rows
+            after the step (the calendar is known ahead; after the file's last row
+            no holiday is assumed).
         covariate_lags: lags (rows) of every covariate per horizon step (each
             >= horizon: observed at the origin), e.g. the temperature a week
             before each forecast half-hour, beside the target's value then.
@@ -270,8 +276,11 @@ class ForecastDataModule(L.LightningDataModule):
             raise UserError("data.covariate_lags needs data.covariates (or drop them: [])")
         if self.holiday_lags and not self.holiday_column:
             raise UserError("data.holiday_lags needs data.holiday_column (or drop them: [])")
-        if any(k < 1 for k in self.holiday_lags):
-            raise UserError(f"data.holiday_lags={self.holiday_lags} must be positive")
+        if 0 in self.holiday_lags:
+            raise UserError(
+                f"data.holiday_lags={self.holiday_lags}: a lag of 0 is the step's own flag, "
+                "which the model reads anyway; use lags > 0 (before) or < 0 (after)"
+            )
         check_timezone(self.timezone)
 
     # -- the feature layout -------------------------------------------------------------
@@ -282,7 +291,7 @@ class ForecastDataModule(L.LightningDataModule):
             self.window,
             self.season,
             *self.target_lags,
-            *self.holiday_lags,
+            *self.holiday_lags,  # a lead (< 0) reads the future calendar, not the past
             *self.covariate_lags,
         )
 
@@ -295,7 +304,9 @@ class ForecastDataModule(L.LightningDataModule):
         names = [f"{c}_{f}" for c in self.calendar + self.known_calendar for f in ("sin", "cos")]
         names += [self.holiday_column] if self.holiday_column else []
         names += [f"{self.target}_lag{k}" for k in self.target_lags]
-        names += [f"{self.holiday_column}_lag{k}" for k in self.holiday_lags]
+        names += [
+            f"{self.holiday_column}_{'lag' if k > 0 else 'lead'}{abs(k)}" for k in self.holiday_lags
+        ]
         names += [f"{c}_lag{k}" for k in self.covariate_lags for c in self.covariates]
         return names + list(self.known_covariates)
 
@@ -491,6 +502,7 @@ class ForecastDataModule(L.LightningDataModule):
             "known_calendar": self.known_calendar,
             "target_lags": self.target_lags,
             "holiday_lags": self.holiday_lags,
+            "covariate_lags": self.covariate_lags,
             "past_features": self.past_features(),
             "known_features": self.known_features(),
         }
@@ -561,6 +573,12 @@ class ForecastDataModule(L.LightningDataModule):
         history = check_missing(series.rows(slice(end - self.history, end)), self.fill)
         future = self._future_rows(series, end, path)
         rows = history.then(future)
+        # holiday leads read the flags of rows after the horizon: those the file has
+        # (beyond them, as at the end of the training series, no holiday is assumed)
+        lead = max((-k for k in self.holiday_lags if k < 0), default=0)
+        after = series.rows(slice(end + self.horizon, end + self.horizon + lead))
+        if len(after) and self.holiday_column:
+            rows = rows.then(check_missing(after, fill=None, columns=[self.holiday_column]))
         past, known = self._features(rows, wall_clock(rows, self.timezone, self.time_column))
         y = torch.from_numpy(rows.values[:, 0].astype(np.float32))
         origin = torch.tensor([self.history])

@@ -441,6 +441,34 @@ def test_encode_csv_gives_the_batch_the_model_was_evaluated_on(series_csv, tmp_p
     assert times == frame["Time"].iloc[origin : origin + 48].tolist()
 
 
+def test_holiday_leads_read_the_flags_after_each_step_also_in_predict(series_csv, tmp_path):
+    dm = datamodule(series_csv, holiday_lags=[48, -48, -96])
+    assert dm.known_features()[-3:] == ["Holiday_lag48", "Holiday_lead48", "Holiday_lead96"]
+    frame = pd.read_csv(series_csv)
+    holiday = frame["Holiday"].astype(str).str.upper().eq("TRUE").to_numpy(dtype=float)
+    assert holiday.any()
+    batch, origins = everything(dm, "val"), dm.splits["val"].origins.numpy()
+    rows = origins[:, None] + np.arange(48)
+    known = batch.known.double().numpy()
+    np.testing.assert_array_equal(known[..., -2], holiday[rows + 48])
+    np.testing.assert_array_equal(known[..., -1], holiday[rows + 96])
+    assert known[..., -2].any()  # some step has a holiday ahead: the check above can fail
+    # predict reads the flags of the rows after the horizon that the file has
+    origin = int(dm.splits["val"].origins[1])
+    expected = dm.splits["val"].__getitems__([1])
+    fresh = ForecastDataModule(path="/nowhere.csv", **SPLITS, holiday_lags=[48, -48, -96])
+    fresh.load_state_dict(dm.state_dict())
+    path = recent_rows(series_csv, tmp_path, origin, future=48 + 96)
+    batch, times = fresh.encode_csv(str(path))
+    torch.testing.assert_close(batch.known, expected.known)
+    assert len(times) == 48
+    # without them, no holiday is assumed there
+    batch, _ = fresh.encode_csv(str(recent_rows(series_csv, tmp_path, origin, future=48)))
+    assert (batch.known[..., -2:] == 0).all()
+    with pytest.raises(UserError, match="a lag of 0 is the step's own flag"):
+        ForecastDataModule(path="/nowhere.csv", holiday_lags=[0])
+
+
 def test_encode_csv_without_future_rows_when_the_model_reads_none(series_csv, tmp_path):
     options = {**SPLITS, "holiday_column": None}
     dm = datamodule(series_csv, holiday_column=None)
