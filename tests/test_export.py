@@ -57,6 +57,16 @@ RUNS = {  # name -> (task, overrides)
     "parity": ("parity", ()),
     "mnist": ("mnist", ("model.num_layers=1",)),
     "forecast": ("forecast", ("model=gru", "task.head_hidden=16")),
+    # the recipes' forecaster: a layer over the horizon, and an ensemble of two
+    "forecast_mq": (
+        "forecast",
+        (
+            "model=gru",
+            "task.head_hidden=16",
+            "task.horizon_encoder={_target_:seqmodels.nn.GRU,hidden_size:8,bidirectional:true}",
+            "task.members=2",
+        ),
+    ),
     "chargen": ("chargen", ("task.embedding_dim=8", "model.num_layers=2")),
     "chargen_gru": ("chargen", ("model=gru", "task.embedding_dim=8")),
     "imdb_swish_rnn": ("imdb", ("model=rnn", "model.nonlinearity=swish")),
@@ -184,8 +194,9 @@ def test_image_classifier_onnx_reads_raw_pixels(checkpoints, tmp_path):
     assert meta["class_names"] == [str(i) for i in range(10)]
 
 
-def test_forecaster_onnx(checkpoints, tmp_path):
-    ckpt = checkpoints("forecast")
+@pytest.mark.parametrize("name", ["forecast", "forecast_mq"])
+def test_forecaster_onnx(checkpoints, name, tmp_path):
+    ckpt = checkpoints(name)
     path = export(
         {"ckpt_path": str(ckpt), "format": "onnx", "out": str(tmp_path / "m.onnx")}, io.StringIO()
     )
@@ -388,7 +399,7 @@ def test_a_real_mnist_model_gives_predicts_answers_on_real_digits(tmp_path):
 # -- pt2 -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["imdb", "mnist", "forecast", "chargen"])
+@pytest.mark.parametrize("name", ["imdb", "mnist", "forecast", "forecast_mq", "chargen"])
 def test_pt2_round_trip(checkpoints, name, tmp_path):
     """torch.export's archive runs with the eager numbers on another batch size (and length,
     where the layers trace with a symbolic one). Needs seqmodels.nn's layers to trace under
@@ -400,7 +411,9 @@ def test_pt2_round_trip(checkpoints, name, tmp_path):
     extra = {"seqmodels.json": ""}
     program = torch.export.load(str(path), extra_files=extra)
     assert json.loads(extra["seqmodels.json"])["task"].endswith(
-        {"forecast": "Forecaster", "chargen": "LanguageModel"}.get(name, "SequenceClassifier")
+        {"forecast": "Forecaster", "forecast_mq": "Forecaster", "chargen": "LanguageModel"}.get(
+            name, "SequenceClassifier"
+        )
     )
     fixed = "fixed_length" in json.loads(extra["seqmodels.json"])
     time = None if name != "imdb" or fixed else 9

@@ -254,7 +254,9 @@ class Forecaster(TaskModule):
     def member_residuals(self, past: Tensor, known: Tensor) -> Tensor:
         """Each member's scaled residuals, (members, B, horizon)."""
         members = [(self.encoder, self.horizon_encoder, self.head)]
-        members += [(m["encoder"], m["horizon_encoder"], m["head"]) for m in self.more_members]
+        for m in self.more_members:
+            assert isinstance(m, nn.ModuleDict)
+            members.append((m["encoder"], m["horizon_encoder"], m["head"]))
         return torch.stack([self._residual(*m, past, known) for m in members])
 
     def _residual(
