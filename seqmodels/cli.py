@@ -297,10 +297,21 @@ def _train(cfg: DictConfig) -> float | None:
     return metrics.get(metric)
 
 
+def launched_rank() -> int:
+    """This process's global rank as its launcher set it (Lightning's DDP workers, torchrun,
+    SLURM), read from the environment as Lightning reads it, without importing Lightning."""
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return 0
+
+
 def refuse_folder_in_use(argv: list[str]) -> None:
     """A run folder named on the command line (resume=, hydra.run.dir=) that a live
     process trains in, or that holds another run: one line before Hydra writes its
     config into that folder."""
+    if launched_rank() != 0:
+        return  # a DDP worker that Lightning started in rank 0's folder: rank 0 holds it
     resuming = any(a.startswith("resume=") for a in argv[1:])
     for arg in argv[1:]:
         key, _, value = arg.partition("=")

@@ -15,7 +15,7 @@ import pytest
 from support import run_dirs
 
 from seqmodels import run_lock
-from seqmodels.errors import CannotWrite
+from seqmodels.errors import CannotWrite, UserError
 from seqmodels.run_lock import LOCK_NAME, STALE, FolderInUse, RunLock, live_holder
 
 SMALL = (
@@ -173,3 +173,33 @@ def test_a_lock_that_cannot_be_written_is_one_line_and_leaves_nothing(tmp_path, 
     with pytest.raises(CannotWrite, match="cannot write .*run.lock: No space left on device"):
         lock.acquire()
     assert lock.fd is None and not (tmp_path / "run" / "run.lock").exists()
+
+
+@pytest.mark.parametrize(
+    "env, rank",
+    [
+        ({}, 0),
+        ({"LOCAL_RANK": "1"}, 1),
+        ({"RANK": "3", "LOCAL_RANK": "1"}, 3),
+        ({"SLURM_PROCID": "0"}, 0),
+    ],
+)
+def test_only_rank_zero_checks_the_run_folder_on_the_command_line(
+    tmp_path, held, monkeypatch, env, rank
+):
+    """Lightning starts DDP's other ranks with rank 0's hydra.run.dir, whose lock rank 0
+    holds: they must not refuse it (trainer=ddp on CPU failed so), while rank 0 still does."""
+    from seqmodels.cli import launched_rank, refuse_folder_in_use
+
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert launched_rank() == rank
+    held(tmp_path)
+    argv = ["seqmodels-train", f"hydra.run.dir={tmp_path}"]
+    if rank == 0:
+        with pytest.raises(UserError, match="is in use"):
+            refuse_folder_in_use(argv)
+    else:
+        refuse_folder_in_use(argv)  # no error: rank 0 holds the folder for the run
