@@ -2,12 +2,17 @@
 
     past window (patched) -> recurrent encoder (seqmodels.nn) -> final top-layer state
     [state, known inputs of every horizon step] -> Linear -> ReLU -> Linear -> horizon
+    or, with a horizon_encoder:
+    per step [known inputs, state] -> layer over the horizon -> shared MLP -> 1 each
 
 The encoder reads the `window` rows before the origin in steps of `patch`
 rows (336 half-hours as 84 steps of 4): a quarter of the recurrent steps for
 the same week of context. The head sees the encoder's summary and, flattened,
 what is known in advance of each horizon step (calendar, holidays, lagged
-targets, known covariates; seqmodels.data.forecast).
+targets, known covariates; seqmodels.data.forecast); with a `horizon_encoder`
+(the vic_elec recipes) a layer reads those step by step and one MLP, shared by
+every step, turns each of its outputs into that step's residual. `members`
+models side by side make an ensemble whose forecast is their mean.
 
 The model predicts the scaled residual from seasonal naive,
 (y - y[t - season]) / std_train(y), trained with an L1 loss; the forecast is
