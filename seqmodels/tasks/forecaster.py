@@ -201,26 +201,14 @@ class Forecaster(TaskModule):
         self.encoder, self.horizon_encoder, self.head = self._member(
             encoder, horizon_encoder, input_size, known_size, horizon, head_hidden, encoder_init
         )
-        self.more_members = nn.ModuleList(
-            nn.ModuleDict(
-                dict(
-                    zip(
-                        ("encoder", "horizon_encoder", "head"),
-                        self._member(
-                            encoder,
-                            horizon_encoder,
-                            input_size,
-                            known_size,
-                            horizon,
-                            head_hidden,
-                            encoder_init,
-                        ),
-                        strict=True,
-                    )
-                )
+        self.more_members = nn.ModuleList()
+        for _ in range(members - 1):
+            more = self._member(
+                encoder, horizon_encoder, input_size, known_size, horizon, head_hidden, encoder_init
             )
-            for _ in range(members - 1)
-        )
+            self.more_members.append(
+                nn.ModuleDict(dict(zip(("encoder", "horizon_encoder", "head"), more, strict=True)))
+            )
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.errors = nn.ModuleDict(
             {f"{stage}_{f}": ForecastErrors(horizon) for stage in EVAL_STAGES for f in FORECASTS}
